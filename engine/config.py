@@ -1,0 +1,378 @@
+"""Typed preset schema, TOML loading with `extends`, and `--set` overrides.
+
+Every error names the file (or the `--set` that caused it), the dotted key,
+what was given and what is allowed, so a user never has to read a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+import tomllib
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from engine.errors import ConfigError
+
+
+def parse_fraction(value: Any) -> Any:
+    """Accept "8/255" (and "0.3") wherever a float goes; leave other values to pydantic."""
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[-+]?\d+(\.\d*)?\s*/\s*\d+(\.\d*)?", text):
+            num, den = (float(p) for p in text.split("/"))
+            if den == 0:
+                raise ValueError("fraction with a zero denominator")
+            return num / den
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError("expected a number or a fraction like 8/255") from None
+    return value
+
+
+Real = Annotated[float, BeforeValidator(parse_fraction)]
+Unit = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0.0, le=1.0)]
+PosReal = Annotated[float, BeforeValidator(parse_fraction), Field(gt=0.0)]
+NonNegReal = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0.0)]
+
+
+class Section(BaseModel):
+    """Base for every table: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class DataConfig(Section):
+    dataset: str = "mnist-5k"
+    root: str = "data"
+    download: bool = False
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(500, ge=1)
+    augment: bool = False
+    flip: bool = False
+    crop_padding: int = Field(0, ge=0, le=16)
+    pad_mode: Literal["zeros", "reflect"] = "zeros"
+    train_limit: int | None = Field(None, ge=1)
+
+
+class ModelConfig(Section):
+    arch: str = "madry_cnn"
+    head: Literal["linear", "gaussian"] = "linear"
+    margin: NonNegReal = 0.0
+
+
+class StandardMethod(Section):
+    name: Literal["standard"]
+
+
+class MadryMethod(Section):
+    name: Literal["madry"]
+    clean_weight: Unit = 0.0
+
+
+class TradesMethod(Section):
+    name: Literal["trades"]
+    beta: NonNegReal = 6.0
+
+
+class AtblrMethod(Section):
+    name: Literal["atblr"]
+    lam: NonNegReal = Field(0.1, alias="lambda")
+    adv_cap: NonNegReal = 0.0  # 0: the paper's unbounded Eq. 8; c > 0: push stops at c * dim(h)
+
+
+MethodConfig = Annotated[
+    StandardMethod | MadryMethod | TradesMethod | AtblrMethod, Field(discriminator="name")
+]
+METHOD_NAMES = ("standard", "madry", "trades", "atblr")
+
+
+class AttackConfig(Section):
+    kind: Literal["pgd", "fgsm"] = "pgd"
+    eps: Unit = 0.3
+    step: Unit = 0.01
+    steps: int = Field(40, ge=0, le=100_000)
+    restarts: int = Field(1, ge=1, le=1000)
+    loss: Literal["ce", "cw"] = "ce"
+    kappa: NonNegReal = 50.0
+    random_start: bool = True
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "adam"] = "adam"
+    lr: PosReal = 1e-3
+    momentum: Unit = 0.9
+    weight_decay: NonNegReal = 0.0
+    nesterov: bool = False
+
+
+class ScheduleConfig(Section):
+    kind: Literal["constant", "multistep", "cosine"] = "constant"
+    milestones: list[int] = Field(default_factory=list)
+    gamma: PosReal = 0.1
+
+
+class TrainConfig(Section):
+    epochs: int = Field(1, ge=1, le=100_000)
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    log_every: int = Field(10, ge=1)
+    deterministic: bool = True
+
+
+class EvalConfig(Section):
+    every: int = Field(1, ge=1)
+    samples: int = Field(1000, ge=0)
+    suite: Literal["quick", "paper"] = "quick"
+    steps: int = Field(20, ge=1)
+    restarts: int = Field(1, ge=1)
+
+
+class CheckpointConfig(Section):
+    every: int = Field(1, ge=1)
+    keep: int = Field(3, ge=1)
+
+
+class PresetConfig(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    description: str = ""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=lambda: StandardMethod(name="standard"))
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with TOML-friendly keys (aliases such as `lambda`), no None values."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: preset file not found")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+
+
+def _merge(base: dict, over: dict, origin: dict, source: str, prefix: str = "") -> dict:
+    """Deep-merge `over` into `base`, recording which file set each dotted key."""
+    out = dict(base)
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        replace_table = (
+            key == "method"
+            and isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and "name" in value
+            and value.get("name") != out[key].get("name")
+        )
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not replace_table:
+            out[key] = _merge(out[key], value, origin, source, dotted + ".")
+        else:
+            out[key] = value
+            _mark(origin, dotted, value, source)
+    return out
+
+
+def _mark(origin: dict, dotted: str, value: Any, source: str) -> None:
+    origin[dotted] = source
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _mark(origin, f"{dotted}.{k}", v, source)
+
+
+def _load_chain(path: Path, origin: dict, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve() if path.exists() else path
+    if path in seen:
+        raise ConfigError(f"{path}: key 'extends': circular extends chain")
+    raw = _read_toml(path)
+    parent = raw.pop("extends", None)
+    base: dict[str, Any] = {}
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"{path}: key 'extends': expected a file name, given {parent!r}")
+        parent_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+        if not parent_path.is_file():
+            raise ConfigError(f"{path}: key 'extends': file {parent_path} not found")
+        base = _load_chain(parent_path, origin, (*seen, path))
+    return _merge(base, raw, origin, str(path))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (["a", "b"], value); the value is read as TOML, else kept as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, for example attack.eps=8/255")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"--set {text}: '{key}' is not a dotted key like attack.eps")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str], origin: dict) -> dict[str, Any]:
+    out = json.loads(json.dumps(raw))  # deep copy of plain data
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                dotted = ".".join(parts[: i + 1])
+                raise ConfigError(f"--set {text}: key '{dotted}' is a value, not a table")
+            node = child
+        if parts == ["method", "name"] and value != node.get("name"):
+            node.clear()  # another method: its own keys start from defaults
+        node[parts[-1]] = value
+        origin[".".join(parts)] = f"--set {text}"
+    return out
+
+
+def _format_error(err: dict, raw: dict, origin: dict, default_source: str) -> str:
+    loc = [str(p) for p in err["loc"]]
+    if len(loc) >= 2 and loc[0] == "method" and loc[1] in METHOD_NAMES:
+        loc.pop(1)
+    dotted = ".".join(loc) or "(top level)"
+    source = default_source
+    for i in range(len(loc), 0, -1):
+        key = ".".join(loc[:i])
+        if key in origin:
+            source = origin[key]
+            break
+    kind = err["type"]
+    given = err.get("input")
+    if kind == "extra_forbidden":
+        section = ".".join(loc[:-1])
+        allowed = _allowed_keys(section, raw)
+        hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return f"{source}: key '{dotted}': unknown key{hint}"
+    if kind == "missing":
+        return f"{source}: key '{dotted}': required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        given = given.get("name") if isinstance(given, dict) else given
+        return f"{source}: key '{dotted}.name': given {given!r}, allowed: {', '.join(METHOD_NAMES)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{source}: key '{dotted}': given {given!r}: {msg}"
+
+
+def _allowed_keys(section: str, raw: dict) -> list[str]:
+    model: type[BaseModel] | None = PresetConfig
+    if section:
+        head, *rest = section.split(".")
+        field = PresetConfig.model_fields.get(head)
+        if field is None or rest:
+            return []
+        if head == "method":
+            name = (raw.get("method") or {}).get("name")
+            model = {
+                "standard": StandardMethod,
+                "madry": MadryMethod,
+                "trades": TradesMethod,
+                "atblr": AtblrMethod,
+            }.get(name)
+        else:
+            model = field.annotation  # type: ignore[assignment]
+    if model is None or not hasattr(model, "model_fields"):
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def validate(
+    raw: dict[str, Any], origin: dict | None = None, source: str = "preset"
+) -> PresetConfig:
+    """Validate a plain dict into a PresetConfig, raising ConfigError with one clear line."""
+    origin = origin or {}
+    try:
+        cfg = PresetConfig.model_validate(raw)
+    except ValidationError as exc:
+        errs = exc.errors()
+        first = _format_error(errs[0], raw, origin, source)
+        more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+        raise ConfigError(first + more) from None
+    _cross_check(cfg, origin, source)
+    return cfg
+
+
+def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
+    def where(key: str) -> str:
+        return origin.get(key) or origin.get(key.split(".")[0]) or source
+
+    if cfg.method.name == "atblr" and cfg.model.head != "gaussian":
+        raise ConfigError(
+            f"{where('model.head')}: key 'model.head': method 'atblr' needs the mixture head, "
+            f"given {cfg.model.head!r}, allowed: 'gaussian'"
+        )
+    if cfg.model.margin > 0 and cfg.model.head != "gaussian":
+        raise ConfigError(
+            f"{where('model.margin')}: key 'model.margin': a margin needs model.head = 'gaussian'"
+        )
+    from engine.data import DATASETS
+    from engine.models import ARCHS
+
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(
+            f"{where('data.dataset')}: key 'data.dataset': given {cfg.data.dataset!r}, "
+            f"allowed: {', '.join(sorted(DATASETS))}"
+        )
+    if cfg.model.arch not in ARCHS:
+        raise ConfigError(
+            f"{where('model.arch')}: key 'model.arch': given {cfg.model.arch!r}, "
+            f"allowed: {', '.join(sorted(ARCHS))}"
+        )
+    if cfg.schedule.kind == "multistep" and sorted(cfg.schedule.milestones) != list(
+        cfg.schedule.milestones
+    ):
+        raise ConfigError(
+            f"{where('schedule.milestones')}: key 'schedule.milestones': must be increasing"
+        )
+
+
+def load_preset(path: str | Path, overrides: list[str] | None = None) -> PresetConfig:
+    """Read a preset file (following `extends`), apply `--set` overrides, validate."""
+    origin: dict[str, str] = {}
+    path = Path(path)
+    raw = _load_chain(path, origin)
+    raw = apply_overrides(raw, overrides or [], origin)
+    return validate(raw, origin, str(path))
+
+
+def from_json(text: str, source: str = "checkpoint") -> PresetConfig:
+    """Rebuild the resolved config stored in a checkpoint's metadata."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"{source}: key 'config': metadata is not valid JSON") from None
+    return validate(raw, {}, source)
+
+
+def with_overrides(cfg: PresetConfig, overrides: list[str], source: str) -> PresetConfig:
+    """Apply `--set` overrides to an already-resolved config (eval, resume)."""
+    origin: dict[str, str] = {}
+    raw = apply_overrides(cfg.to_dict(), overrides, origin)
+    return validate(raw, origin, source)

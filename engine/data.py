@@ -1,0 +1,215 @@
+"""Datasets as uint8 tensors, and a loader that keeps them on the training device.
+
+Small image datasets fit in memory (MNIST is 47 MB as uint8), so the loader
+holds them as one tensor on the device, draws each epoch's order and
+augmentation parameters up front from a generator seeded by (seed, epoch), and
+slices batches with tensor ops: no per-sample Python in the hot loop, and a run
+resumed mid-epoch replays exactly the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.errors import DataMissingError
+
+BUNDLED_HINT = "or use the bundled offline subset: --set data.dataset=mnist-5k"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset, known without loading it (used to build models)."""
+
+    shape: tuple[int, int, int]
+    num_classes: int
+
+
+@dataclass
+class Dataset:
+    """A whole dataset as uint8 NCHW images and int64 labels."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+
+def _bundled_mnist5k(root: str, download: bool) -> Dataset:
+    with resources.files("engine.assets").joinpath("mnist5k.npz").open("rb") as fh:
+        arrays = np.load(fh, allow_pickle=False)
+        parts = {k: torch.from_numpy(arrays[k].copy()) for k in arrays.files}
+    return Dataset(
+        "mnist-5k",
+        parts["train_x"].unsqueeze(1),
+        parts["train_y"].long(),
+        parts["test_x"].unsqueeze(1),
+        parts["test_y"].long(),
+        10,
+    )
+
+
+def _torchvision_mnist_like(cls_name: str, name: str) -> Callable[[str, bool], Dataset]:
+    def load(root: str, download: bool) -> Dataset:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, cls_name)
+        try:
+            train = cls(root, train=True, download=download)
+            test = cls(root, train=False, download=download)
+        except RuntimeError as exc:
+            where = Path(root) / cls_name / "raw"
+            raise DataMissingError(
+                f"{name}: files not found under {where} ({exc}); put them there, "
+                f"or set data.download = true when online, {BUNDLED_HINT}"
+            ) from None
+        except OSError as exc:  # network failure while downloading
+            raise DataMissingError(
+                f"{name}: could not download into {root} ({exc}); {BUNDLED_HINT}"
+            ) from None
+        return Dataset(
+            name,
+            train.data.unsqueeze(1).contiguous(),
+            train.targets.long(),
+            test.data.unsqueeze(1).contiguous(),
+            test.targets.long(),
+            10,
+        )
+
+    return load
+
+
+def _synthetic(root: str, download: bool) -> Dataset:
+    """Ten separable 'digits': a class-specific bright bar plus noise, 28x28, fixed seed."""
+    g = torch.Generator().manual_seed(1234)
+    n_train, n_test = 512, 256
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % 10
+        x = torch.rand(n, 1, 28, 28, generator=g) * 0.3
+        for c in range(10):
+            rows = slice(2 + 2 * c, 4 + 2 * c)
+            x[y == c, :, rows, 4:24] += 0.6
+        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        return x, y
+
+    tx, ty = make(n_train)
+    vx, vy = make(n_test)
+    return Dataset("synthetic", tx, ty, vx, vy, 10)
+
+
+DATASETS: dict[str, tuple[DatasetInfo, Callable[[str, bool], Dataset]]] = {
+    "mnist-5k": (DatasetInfo((1, 28, 28), 10), _bundled_mnist5k),
+    "mnist": (DatasetInfo((1, 28, 28), 10), _torchvision_mnist_like("MNIST", "mnist")),
+    "fashion-mnist": (
+        DatasetInfo((1, 28, 28), 10),
+        _torchvision_mnist_like("FashionMNIST", "fashion-mnist"),
+    ),
+    "synthetic": (DatasetInfo((1, 28, 28), 10), _synthetic),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    return DATASETS[name][0]
+
+
+def load_dataset(name: str, root: str = "data", download: bool = False) -> Dataset:
+    """Load a registered dataset as uint8 tensors (downloading only when asked)."""
+    return DATASETS[name][1](root, download)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator that fixes one epoch's order and augmentation, independent of history."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+@dataclass
+class Augment:
+    """The papers' augmentation: optional horizontal flip, random crop after padding."""
+
+    flip: bool = False
+    padding: int = 0
+    pad_mode: str = "zeros"
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.padding > 0
+
+
+class TensorLoader:
+    """Batches from device-resident uint8 tensors, as float images in [0, 1]."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool = False,
+        augment: Augment | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        self.x = x.to(device)
+        self.y = y.to(device)
+        self.batch_size = batch_size
+        self.device = device
+        self.shuffle = shuffle
+        self.augment = augment if augment is not None and augment.active else None
+        self.drop_last = drop_last
+
+    def __len__(self) -> int:
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch(
+        self, gen: torch.Generator | None = None, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield batches of one epoch, from batch index `start` (for exact mid-epoch resume)."""
+        n = len(self.y)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        plan = None
+        if self.augment is not None:
+            p = self.augment.padding
+            offsets = torch.randint(0, 2 * p + 1, (n, 2), generator=gen)
+            flips = torch.rand(n, generator=gen) < 0.5
+            plan = (offsets.to(self.device), flips.to(self.device))
+        order = order.to(self.device)
+        for b in range(start, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            xb = self.x[idx].float().div_(255.0)
+            if plan is not None:
+                xb = self._apply(
+                    xb,
+                    plan[0][b * self.batch_size :][: len(idx)],
+                    plan[1][b * self.batch_size :][: len(idx)],
+                )
+            yield xb, self.y[idx]
+
+    def _apply(self, x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        aug = self.augment
+        assert aug is not None
+        if aug.flip:
+            x = torch.where(flips[:, None, None, None], x.flip(-1), x)
+        p = aug.padding
+        if p > 0:
+            mode = "constant" if aug.pad_mode == "zeros" else "reflect"
+            padded = F.pad(x, (p, p, p, p), mode=mode)
+            h, w = x.shape[-2:]
+            rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # B x H
+            cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # B x W
+            bidx = torch.arange(len(x), device=x.device)[:, None, None]
+            x = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]
+            x = x.permute(0, 3, 1, 2).contiguous()
+        return x

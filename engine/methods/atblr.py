@@ -1,0 +1,56 @@
+"""ATBLR (Wan, Chen, Yang, ECCV 2020): adversarial training with bi-directional
+likelihood regularisation over a Gaussian-mixture head.
+
+    clean (Eq. 7):  CE(f(x), y) + lambda * L_lkd(x)
+    adv   (Eq. 8):  CE(f(a), y) - lambda * L_lkd(a),   a = PGD-k(x)
+    L_lkd (Eq. 6):  mean ||h(x) - mu_y||^2
+
+Both halves in equal proportion: loss = (clean + adv) / 2, one forward over
+the concatenated batch. The adversarial term is unbounded below; the
+trainer's NaN/inf guard is what stops a run that runs away.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engine.config import AtblrMethod, AttackConfig
+from engine.methods.base import training_adversary
+from engine.models import Classifier, GaussianHead
+
+
+class Atblr:
+    name = "atblr"
+
+    def __init__(self, cfg: AtblrMethod, attack: AttackConfig) -> None:
+        self.lam = cfg.lam
+        self.adv_cap = cfg.adv_cap
+        self.adversary = training_adversary(attack)
+
+    def loss(self, model: Classifier, x: torch.Tensor, y: torch.Tensor):
+        head = model.head
+        if not isinstance(head, GaussianHead):
+            raise TypeError("ATBLR needs the gaussian head (model.head = 'gaussian')")
+        a = self.adversary(model, x, y)
+        n = len(x)
+        yy = torch.cat([y, y])
+        logits, h = model.forward_features(torch.cat([x, a]), yy)
+        ce_clean = F.cross_entropy(logits[:n], y)
+        ce_adv = F.cross_entropy(logits[n:], y)
+        lkd_clean = head.lkd(h[:n], y)
+        d_adv = head.sq_distance_to(h[n:], y)
+        lkd_adv = d_adv.mean()
+        push = lkd_adv
+        if self.adv_cap > 0:
+            push = d_adv.clamp(max=self.adv_cap * h.shape[1]).mean()
+        clean = ce_clean + self.lam * lkd_clean
+        adv = ce_adv - self.lam * push
+        loss = 0.5 * (clean + adv)
+        parts = {
+            "ce_clean": ce_clean.detach(),
+            "ce_adv": ce_adv.detach(),
+            "lkd_clean": lkd_clean.detach(),
+            "lkd_adv": lkd_adv.detach(),
+        }
+        return loss, parts

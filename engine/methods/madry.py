@@ -1,0 +1,34 @@
+"""Madry et al. (ICLR 2018): min_theta E max_{||d|| <= eps} CE(f(x + d), y).
+
+The inner max is the configured PGD adversary. `clean_weight` w > 0 mixes in
+clean CE, (1 - w) * CE(adv) + w * CE(clean), the variant some papers call
+adversarial training on clean and adversarial data; the default 0 is Madry's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import AttackConfig, MadryMethod
+from engine.methods.base import training_adversary
+
+
+class Madry:
+    name = "madry"
+
+    def __init__(self, cfg: MadryMethod, attack: AttackConfig) -> None:
+        self.w = cfg.clean_weight
+        self.adversary = training_adversary(attack)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        x_adv = self.adversary(model, x, y)
+        if self.w == 0:
+            ce_adv = F.cross_entropy(model(x_adv), y)
+            return ce_adv, {"ce_adv": ce_adv.detach()}
+        logits = model(torch.cat([x, x_adv]))
+        ce_clean = F.cross_entropy(logits[: len(x)], y)
+        ce_adv = F.cross_entropy(logits[len(x) :], y)
+        loss = (1 - self.w) * ce_adv + self.w * ce_clean
+        return loss, {"ce_clean": ce_clean.detach(), "ce_adv": ce_adv.detach()}

@@ -1,0 +1,152 @@
+"""Run directories: safe names, creation, a lock per live run, and listing with status."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from engine.errors import WorkbenchError
+from engine.events import read_events
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_name(name: str) -> str:
+    """Refuse names that could escape the runs directory or confuse a shell."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise WorkbenchError(
+            f"--name {name!r}: a run name uses letters, digits, '.', '_' and '-' only, "
+            "starts with a letter or digit and contains no '..'"
+        )
+    return name
+
+
+def default_name(preset_name: str) -> str:
+    return f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_dir_for(runs_dir: str | Path, name: str) -> Path:
+    return Path(runs_dir) / check_name(name)
+
+
+def create_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """Make runs/<name>/ (and checkpoints/); refuse to reuse an existing run's folder."""
+    path = run_dir_for(runs_dir, name)
+    if path.exists():
+        raise WorkbenchError(
+            f"{path}: a run with this name exists; pick another --name or --resume {path}"
+        )
+    path.mkdir(parents=True)
+    (path / "checkpoints").mkdir()
+    return path
+
+
+class RunLock:
+    """An exclusive flock on runs/<name>/.lock held while a process writes the run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> RunLock:
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise WorkbenchError(
+                f"{self.path.parent}: another process is writing this run"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def is_locked(run_dir: Path) -> bool:
+    lock = run_dir / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+@dataclass
+class RunInfo:
+    name: str
+    path: str
+    status: str  # running | finished | failed | interrupted | stale
+    preset: str
+    method: str
+    epoch: int
+    epochs: int
+    best_robust_acc: float | None
+    last_clean_acc: float | None
+    started: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    """Summarise a run from its events alone (the same stream every face reads)."""
+    events = read_events(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
+    status, preset, method, epoch, epochs, started = "stale", "", "", 0, 0, None
+    best, clean = None, None
+    for e in events:
+        t = e["type"]
+        if t == "run_started":
+            cfg = e.get("config", {})
+            preset = cfg.get("name", "")
+            method = cfg.get("method", {}).get("name", "")
+            epochs = cfg.get("train", {}).get("epochs", 0)
+            started = started or e.get("time")
+            status = "running"
+        elif t == "epoch_end":
+            epoch = e.get("epoch", epoch)
+            r = e.get("robust_acc")
+            if isinstance(r, int | float):
+                best = r if best is None else max(best, r)
+            c = e.get("clean_acc")
+            clean = c if isinstance(c, int | float) else clean
+        elif t == "run_finished":
+            status = e.get("status", "finished")
+        elif t == "run_failed":
+            status = "failed"
+    if status == "running" and not is_locked(run_dir):
+        status = "stale"  # the writer died without a last word (kill -9, power loss)
+    return RunInfo(
+        run_dir.name, str(run_dir), status, preset, method, epoch, epochs, best, clean, started
+    )
+
+
+def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and (p / "events.jsonl").exists()]
+    infos = [run_info(p) for p in dirs]
+    return sorted(infos, key=lambda r: r.started or 0.0, reverse=True)
+
+
+def runs_json(infos: list[RunInfo]) -> str:
+    return json.dumps([r.to_dict() for r in infos], indent=2)

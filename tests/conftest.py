@@ -1,0 +1,89 @@
+"""Shared fixtures: a small model trained once per session on the bundled MNIST subset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mnist5k():
+    from engine.data import load_dataset
+
+    return load_dataset("mnist-5k")
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(mnist5k):
+    """LeNet trained with plain CE for two epochs: ~95% clean, not robust."""
+    from engine.data import TensorLoader, epoch_generator
+    from engine.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet", "linear", (1, 28, 28), 10)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    loader = TensorLoader(mnist5k.train_x, mnist5k.train_y, 64, torch.device("cpu"), shuffle=True)
+    for epoch in range(2):
+        for x, y in loader.epoch(epoch_generator(0, epoch)):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def test_batch(mnist5k):
+    x = mnist5k.test_x[:300].float() / 255.0
+    y = mnist5k.test_y[:300]
+    return x, y
+
+
+def write_preset(path: Path, body: str) -> Path:
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+TINY_PRESET = """
+name = "tiny"
+description = "synthetic smoke preset for tests"
+[data]
+dataset = "synthetic"
+batch_size = 64
+eval_batch_size = 256
+[model]
+arch = "lenet"
+head = "linear"
+[method]
+name = "madry"
+[attack]
+eps = 0.1
+step = 0.05
+steps = 2
+[optim]
+name = "adam"
+lr = 0.002
+[train]
+epochs = 2
+seed = 3
+log_every = 2
+[eval]
+samples = 64
+steps = 2
+[checkpoint]
+every = 1
+keep = 2
+"""
+
+
+@pytest.fixture
+def tiny_preset(tmp_path):
+    return write_preset(tmp_path / "tiny.toml", TINY_PRESET)

@@ -1,0 +1,1 @@
+"""The faces of the workbench: CLI, headless view (and, later, the Textual app)."""

@@ -1,0 +1,474 @@
+"""The `workbench` command line (typer). Every bad input ends in one line and exit 2.
+
+Heavy modules (torch, the engine's math) are imported inside the commands
+that need them, so `inspect`, `runs` and `presets` start fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import WorkbenchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    help="Adversarial-robustness workbench: train robust classifiers, attack them, watch runs.",
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+PRESET_DIRS = (Path.cwd() / "presets", Path(__file__).resolve().parent.parent / "presets")
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a preset key, e.g. --set attack.eps=8/255 (repeatable)."),
+]
+RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where runs live.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def resolve_preset(arg: str) -> Path:
+    """A path, or a bare name found in ./presets or the project's presets folder."""
+    p = Path(arg)
+    if p.is_file():
+        return p
+    stem = p.name.removesuffix(".toml")
+    for d in PRESET_DIRS:
+        if (d / f"{stem}.toml").is_file() and p.parent == Path("."):
+            return d / f"{stem}.toml"
+    known = sorted({f.stem for d in PRESET_DIRS if d.is_dir() for f in d.glob("*.toml")})
+    raise WorkbenchError(f"{arg}: preset file not found (known presets: {', '.join(known)})")
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs live.")] = Path("runs"),
+) -> None:
+    """Until the Textual app lands, bare `workbench` prints this help."""
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
+        raise typer.Exit(0)
+
+
+# ---------------------------------------------------------------- run
+
+
+@app.command()
+def run(
+    preset: Annotated[str | None, typer.Argument(help="Preset file or name.")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="Rich live view, no app.")] = False,
+    sets: SetOpt = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Run name (default: preset-time).")
+    ] = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    resume: Annotated[Path | None, typer.Option("--resume", help="Run dir to continue.")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
+    ] = None,
+) -> None:
+    """Train a preset; writes runs/<name>/ with events and safetensors checkpoints."""
+    try:
+        code = _run(preset, sets or [], name, runs_dir, resume, device)
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+def _run(
+    preset: str | None,
+    sets: list[str],
+    name: str | None,
+    runs_dir: Path,
+    resume: Path | None,
+    device: str | None,
+) -> int:
+    from engine import config as C
+    from engine.checkpoint import atomic_write_bytes
+    from engine.data import load_dataset
+    from engine.events import EventWriter
+    from engine.runs import RunLock, check_name, create_run_dir, default_name
+    from engine.trainer import Trainer, resolve_device
+
+    if device is not None:
+        sets = [*sets, f"train.device={device}"]
+    if resume is not None:
+        if not (resume / "config.toml").is_file() or not (resume / "last.safetensors").is_file():
+            raise WorkbenchError(
+                f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
+            )
+        cfg = C.load_preset(resume / "config.toml", sets)
+        run_dir = resume
+    else:
+        if preset is None:
+            raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
+        cfg = C.load_preset(resolve_preset(preset), sets)
+        run_name = check_name(name) if name else default_name(cfg.name)
+        run_dir = runs_dir / run_name
+        if run_dir.exists():
+            raise WorkbenchError(
+                f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
+            )
+    dev = resolve_device(cfg.train.device)
+    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    stop = threading.Event()
+
+    trainer = Trainer(cfg, data, run_dir, EventWriter(None), dev, stop)
+    if resume is not None:
+        lock = RunLock(run_dir).acquire()
+        try:
+            trainer.resume(run_dir / "last.safetensors")
+        except BaseException:
+            lock.release()
+            raise
+    else:
+        run_dir = create_run_dir(runs_dir, run_dir.name)
+        lock = RunLock(run_dir).acquire()
+    writer = None
+    try:
+        atomic_write_bytes(run_dir / "config.toml", cfg.to_toml().encode())
+        writer = trainer.writer = EventWriter(run_dir / "events.jsonl")
+        return _drive(trainer, writer, stop, cfg)
+    finally:
+        if writer is not None:
+            writer.close()
+        lock.release()
+
+
+def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any) -> int:
+    """Run the trainer under the live view, with Ctrl-C / SIGTERM as a graceful stop."""
+    from workbench.headless import RunView, final_table, follow
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("\nstopping: saving a checkpoint (Ctrl-C again to abort without saving)")
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    view = RunView(out)
+    writer.listeners.append(view.on_event)
+    live = follow(out, view)
+    try:
+        if live is not None:
+            with live:
+                outcome = trainer.run()
+        else:
+            outcome = trainer.run()
+    except KeyboardInterrupt:
+        writer.emit("run_finished", status="interrupted", saved=False)
+        err.print("aborted without a final checkpoint; last.safetensors is from the last epoch")
+        return 130
+    except Exception as exc:  # a crash: keep the last good checkpoint, log the traceback
+        log = trainer.run_dir / "crash.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        writer.emit("run_failed", error=f"{type(exc).__name__}: {exc}", log=str(log))
+        err.print(f"[bold red]run failed:[/] {type(exc).__name__}: {exc} (traceback in {log})")
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    out.print(final_table(outcome, trainer.state.history, view.last_parts, cfg.to_dict()))
+    if outcome.status == "failed":
+        err.print(f"[bold red]run failed:[/] {outcome.error}")
+    elif outcome.status == "interrupted":
+        err.print(f"interrupted; resume with: workbench run --resume {outcome.run_dir}")
+    return outcome.exit_code
+
+
+# ---------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def eval_(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
+    suite: Annotated[str, typer.Option("--suite", help="quick or paper.")] = "paper",
+    sets: SetOpt = None,
+    samples: Annotated[int, typer.Option("--samples", help="Test examples (0 = all).", min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
+) -> None:
+    """Attack a checkpoint with a suite; per-attack and worst-case accuracy, saved as JSON."""
+    try:
+        doc = _eval(checkpoint, suite, sets or [], samples, device, seed, as_json)
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+
+def _eval(
+    path: Path, suite: str, sets: list[str], samples: int, device: str, seed: int, quiet: bool
+) -> dict[str, Any]:
+    import time
+
+    import torch
+
+    from engine import checkpoint as ckpt
+    from engine import config as C
+    from engine.data import load_dataset
+    from engine.evaluate import run_suite, save_result, suite_attacks
+    from engine.events import EventWriter
+    from engine.models import build
+    from engine.trainer import resolve_device
+
+    if suite not in ("quick", "paper"):
+        raise WorkbenchError(f"--suite {suite!r}: allowed: quick, paper")
+    _, meta = ckpt.read_header(path)
+    cfg = C.from_json(meta["config"], f"{path}")
+    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
+    dev = resolve_device(device)
+    tensors, _ = ckpt.load(path)
+    model = build(cfg)
+    ckpt.unpack_model(model, tensors, str(path))
+    model.to(dev).eval()
+    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    n = samples or len(data.test_y)
+    x = data.test_x[:n].to(dev).float().div_(255.0)
+    y = data.test_y[:n].to(dev)
+    attacks = suite_attacks(cfg, suite)
+    t0 = time.perf_counter()
+    if quiet:
+        result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as prog:
+            task = prog.add_task("clean", total=len(attacks) * n)
+            done_before: dict[str, int] = {}
+
+            def progress(name: str, done: int, total: int) -> None:
+                done_before[name] = done
+                prog.update(task, completed=sum(done_before.values()), description=name)
+
+            result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed, progress)
+    elapsed = time.perf_counter() - t0
+    table = result.table()
+    run_dir = path.parent if (path.parent / "events.jsonl").exists() else None
+    base = run_dir or path.parent
+    if run_dir is None and path.parent.name == "checkpoints":
+        run_dir = path.parent.parent if (path.parent.parent / "events.jsonl").exists() else None
+        base = run_dir or base
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_path = base / "eval" / f"{suite}-{stamp}.json"
+    params = {
+        "checkpoint": str(path),
+        "seed": seed,
+        "indices": [0, n],
+        "device": str(dev),
+        "examples_per_s": n * len(attacks) / elapsed if elapsed > 0 else None,
+    }
+    save_result(out_path, suite, result, cfg, params)
+    if run_dir is not None:
+        w = EventWriter(run_dir / "events.jsonl")
+        w.emit("eval_result", suite=suite, checkpoint=str(path), table=table, path=str(out_path))
+        w.close()
+    doc = {
+        "checkpoint": str(path),
+        "suite": suite,
+        "n": n,
+        "eps": cfg.attack.eps,
+        "step": cfg.attack.step,
+        "restarts": cfg.eval.restarts,
+        "seed": seed,
+        "accuracy": table,
+        "seconds": result.seconds,
+        "saved": str(out_path),
+        "torch_version": torch.__version__,
+    }
+    if not quiet:
+        t = Table(title=f"{path} — {suite} suite, eps {cfg.attack.eps:.4g}, {n} examples")
+        t.add_column("attack")
+        t.add_column("accuracy %", justify="right")
+        t.add_column("seconds", justify="right")
+        for k, v in table.items():
+            t.add_row(
+                k, f"{v:.2f}", f"{result.seconds.get(k, 0):.1f}" if k in result.seconds else ""
+            )
+        out.print(t)
+        out.print(f"saved {out_path}")
+    return doc
+
+
+# ---------------------------------------------------------------- inspect
+
+
+@app.command()
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Metadata, config, metrics and the tensor table of a checkpoint (no torch needed)."""
+    from engine.checkpoint import read_header
+
+    try:
+        header, meta = read_header(checkpoint)
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    tensors = []
+    params = 0
+    for name, info in sorted(header.items()):
+        numel = 1
+        for d in info["shape"]:
+            numel *= d
+        tensors.append(
+            {"name": name, "dtype": info["dtype"], "shape": info["shape"], "numel": numel}
+        )
+        if name.startswith("model."):
+            params += numel
+    parsed: dict[str, Any] = {}
+    for k, v in meta.items():
+        if k in ("config", "metrics", "optim", "progress"):
+            try:
+                parsed[k] = json.loads(v)
+                continue
+            except json.JSONDecodeError:
+                pass
+        parsed[k] = v
+    evals = (
+        sorted(str(p) for p in (checkpoint.parent / "eval").glob("*.json"))
+        if (checkpoint.parent / "eval").is_dir()
+        else []
+    )
+    doc = {
+        "path": str(checkpoint),
+        "metadata": parsed,
+        "tensors": tensors,
+        "model_parameters": params,
+        "evaluations": evals,
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    t = Table(title=f"{checkpoint}", show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for k in (
+        "format",
+        "kind",
+        "method",
+        "arch",
+        "head",
+        "dataset",
+        "epoch",
+        "created",
+        "engine_version",
+        "torch_version",
+        "device",
+    ):
+        if k in meta:
+            t.add_row(k, meta[k])
+    t.add_row("model parameters", f"{params:,}")
+    metrics = parsed.get("metrics", {})
+    if isinstance(metrics, dict):
+        t.add_row("best robust acc", str(metrics.get("best_robust_acc")))
+        last = metrics.get("last") or {}
+        t.add_row("last clean / robust acc", f"{last.get('clean_acc')} / {last.get('robust_acc')}")
+    out.print(t)
+    cfg = parsed.get("config")
+    if isinstance(cfg, dict):
+        import tomli_w
+
+        out.print("[bold]config[/]")
+        out.print(tomli_w.dumps(cfg), highlight=False, markup=False)
+    tt = Table(title="tensors")
+    for col in ("name", "dtype", "shape", "numel"):
+        tt.add_column(col, justify="right" if col == "numel" else "left")
+    for row in tensors:
+        tt.add_row(
+            row["name"],
+            row["dtype"],
+            "x".join(map(str, row["shape"])) or "scalar",
+            f"{row['numel']:,}",
+        )
+    out.print(tt)
+    for p in evals:
+        out.print(f"evaluation: {p}")
+
+
+# ---------------------------------------------------------------- runs, presets
+
+
+@app.command()
+def runs(
+    runs_dir: RunsDirOpt = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Runs under the runs directory with status, epoch and best robust accuracy."""
+    from engine.runs import list_runs, runs_json
+
+    infos = list_runs(runs_dir)
+    if as_json:
+        sys.stdout.write(runs_json(infos) + "\n")
+        return
+    if not infos:
+        out.print(f"no runs under {runs_dir} yet: try `workbench run presets/demo.toml --headless`")
+        return
+    t = Table(title=f"runs in {runs_dir}")
+    for col in ("name", "status", "method", "epoch", "clean %", "best robust %"):
+        t.add_column(col)
+    for r in infos:
+        t.add_row(
+            r.name,
+            r.status,
+            r.method,
+            f"{r.epoch}/{r.epochs}",
+            f"{r.last_clean_acc:.2f}" if r.last_clean_acc is not None else "-",
+            f"{r.best_robust_acc:.2f}" if r.best_robust_acc is not None else "-",
+        )
+    out.print(t)
+
+
+@app.command()
+def presets() -> None:
+    """Presets found in ./presets and in the project's presets folder."""
+    import tomllib
+
+    t = Table(title="presets")
+    t.add_column("preset")
+    t.add_column("description")
+    seen = set()
+    for d in PRESET_DIRS:
+        for f in sorted(d.glob("*.toml")) if d.is_dir() else []:
+            if f.stem in seen:
+                continue
+            seen.add(f.stem)
+            try:
+                desc = tomllib.loads(f.read_text(encoding="utf-8")).get("description", "")
+            except (tomllib.TOMLDecodeError, OSError):
+                desc = "(unreadable)"
+            t.add_row(
+                str(f.relative_to(Path.cwd())) if f.is_relative_to(Path.cwd()) else str(f), desc
+            )
+    out.print(t)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()
