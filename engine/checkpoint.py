@@ -144,8 +144,8 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
     from safetensors.torch import save as st_save
 
     path = Path(path)
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    meta = {k: str(v) for k, v in metadata.items()}
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
+    meta = {k: str(v) for k, v in sorted(metadata.items())}
     atomic_write_bytes(path, st_save(flat, metadata=meta))
     return path
 

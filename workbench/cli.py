@@ -270,7 +270,7 @@ def _eval(
     if run_dir is None and path.parent.name == "checkpoints":
         run_dir = path.parent.parent if (path.parent.parent / "events.jsonl").exists() else None
         base = run_dir or base
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
     out_path = base / "eval" / f"{suite}-{stamp}.json"
     params = {
         "checkpoint": str(path),

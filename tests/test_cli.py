@@ -1,0 +1,190 @@
+"""The command line as a user meets it: exit codes, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY_PRESET, write_preset
+
+
+def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "workbench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def snapshot(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished tiny run shared by the read-only CLI tests."""
+    root = tmp_path_factory.mktemp("cli")
+    write_preset(root / "tiny.toml", TINY_PRESET)
+    res = wb("run", "tiny.toml", "--headless", "--name", "t1", cwd=root)
+    assert res.returncode == 0, res.stderr
+    return root, res
+
+
+def test_run_leaves_the_contracted_run_directory(finished_run):
+    root, res = finished_run
+    run = root / "runs" / "t1"
+    for name in ("config.toml", "events.jsonl", "last.safetensors", "best.safetensors"):
+        assert (run / name).is_file(), name
+    assert "best checkpoint" in res.stdout and "PGD-2 accuracy" in res.stdout
+    lines = (run / "events.jsonl").read_text().splitlines()
+    assert all(json.loads(line)["type"] for line in lines)
+    assert 'name = "tiny"' in (run / "config.toml").read_text()
+
+
+def test_inspect_json_has_the_contract_metadata(finished_run):
+    root, _ = finished_run
+    res = wb("inspect", "runs/t1/best.safetensors", "--json", cwd=root)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    meta = doc["metadata"]
+    for key in (
+        "format",
+        "config",
+        "epoch",
+        "metrics",
+        "method",
+        "arch",
+        "dataset",
+        "created",
+        "engine_version",
+        "torch_version",
+    ):
+        assert key in meta, key
+    assert meta["format"] == "workbench/1" and meta["config"]["name"] == "tiny"
+    assert doc["model_parameters"] == 61_706
+    assert any(
+        t["name"] == "model.head.fc.weight" and t["shape"] == [10, 84] for t in doc["tensors"]
+    )
+
+
+def test_eval_json_prints_the_six_columns_and_saves_evidence(finished_run):
+    root, _ = finished_run
+    res = wb("eval", "runs/t1/best.safetensors", "--json", "--samples", "40", cwd=root)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    acc = doc["accuracy"]
+    cols = ["clean", "FGSM", "PGD-40", "PGD-100", "CW-40", "CW-100"]
+    assert list(acc)[:6] == cols and "worst case" in acc
+    assert acc["worst case"] <= min(acc[c] for c in cols)
+    assert acc["PGD-100"] <= acc["clean"] and acc["FGSM"] <= acc["clean"]
+    saved = json.loads((root / doc["saved"]).read_text())
+    assert saved["n"] == 40 and len(saved["per_example"]["PGD-40"]) == 40
+    events = (root / "runs" / "t1" / "events.jsonl").read_text()
+    assert '"eval_result"' in events
+
+
+def test_runs_and_presets_list_what_exists(finished_run):
+    root, _ = finished_run
+    res = wb("runs", "--json", cwd=root)
+    runs = json.loads(res.stdout)
+    assert runs[0]["name"] == "t1" and runs[0]["status"] == "finished"
+    assert runs[0]["epoch"] == 2 and runs[0]["best_robust_acc"] is not None
+    res = wb("presets", cwd=ROOT)
+    assert "mnist_atblr" in res.stdout and "demo" in res.stdout
+
+
+BAD = {
+    "unknown key": ("[attack]\n", "[attack]\nepsilon = 0.3\n", "attack.epsilon"),
+    "wrong type": ("steps = 2\n", 'steps = "two"\n', "attack.steps"),
+    "negative eps": ("eps = 0.1\n", "eps = -1\n", "attack.eps"),
+    "missing data": ('dataset = "synthetic"', 'dataset = "mnist"\nroot = "nodata"', "mnist-5k"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_presets_exit_2_with_one_line_and_no_files(tmp_path, case):
+    old, new, needle = BAD[case]
+    write_preset(tmp_path / "bad.toml", TINY_PRESET.replace(old, new, 1))
+    before = snapshot(tmp_path)
+    res = wb("run", "bad.toml", "--headless", cwd=tmp_path)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "bad.toml" in res.stderr or "nodata" in res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_missing_preset_and_unsafe_name_exit_2(tmp_path):
+    write_preset(tmp_path / "tiny.toml", TINY_PRESET)
+    before = snapshot(tmp_path)
+    res = wb("run", "nope.toml", "--headless", cwd=tmp_path)
+    assert res.returncode == 2 and "nope.toml" in res.stderr and "not found" in res.stderr
+    res = wb("run", "tiny.toml", "--headless", "--name", "../x", cwd=tmp_path)
+    assert res.returncode == 2 and "--name" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = wb("run", "tiny.toml", "--set", "attack.eps=7", cwd=tmp_path)
+    assert res.returncode == 2 and "--set attack.eps=7" in res.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_truncated_checkpoint_exits_2_for_eval_and_inspect(finished_run, tmp_path):
+    root, _ = finished_run
+    data = (root / "runs" / "t1" / "best.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    before = snapshot(tmp_path)
+    for cmd in (["inspect", str(cut)], ["eval", str(cut)], ["inspect", str(cut), "--json"]):
+        res = wb(*cmd, cwd=tmp_path)
+        assert res.returncode == 2, cmd
+        assert "truncated" in res.stderr and str(cut) in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and res.stdout == ""
+    assert snapshot(tmp_path) == before
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    write_preset(tmp_path / "tiny.toml", TINY_PRESET)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench",
+            "run",
+            "tiny.toml",
+            "--headless",
+            "--name",
+            "s",
+            "--set",
+            "train.epochs=1000",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events = tmp_path / "runs" / "s" / "events.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if events.exists() and '"epoch_end"' in events.read_text():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last["type"] == "run_finished" and last["status"] == "interrupted"
+    assert (tmp_path / "runs" / "s" / "last.safetensors").is_file()
+    res = wb("runs", "--json", cwd=tmp_path)
+    assert json.loads(res.stdout)[0]["status"] == "interrupted"

@@ -1,0 +1,140 @@
+"""The training loop: exact resume, graceful stop, NaN guard, events and checkpoints."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import checkpoint as ckpt
+from engine.config import load_preset
+from engine.data import load_dataset
+from engine.events import EventWriter, read_events
+from engine.trainer import Trainer, lr_at
+
+
+def make(cfg, run_dir: Path, stop=None) -> Trainer:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    data = load_dataset(cfg.data.dataset)
+    writer = EventWriter(run_dir / "events.jsonl")
+    return Trainer(cfg, data, run_dir, writer, torch.device("cpu"), stop)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = ckpt.load(path)
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "optim."))}
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_at_epoch_boundary_equals_uninterrupted(tiny_preset, tmp_path):
+    full = make(load_preset(tiny_preset), tmp_path / "full")
+    assert full.run().exit_code == 0
+    first = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "split")
+    first.run()
+    second = make(load_preset(tiny_preset), tmp_path / "split")
+    second.resume(tmp_path / "split" / "last.safetensors")
+    assert second.run().exit_code == 0
+    assert_same(
+        weights(tmp_path / "full" / "last.safetensors"),
+        weights(tmp_path / "split" / "last.safetensors"),
+    )
+
+
+def test_stop_mid_epoch_saves_and_resume_equals_uninterrupted(tiny_preset, tmp_path):
+    sets = ["train.log_every=1", "data.augment=true", "data.flip=true", "data.crop_padding=2"]
+    full = make(load_preset(tiny_preset, sets), tmp_path / "full")
+    full.run()
+    stop = threading.Event()
+    t = make(load_preset(tiny_preset, sets), tmp_path / "cut", stop)
+    t.writer.listeners.append(
+        lambda e: stop.set() if e["type"] == "step" and e["step"] == 11 else None
+    )
+    out = t.run()
+    assert out.status == "interrupted" and out.exit_code == 130
+    _, meta = ckpt.read_header(tmp_path / "cut" / "last.safetensors")
+    assert meta["epoch"] == "1"  # one full epoch of 8 batches, then 3 more
+    events = read_events(tmp_path / "cut" / "events.jsonl")
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "interrupted"
+    t.writer.close()
+    again = make(load_preset(tiny_preset, sets), tmp_path / "cut")
+    again.resume(tmp_path / "cut" / "last.safetensors")
+    assert again.state.step_in_epoch == 3
+    assert again.run().exit_code == 0
+    assert_same(
+        weights(tmp_path / "full" / "last.safetensors"),
+        weights(tmp_path / "cut" / "last.safetensors"),
+    )
+
+
+def test_nan_guard_stops_cleanly_and_keeps_last_good_checkpoint(tiny_preset, tmp_path):
+    t = make(load_preset(tiny_preset, ["train.epochs=3"]), tmp_path / "nan")
+    real_loss = t.method.loss
+    saved: dict[str, bytes] = {}
+
+    def poisoned(model, x, y):
+        loss, parts = real_loss(model, x, y)
+        if t.state.epoch >= 1:  # second epoch: the loss runs away
+            if "last" not in saved:
+                saved["last"] = (tmp_path / "nan" / "last.safetensors").read_bytes()
+            return loss * float("nan"), parts
+        return loss, parts
+
+    t.method.loss = poisoned
+    out = t.run()
+    assert out.status == "failed" and out.exit_code == 1
+    assert "non-finite" in out.error
+    events = read_events(tmp_path / "nan" / "events.jsonl")
+    assert events[-1]["type"] == "run_failed" and "non-finite" in events[-1]["error"]
+    assert (tmp_path / "nan" / "last.safetensors").read_bytes() == saved["last"]
+    for e in events:
+        if e["type"] == "step":
+            assert all(isinstance(v, float) and math.isfinite(v) for v in e["parts"].values())
+
+
+def test_atblr_streams_both_likelihood_parts_and_writes_all_files(tiny_preset, tmp_path):
+    cfg = load_preset(
+        tiny_preset,
+        ["method.name=atblr", "model.head=gaussian", "method.adv_cap=0.05", "train.epochs=3"],
+    )
+    t = make(cfg, tmp_path / "r")
+    assert t.run().exit_code == 0
+    events = read_events(tmp_path / "r" / "events.jsonl")
+    steps = [e for e in events if e["type"] == "step"]
+    assert steps and all(
+        {"lkd_clean", "lkd_adv", "ce_clean", "ce_adv"} <= set(e["parts"]) for e in steps
+    )
+    types = [e["type"] for e in events]
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    ends = [e for e in events if e["type"] == "epoch_end"]
+    assert [e["epoch"] for e in ends] == [1, 2, 3]
+    assert all(0 <= e["clean_acc"] <= 100 and 0 <= e["robust_acc"] <= e["clean_acc"] for e in ends)
+    assert all("time" in e for e in events)
+    ckpts = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    assert ckpts == ["epoch-0002.safetensors", "epoch-0003.safetensors"]  # keep = 2
+    _, best = ckpt.read_header(tmp_path / "r" / "best.safetensors")
+    assert best["kind"] == "weights" and best["method"] == "atblr"
+    best_acc = max(e["robust_acc"] for e in ends)
+    assert float(best["metrics"].split('"best_robust_acc": ')[1].split(",")[0]) == best_acc
+
+
+@pytest.mark.parametrize(
+    ("sched", "epoch", "expected"),
+    [
+        (["schedule.kind=multistep", "schedule.milestones=[2, 3]"], 0.5, 0.002),
+        (["schedule.kind=multistep", "schedule.milestones=[2, 3]"], 1.0, 0.0002),
+        (["schedule.kind=multistep", "schedule.milestones=[2, 3]"], 2.2, 0.00002),
+        (["schedule.kind=cosine", "train.epochs=4"], 2.0, 0.001),
+        (["schedule.kind=constant"], 3.7, 0.002),
+    ],
+)
+def test_learning_rate_schedules(tiny_preset, sched, epoch, expected):
+    assert lr_at(load_preset(tiny_preset, sched), epoch) == pytest.approx(expected)

@@ -1,0 +1,5 @@
+"""`python -m workbench` runs the CLI (tests use it to exercise the real entry point)."""
+
+from workbench.cli import main
+
+main()
