@@ -72,7 +72,8 @@ def _torchvision_mnist_like(cls_name: str, name: str) -> Callable[[str, bool], D
         except RuntimeError as exc:
             where = Path(root) / cls_name / "raw"
             raise DataMissingError(
-                f"{name}: files not found under {where} ({exc}); put them there, "
+                f"{name}: files not found under {where} (key 'data.root' = {root!r}; {exc}); "
+                "put them there, "
                 f"or set data.download = true when online, {BUNDLED_HINT}"
             ) from None
         except OSError as exc:  # network failure while downloading

@@ -63,8 +63,8 @@ def test_plain_pytorch_can_load_a_checkpoint(saved):
     from engine.config import from_json
     from engine.models import build as build_model
 
-    path, cfg, model, *_ = saved
-    header, meta = ckpt.read_header(path)
+    path, _cfg, model, *_ = saved
+    _header, meta = ckpt.read_header(path)
     fresh = build_model(from_json(meta["config"]))
     state = {
         k.removeprefix("model."): v
@@ -101,7 +101,7 @@ def test_truncated_foreign_and_missing_files_are_refused(saved, tmp_path):
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(3)}, str(foreign))
-    with pytest.raises(CheckpointError, match="format.*not a workbench checkpoint"):
+    with pytest.raises(CheckpointError, match=r"format.*not a workbench checkpoint"):
         ckpt.load(foreign)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")

@@ -63,7 +63,7 @@ def test_bad_presets_give_one_line_naming_file_and_key(tmp_path, edit, needles):
 def test_override_errors_name_the_override(tiny_preset):
     with pytest.raises(ConfigError, match=r"--set attack\.eps=2.*attack\.eps"):
         load_preset(tiny_preset, ["attack.eps=2"])
-    with pytest.raises(ConfigError, match="attack.bogus"):
+    with pytest.raises(ConfigError, match=r"attack\.bogus"):
         load_preset(tiny_preset, ["attack.bogus=1"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         load_preset(tiny_preset, ["attack.eps"])
@@ -77,7 +77,7 @@ def test_extends_inherits_and_reports_missing_parent(tmp_path):
     cfg = load_preset(child)
     assert cfg.name == "child" and cfg.attack.steps == 9 and cfg.attack.eps == 0.1
     orphan = write_preset(tmp_path / "orphan.toml", 'name = "o"\nextends = "nope.toml"\n')
-    with pytest.raises(ConfigError, match="orphan.toml.*extends.*nope.toml"):
+    with pytest.raises(ConfigError, match=r"orphan\.toml.*extends.*nope\.toml"):
         load_preset(orphan)
     loop = write_preset(tmp_path / "loop.toml", 'name = "l"\nextends = "loop.toml"\n')
     with pytest.raises(ConfigError, match="circular"):
