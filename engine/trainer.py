@@ -32,13 +32,15 @@ from engine.methods import build_method
 from engine.models import build
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, source: str = "device") -> torch.device:
     """`auto` picks CUDA when present; asking for CUDA on a machine without it is bad input."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise WorkbenchError(f"train.device: given {name!r} but CUDA is not available here")
+            raise WorkbenchError(
+                f"{source}: key 'train.device': given {name!r} but CUDA is not available here"
+            )
         idx = int(name.split(":")[1]) if ":" in name else 0
         if idx >= torch.cuda.device_count():
             raise WorkbenchError(

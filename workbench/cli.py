@@ -115,19 +115,21 @@ def _run(
             raise WorkbenchError(
                 f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
             )
-        cfg = C.load_preset(resume / "config.toml", sets)
+        source = str(resume / "config.toml")
+        cfg = C.load_preset(source, sets)
         run_dir = resume
     else:
         if preset is None:
             raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
-        cfg = C.load_preset(resolve_preset(preset), sets)
+        source = str(resolve_preset(preset))
+        cfg = C.load_preset(source, sets)
         run_name = check_name(name) if name else default_name(cfg.name)
         run_dir = runs_dir / run_name
         if run_dir.exists():
             raise WorkbenchError(
                 f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
             )
-    dev = resolve_device(cfg.train.device)
+    dev = resolve_device(cfg.train.device, f"--device {device}" if device else source)
     data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
     stop = threading.Event()
 
@@ -238,7 +240,7 @@ def _eval(
     _, meta = ckpt.read_header(path)
     cfg = C.from_json(meta["config"], f"{path}")
     cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
-    dev = resolve_device(device)
+    dev = resolve_device(device, f"--device {device}")
     tensors, _ = ckpt.load(path)
     model = build(cfg)
     ckpt.unpack_model(model, tensors, str(path))
