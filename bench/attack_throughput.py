@@ -179,6 +179,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="untimed warm-up calls per variant, same shapes, <= 3 steps (2)",
     )
     p.add_argument("--arch", choices=("madry_cnn", "smallcnn"), default="madry_cnn")
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="convert the (shared) model to channels_last memory format before timing",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument(
         "--train-epochs",
@@ -228,13 +233,16 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.arch, "linear", (1, 28, 28), 10).to(device)
     log(
         f"PGD throughput: {args.arch}, batch {len(y)}, eps {args.eps}, step {args.step}, "
-        f"{args.steps} steps, device {device}, {threads} threads, torch {torch.__version__}, "
+        f"{args.steps} steps, device {device}, {threads} threads, "
+        f"{'channels_last, ' if args.channels_last else ''}torch {torch.__version__}, "
         f"torchattacks {getattr(torchattacks, '__version__', '?')}"
     )
     if args.train_epochs:
         log(f"training {args.train_epochs} epoch(s) on mnist-5k (plain CE, Adam 1e-3)")
         tx = (data.train_x.float() / 255).to(device)
         train_plain(model, tx, data.train_y.to(device), args.train_epochs, device, log)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model.eval()
 
     def variants(steps: int) -> dict[str, AttackFn]:
@@ -293,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device),
         "threads": threads,
         "train_epochs": args.train_epochs,
+        "channels_last": args.channels_last,
         "torch": torch.__version__,
         "torchattacks": getattr(torchattacks, "__version__", "?"),
         "times_s": times,

@@ -133,3 +133,92 @@ def save_result(
         **extra,
     }
     atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
+
+
+SUITES = ("quick", "paper")
+
+
+def evaluation_dir(path: Path) -> tuple[Path, Path | None]:
+    """Where a checkpoint's evaluations go: its run directory if it has one, else beside it."""
+    for d in (path.parent, path.parent.parent):
+        if (d / "events.jsonl").exists():
+            return d / "eval", d
+    return path.parent / "eval", None
+
+
+def evaluate_checkpoint(
+    path: Path,
+    suite: str = "paper",
+    sets: list[str] | None = None,
+    samples: int = 0,
+    device: str = "auto",
+    seed: int = 0,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Load a checkpoint, run a suite on its test split, save the evidence, return a summary.
+
+    `progress(name, done, total, n_attacks)` is called as batches finish.
+    """
+    from engine import checkpoint as ckpt
+    from engine import config as C
+    from engine.data import load_dataset
+    from engine.errors import WorkbenchError
+    from engine.events import EventWriter
+    from engine.models import build
+    from engine.trainer import resolve_device
+
+    if suite not in SUITES:
+        raise WorkbenchError(f"--suite {suite!r}: allowed: {', '.join(SUITES)}")
+    _, meta = ckpt.read_header(path)
+    cfg = C.from_json(meta["config"], f"{path}")
+    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
+    dev = resolve_device(device, f"--device {device}")
+    tensors, _ = ckpt.load(path)
+    model = build(cfg)
+    ckpt.unpack_model(model, tensors, str(path))
+    model.to(dev).eval()
+    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    n = min(samples or len(data.test_y), len(data.test_y))
+    x = data.test_x[:n].to(dev).float().div_(255.0)
+    y = data.test_y[:n].to(dev)
+    attacks = suite_attacks(cfg, suite)
+    report = None
+    if progress is not None:
+
+        def report(name: str, done: int, total: int) -> None:
+            progress(name, done, total, len(attacks))
+
+    t0 = time.perf_counter()
+    result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed, report)
+    elapsed = time.perf_counter() - t0
+    table = result.table()
+    out_dir, run_dir = evaluation_dir(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
+    out_path = out_dir / f"{suite}-{stamp}.json"
+    rate = n * len(attacks) / elapsed if elapsed > 0 else 0.0
+    params = {
+        "checkpoint": str(path),
+        "seed": seed,
+        "indices": [0, n],
+        "device": str(dev),
+        "examples_per_s": rate,
+    }
+    save_result(out_path, suite, result, cfg, params)
+    if run_dir is not None:
+        w = EventWriter(run_dir / "events.jsonl")
+        w.emit("eval_result", suite=suite, checkpoint=str(path), table=table, path=str(out_path))
+        w.close()
+    return {
+        "checkpoint": str(path),
+        "suite": suite,
+        "n": n,
+        "eps": cfg.attack.eps,
+        "step": cfg.attack.step,
+        "restarts": cfg.eval.restarts,
+        "seed": seed,
+        "accuracy": table,
+        "seconds": result.seconds,
+        "saved": str(out_path),
+        "examples_per_s": rate,
+        "torch_version": torch.__version__,
+    }

@@ -35,14 +35,22 @@ def run_dir_for(runs_dir: str | Path, name: str) -> Path:
     return Path(runs_dir) / check_name(name)
 
 
+LAUNCH_LOG = "output.log"
+
+
+def is_placeholder(path: Path) -> bool:
+    """A folder a launcher made for a run that has not started yet (only its output log)."""
+    return path.is_dir() and {p.name for p in path.iterdir()} <= {LAUNCH_LOG}
+
+
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:
     """Make runs/<name>/ (and checkpoints/); refuse to reuse an existing run's folder."""
     path = run_dir_for(runs_dir, name)
-    if path.exists():
+    if path.exists() and not is_placeholder(path):
         raise WorkbenchError(
             f"{path}: a run with this name exists; pick another --name or --resume {path}"
         )
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
     (path / "checkpoints").mkdir()
     return path
 

@@ -105,7 +105,7 @@ def _run(
     from engine.checkpoint import atomic_write_bytes
     from engine.data import load_dataset
     from engine.events import EventWriter
-    from engine.runs import RunLock, check_name, create_run_dir, default_name
+    from engine.runs import RunLock, check_name, create_run_dir, default_name, is_placeholder
     from engine.trainer import Trainer, resolve_device
 
     if device is not None:
@@ -125,7 +125,7 @@ def _run(
         cfg = C.load_preset(source, sets)
         run_name = check_name(name) if name else default_name(cfg.name)
         run_dir = runs_dir / run_name
-        if run_dir.exists():
+        if run_dir.exists() and not is_placeholder(run_dir):
             raise WorkbenchError(
                 f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
             )
@@ -223,93 +223,37 @@ def eval_(
 def _eval(
     path: Path, suite: str, sets: list[str], samples: int, device: str, seed: int, quiet: bool
 ) -> dict[str, Any]:
-    import time
+    from engine.evaluate import evaluate_checkpoint
 
-    import torch
-
-    from engine import checkpoint as ckpt
-    from engine import config as C
-    from engine.data import load_dataset
-    from engine.evaluate import run_suite, save_result, suite_attacks
-    from engine.events import EventWriter
-    from engine.models import build
-    from engine.trainer import resolve_device
-
-    if suite not in ("quick", "paper"):
-        raise WorkbenchError(f"--suite {suite!r}: allowed: quick, paper")
-    _, meta = ckpt.read_header(path)
-    cfg = C.from_json(meta["config"], f"{path}")
-    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
-    dev = resolve_device(device, f"--device {device}")
-    tensors, _ = ckpt.load(path)
-    model = build(cfg)
-    ckpt.unpack_model(model, tensors, str(path))
-    model.to(dev).eval()
-    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
-    n = samples or len(data.test_y)
-    x = data.test_x[:n].to(dev).float().div_(255.0)
-    y = data.test_y[:n].to(dev)
-    attacks = suite_attacks(cfg, suite)
-    t0 = time.perf_counter()
     if quiet:
-        result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed)
+        doc = evaluate_checkpoint(path, suite, sets, samples, device, seed)
     else:
         from rich.progress import Progress
 
         with Progress(console=err, transient=True) as prog:
-            task = prog.add_task("clean", total=len(attacks) * n)
+            task = prog.add_task("loading", total=None)
             done_before: dict[str, int] = {}
 
-            def progress(name: str, done: int, total: int) -> None:
+            def progress(name: str, done: int, total: int, n_attacks: int) -> None:
                 done_before[name] = done
-                prog.update(task, completed=sum(done_before.values()), description=name)
+                prog.update(
+                    task,
+                    total=n_attacks * total,
+                    description=name,
+                    completed=sum(done_before.values()),
+                )
 
-            result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed, progress)
-    elapsed = time.perf_counter() - t0
-    table = result.table()
-    run_dir = path.parent if (path.parent / "events.jsonl").exists() else None
-    base = run_dir or path.parent
-    if run_dir is None and path.parent.name == "checkpoints":
-        run_dir = path.parent.parent if (path.parent.parent / "events.jsonl").exists() else None
-        base = run_dir or base
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
-    out_path = base / "eval" / f"{suite}-{stamp}.json"
-    params = {
-        "checkpoint": str(path),
-        "seed": seed,
-        "indices": [0, n],
-        "device": str(dev),
-        "examples_per_s": n * len(attacks) / elapsed if elapsed > 0 else None,
-    }
-    save_result(out_path, suite, result, cfg, params)
-    if run_dir is not None:
-        w = EventWriter(run_dir / "events.jsonl")
-        w.emit("eval_result", suite=suite, checkpoint=str(path), table=table, path=str(out_path))
-        w.close()
-    doc = {
-        "checkpoint": str(path),
-        "suite": suite,
-        "n": n,
-        "eps": cfg.attack.eps,
-        "step": cfg.attack.step,
-        "restarts": cfg.eval.restarts,
-        "seed": seed,
-        "accuracy": table,
-        "seconds": result.seconds,
-        "saved": str(out_path),
-        "torch_version": torch.__version__,
-    }
+            doc = evaluate_checkpoint(path, suite, sets, samples, device, seed, progress)
+    table, seconds = doc["accuracy"], doc["seconds"]
     if not quiet:
-        t = Table(title=f"{path} — {suite} suite, eps {cfg.attack.eps:.4g}, {n} examples")
+        t = Table(title=f"{path} — {suite} suite, eps {doc['eps']:.4g}, {doc['n']} examples")
         t.add_column("attack")
         t.add_column("accuracy %", justify="right")
         t.add_column("seconds", justify="right")
         for k, v in table.items():
-            t.add_row(
-                k, f"{v:.2f}", f"{result.seconds.get(k, 0):.1f}" if k in result.seconds else ""
-            )
+            t.add_row(k, f"{v:.2f}", f"{seconds[k]:.1f}" if k in seconds else "")
         out.print(t)
-        out.print(f"saved {out_path}")
+        out.print(f"saved {doc['saved']}  ({doc['examples_per_s']:.0f} attacked examples/s)")
     return doc
 
 

@@ -1,0 +1,91 @@
+"""Start runs as detached processes and stop them gracefully.
+
+A run launched from the app is `workbench run PRESET --headless` in its own
+process session (setsid), with stdout and stderr going to
+`runs/<name>/output.log`, so quitting the app or losing the SSH connection
+leaves it training. Stopping sends SIGINT to the pid the run wrote into its
+lock file: the run checkpoints and exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.runs import LAUNCH_LOG, check_name, is_locked
+
+
+@dataclass
+class Launched:
+    name: str
+    run_dir: Path
+    pid: int
+    log: Path
+
+
+def launch(
+    preset: Path,
+    name: str,
+    runs_dir: Path,
+    sets: list[str] | None = None,
+    device: str | None = None,
+    python: str = sys.executable,
+) -> Launched:
+    """Spawn a detached headless run; returns at once (the run writes its own events)."""
+    run_dir = Path(runs_dir) / check_name(name)
+    run_dir.mkdir(parents=True, exist_ok=False)
+    log = run_dir / LAUNCH_LOG
+    cmd = [
+        python,
+        "-m",
+        "workbench",
+        "run",
+        str(preset),
+        "--headless",
+        "--name",
+        name,
+        "--runs-dir",
+        str(runs_dir),
+    ]
+    for s in sets or []:
+        cmd += ["--set", s]
+    if device:
+        cmd += ["--device", device]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
+        )
+    return Launched(name, run_dir, proc.pid, log)
+
+
+def run_pid(run_dir: Path) -> int | None:
+    """The pid of the process writing a run, if one holds its lock."""
+    lock = run_dir / ".lock"
+    if not is_locked(run_dir):
+        return None
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def stop(run_dir: Path) -> bool:
+    """Ask a live run to checkpoint and exit (SIGINT); False if nothing was running."""
+    pid = run_pid(run_dir)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return False
+    return True

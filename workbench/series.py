@@ -1,0 +1,126 @@
+"""Turn an event stream into plot series, and fit series to a widget's width.
+
+Presentation only: the numbers come from the run's events; this file decides
+what to draw (EMA smoothing for the eye, min/max buckets so a spike never
+disappears when thousands of steps share a few dozen columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
+    """Keep each bucket's min and max (in their order), so the envelope survives."""
+    n = len(xs)
+    if width <= 0 or n <= 2 * width:
+        return list(xs), list(ys)
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for b in range(width):
+        lo, hi = b * n // width, (b + 1) * n // width
+        if lo >= hi:
+            continue
+        seg = range(lo, hi)
+        i_min = min(seg, key=ys.__getitem__)
+        i_max = max(seg, key=ys.__getitem__)
+        for i in sorted({i_min, i_max}):
+            out_x.append(xs[i])
+            out_y.append(ys[i])
+    return out_x, out_y
+
+
+def ema(values: list[float], alpha: float = 0.1) -> list[float]:
+    out: list[float] = []
+    acc = None
+    for v in values:
+        acc = v if acc is None else alpha * v + (1 - alpha) * acc
+        out.append(acc)
+    return out
+
+
+@dataclass
+class RunSeries:
+    """Everything the live screen draws, accumulated from events as they arrive."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    device: str = ""
+    steps_per_epoch: int = 1
+    step_x: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
+    lr: list[float] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    clean_acc: list[float | None] = field(default_factory=list)
+    robust_acc: list[float | None] = field(default_factory=list)
+    last_step: dict[str, Any] = field(default_factory=dict)
+    status: str = "starting"
+    error: str = ""
+    log: list[tuple[str, str]] = field(default_factory=list)  # (style, text)
+
+    def add(self, e: dict[str, Any]) -> None:
+        t = e.get("type")
+        if t == "run_started":
+            self.config = e.get("config", {})
+            self.device = e.get("device", "")
+            self.steps_per_epoch = max(1, int(e.get("steps_per_epoch", 1)))
+            self.status = "running"
+            self.log.append(
+                ("bold", f"started on {self.device}" + (" (resumed)" if e.get("resumed") else ""))
+            )
+        elif t == "step":
+            self.last_step = e
+            self.step_x.append(float(e.get("step", len(self.step_x))))
+            self.loss.append(_num(e.get("loss")))
+            for k, v in (e.get("parts") or {}).items():
+                series = self.parts.setdefault(k, [])
+                series.extend([float("nan")] * (len(self.step_x) - 1 - len(series)))
+                series.append(_num(v))
+            self.lr.append(_num(e.get("lr")))
+        elif t == "epoch_end":
+            self.epochs.append(int(e.get("epoch", len(self.epochs) + 1)))
+            self.clean_acc.append(e.get("clean_acc"))
+            self.robust_acc.append(e.get("robust_acc"))
+            self.log.append(
+                (
+                    "",
+                    f"epoch {e.get('epoch')}: clean {_pct(e.get('clean_acc'))} "
+                    f"robust {_pct(e.get('robust_acc'))}",
+                )
+            )
+        elif t == "checkpoint_saved":
+            self.log.append(("dim", f"saved {e.get('kind', '')} {e.get('path', '')}"))
+        elif t == "eval_result":
+            self.log.append(("cyan", f"eval {e.get('suite')}: {e.get('table')}"))
+        elif t == "warning":
+            self.log.append(("yellow", f"warning: {e.get('message', '')}"))
+        elif t == "run_finished":
+            self.status = e.get("status", "finished")
+            self.log.append(
+                ("green" if self.status == "finished" else "yellow", f"run {self.status}")
+            )
+        elif t == "run_failed":
+            self.status = "failed"
+            self.error = str(e.get("error", ""))
+            self.log.append(("bold red", f"FAILED: {self.error}"))
+
+    @property
+    def epochs_total(self) -> int:
+        return int(self.config.get("train", {}).get("epochs", 0) or 0)
+
+    def progress(self) -> tuple[int, int]:
+        """(steps done, steps in the whole run)."""
+        done = int(self.last_step.get("step", 0))
+        return done, max(1, self.epochs_total * self.steps_per_epoch)
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.2f}%" if isinstance(v, int | float) else "-"
