@@ -87,16 +87,20 @@ def run_suite(
     batch_size: int = 500,
     seed: int = 0,
     progress: Any = None,
+    on_result: Any = None,
 ) -> SuiteResult:
     """Clean accuracy, then every attack on every example, batch by batch.
 
-    `progress(name, done, total)` is called after each batch, for the faces.
+    `progress(name, done, total)` is called after each batch and
+    `on_result(name, accuracy, seconds)` after each column, for the faces.
     """
     result = SuiteResult(len(x))
     t0 = time.perf_counter()
     clean = predict(model, x, batch_size) == y
     result.correct["clean"] = clean.cpu()
     result.seconds["clean"] = time.perf_counter() - t0
+    if on_result is not None:
+        on_result("clean", result.accuracy("clean"), result.seconds["clean"])
     for name, attack in attacks.items():
         torch.manual_seed(seed)
         t0 = time.perf_counter()
@@ -109,6 +113,8 @@ def run_suite(
                 progress(name, min(i + batch_size, len(x)), len(x))
         result.correct[name] = (torch.cat(survived) & clean).cpu()
         result.seconds[name] = time.perf_counter() - t0
+        if on_result is not None:
+            on_result(name, result.accuracy(name), result.seconds[name])
     return result
 
 
@@ -154,10 +160,12 @@ def evaluate_checkpoint(
     device: str = "auto",
     seed: int = 0,
     progress: Any = None,
+    on_result: Any = None,
 ) -> dict[str, Any]:
     """Load a checkpoint, run a suite on its test split, save the evidence, return a summary.
 
-    `progress(name, done, total, n_attacks)` is called as batches finish.
+    `progress(name, done, total, n_attacks)` is called as batches finish and
+    `on_result(name, accuracy, seconds)` as each column finishes.
     """
     from engine import checkpoint as ckpt
     from engine import config as C
@@ -189,7 +197,7 @@ def evaluate_checkpoint(
             progress(name, done, total, len(attacks))
 
     t0 = time.perf_counter()
-    result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed, report)
+    result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed, report, on_result)
     elapsed = time.perf_counter() - t0
     table = result.table()
     out_dir, run_dir = evaluation_dir(path)

@@ -62,9 +62,11 @@ def root(
     ctx: typer.Context,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where runs live.")] = Path("runs"),
 ) -> None:
-    """Until the Textual app lands, bare `workbench` prints this help."""
+    """Bare `workbench` opens the Textual app over the runs directory."""
     if ctx.invoked_subcommand is None:
-        out.print(ctx.get_help())
+        from workbench.tui.app import WorkbenchApp
+
+        WorkbenchApp(runs_dir).run()
         raise typer.Exit(0)
 
 

@@ -1,0 +1,54 @@
+"""Examples for the gallery: one test image per class, its adversarial version, predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.attacks import build_attack
+from engine.evaluate import predict
+
+
+@dataclass
+class GalleryRow:
+    label: int
+    clean: torch.Tensor  # C x H x W in [0, 1]
+    adv: torch.Tensor
+    pred_clean: int
+    pred_adv: int
+
+
+def gallery(
+    path: Path, steps: int = 20, device: str = "cpu", seed: int = 0
+) -> tuple[float, list[GalleryRow]]:
+    """The first test example of every class, attacked by PGD at the checkpoint's eps."""
+    from engine import checkpoint as ckpt
+    from engine import config as C
+    from engine.data import load_dataset
+    from engine.models import build
+
+    _, meta = ckpt.read_header(path)
+    cfg = C.from_json(meta["config"], str(path))
+    tensors, _ = ckpt.load(path)
+    model = build(cfg)
+    ckpt.unpack_model(model, tensors, str(path))
+    model.to(device).eval()
+    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    idx = [
+        int((data.test_y == c).nonzero()[0])
+        for c in range(data.num_classes)
+        if (data.test_y == c).any()
+    ]
+    x = data.test_x[idx].to(device).float() / 255.0
+    y = data.test_y[idx].to(device)
+    a = cfg.attack
+    torch.manual_seed(seed)
+    x_adv = build_attack("pgd", a.eps, a.step, steps)(model, x, y)
+    pc, pa = predict(model, x), predict(model, x_adv)
+    rows = [
+        GalleryRow(int(y[i]), x[i].cpu(), x_adv[i].cpu(), int(pc[i]), int(pa[i]))
+        for i in range(len(idx))
+    ]
+    return a.eps, rows

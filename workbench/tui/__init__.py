@@ -1,0 +1,1 @@
+"""The Textual app (imports textual; the engine never imports this package)."""

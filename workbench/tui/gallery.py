@@ -1,0 +1,83 @@
+"""Gallery: clean inputs, adversarial versions and perturbations, one row per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from workbench.tui.images import half_blocks, shrink
+
+
+class GalleryScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("z", "zoom", "Full size / half size"),
+    ]
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.rows: list = []
+        self.eps = 0.0
+        self.full = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            yield Static("computing adversarial examples ...", id="gallery")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"Gallery: {self.path.name}"
+        self.compute()
+
+    @work(thread=True, exclusive=True)
+    def compute(self) -> None:
+        from engine.errors import WorkbenchError
+        from engine.gallery import gallery
+
+        try:
+            eps, rows = gallery(self.path)
+        except WorkbenchError as exc:
+            self.app.call_from_thread(self.query_one("#gallery", Static).update, f"[red]{exc}[/]")
+            return
+        self.app.call_from_thread(self.show, eps, rows)
+
+    def show(self, eps: float, rows: list) -> None:
+        self.eps, self.rows = eps, rows
+        self.render_rows()
+
+    def action_zoom(self) -> None:
+        self.full = not self.full
+        self.render_rows()
+
+    def render_rows(self) -> None:
+        if not self.rows:
+            return
+        factor = 1 if self.full else 2
+        table = Table(title=f"PGD-20 at eps {self.eps:.4g}; perturbation: red +, blue -")
+        for col in ("true", "clean", "pred", "adversarial", "pred", "perturbation"):
+            table.add_column(col, justify="center")
+        for r in self.rows:
+            clean = shrink(r.clean[0].tolist(), factor)
+            adv = shrink(r.adv[0].tolist(), factor)
+            scale = self.eps or 1.0
+            delta = shrink(((r.adv[0] - r.clean[0]) / scale).tolist(), factor)
+            wrong = "bold red" if r.pred_adv != r.label else "green"
+            table.add_row(
+                str(r.label),
+                half_blocks(clean),
+                str(r.pred_clean),
+                half_blocks(adv),
+                Text(str(r.pred_adv), style=wrong),
+                half_blocks(delta, signed=True),
+            )
+        self.query_one("#gallery", Static).update(table)

@@ -1,0 +1,90 @@
+"""The launch form: the common overrides, validated before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from engine.config import load_preset
+from engine.errors import WorkbenchError
+from engine.runs import check_name, default_name
+
+FIELDS = [
+    ("epochs", "train.epochs", "epochs"),
+    ("batch", "data.batch_size", "batch size"),
+    ("eps", "attack.eps", "eps (e.g. 8/255)"),
+    ("lambda", "method.lambda", "lambda (ATBLR)"),
+    ("device", "train.device", "device (auto, cpu, cuda:0)"),
+]
+
+
+class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
+    """Returns (run name, --set overrides), or None when cancelled."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "start", "Start")]
+
+    def __init__(self, preset: Path) -> None:
+        super().__init__()
+        self.preset = preset
+        self.cfg = load_preset(preset)
+
+    def compose(self) -> ComposeResult:
+        c = self.cfg
+        values = {
+            "epochs": str(c.train.epochs),
+            "batch": str(c.data.batch_size),
+            "eps": f"{c.attack.eps:g}",
+            "lambda": f"{getattr(c.method, 'lam', '')}",
+            "device": c.train.device,
+        }
+        with Vertical(id="launch"):
+            yield Label(f"Start [b]{c.name}[/]  [dim]{self.preset}[/]")
+            with Grid(id="launch-grid"):
+                yield Label("run name")
+                yield Input(default_name(c.name), id="name")
+                for key, dotted, label in FIELDS:
+                    if key == "lambda" and c.method.name != "atblr":
+                        continue
+                    yield Label(label)
+                    yield Input(values[key], id=f"f-{key}", name=dotted)
+            yield Static("", id="launch-error")
+            with Horizontal(id="launch-buttons"):
+                yield Button("Start (ctrl+s)", variant="primary", id="start")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start":
+            self.action_start()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_start()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def overrides(self) -> list[str]:
+        sets = []
+        for widget in self.query(Input):
+            if widget.id and widget.id.startswith("f-") and widget.value.strip():
+                sets.append(f"{widget.name}={widget.value.strip()}")
+        return sets
+
+    def action_start(self) -> None:
+        name = self.query_one("#name", Input).value.strip()
+        sets = self.overrides()
+        try:
+            check_name(name)
+            if (self.app.runs_dir / name).exists():
+                raise WorkbenchError(f"a run named {name!r} exists already")
+            load_preset(self.preset, sets)  # validate here: errors stay in the form
+        except WorkbenchError as exc:
+            self.query_one("#launch-error", Static).update(f"[red]{exc}[/]")
+            return
+        self.dismiss((name, sets))

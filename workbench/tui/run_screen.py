@@ -1,0 +1,199 @@
+"""The live run screen: curves, progress and the event log, fed by events.jsonl alone."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from engine.events import EventTail
+from workbench.series import RunSeries, downsample, ema
+
+PALETTE = ["cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white"]
+
+
+def finite(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[float]]:
+    pairs = [
+        (x, float(y))
+        for x, y in zip(xs, ys, strict=False)
+        if isinstance(y, int | float) and math.isfinite(y)
+    ]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+class RunScreen(Screen):
+    """Attach to a run directory: works for runs started here, from a shell, or finished."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("s", "stop", "Stop run"),
+        Binding("m", "toggle_ema", "EMA smoothing"),
+        Binding("i", "inspect", "Inspect best"),
+    ]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.series = RunSeries()
+        self.smooth = True
+        self.dirty = True
+        self._logged = 0
+        self._gpu = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("", id="run-info")
+        with Horizontal(id="run-progress"):
+            yield ProgressBar(id="bar", show_eta=False)
+            yield Label("", id="run-rate")
+        with Grid(id="plots"):
+            yield PlotextPlot(id="p-loss")
+            yield PlotextPlot(id="p-lkd")
+            yield PlotextPlot(id="p-acc")
+            yield PlotextPlot(id="p-lr")
+        yield RichLog(id="log", markup=True, max_lines=500)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = self.run_dir.name
+        self.sub_title = "live run"
+        self.follow()
+        self.set_interval(0.4, self.redraw)
+
+    @work(thread=True, exclusive=True, group="follow")
+    def follow(self) -> None:
+        """Tail events.jsonl in a thread; hand batches of events to the UI thread."""
+        worker = get_current_worker()
+        tail = EventTail(self.run_dir / "events.jsonl")
+        while not worker.is_cancelled:
+            events = tail.poll()
+            if events:
+                self.app.call_from_thread(self.ingest, events)
+            time.sleep(0.25)
+
+    def ingest(self, events: list[dict]) -> None:
+        for e in events:
+            self.series.add(e)
+        self.dirty = True
+
+    # -- drawing (at most ~2.5 redraws a second, only when something changed)
+    def redraw(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        s = self.series
+        done, total = s.progress()
+        bar = self.query_one("#bar", ProgressBar)
+        bar.update(total=total, progress=done)
+        st = s.last_step
+        cfg = s.config
+        status = s.status
+        info = (
+            f"[b]{cfg.get('name', self.run_dir.name)}[/]  {cfg.get('method', {}).get('name', '')}"
+            f"  on {s.device or '?'}  [{_style(status)}]{status}[/]  "
+            f"epoch {st.get('epoch', 0)}/{s.epochs_total}"
+        )
+        self.query_one("#run-info", Label).update(info)
+        rate = st.get("samples_per_s")
+        eta = self._eta(done, total, rate, st)
+        self.query_one("#run-rate", Label).update(
+            f" {rate:,.0f} samples/s  ETA {eta}" if isinstance(rate, int | float) else " waiting"
+        )
+        self._plot_loss()
+        self._plot_lkd()
+        self._plot_acc()
+        self._plot_simple("#p-lr", "learning rate", {"lr": s.lr})
+        log = self.query_one("#log", RichLog)
+        for style, text in s.log[self._logged :]:
+            log.write(f"[{style}]{text}[/]" if style else text)
+        self._logged = len(s.log)
+
+    def _eta(self, done: int, total: int, rate: object, st: dict) -> str:
+        if self.series.status != "running" or not isinstance(rate, int | float) or rate <= 0:
+            return "-"
+        batch = self.series.config.get("data", {}).get("batch_size", 1)
+        seconds = (total - done) * batch / rate
+        m, sec = divmod(int(seconds), 60)
+        return f"{m // 60}:{m % 60:02d}:{sec:02d}"
+
+    def _width(self, wid: str) -> int:
+        return max(10, self.query_one(wid).size.width - 8)
+
+    def _plot_loss(self) -> None:
+        s = self.series
+        lines = {"loss": s.loss}
+        lines.update({k: v for k, v in s.parts.items() if not k.startswith("lkd")})
+        title = "loss and parts" + (" (EMA)" if self.smooth else "")
+        self._plot_simple("#p-loss", title, lines, smooth=self.smooth)
+
+    def _plot_lkd(self) -> None:
+        s = self.series
+        lines = {k: v for k, v in s.parts.items() if k.startswith("lkd")}
+        title = "L_lkd clean vs adversarial" if lines else "L_lkd (ATBLR runs only)"
+        self._plot_simple("#p-lkd", title, lines, smooth=self.smooth)
+
+    def _plot_acc(self) -> None:
+        s = self.series
+        plot = self.query_one("#p-acc", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("test accuracy % per epoch")
+        xs = [float(e) for e in s.epochs]
+        for i, (name, ys) in enumerate((("clean", s.clean_acc), ("robust", s.robust_acc))):
+            fx, fy = finite(xs, ys)
+            if fx:
+                plt.plot(fx, fy, label=name, color=PALETTE[i], marker="braille")
+        plot.refresh()
+
+    def _plot_simple(
+        self, wid: str, title: str, lines: dict[str, list[float]], smooth: bool = False
+    ) -> None:
+        s = self.series
+        plot = self.query_one(wid, PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(title)
+        width = self._width(wid)
+        for i, (name, ys) in enumerate(lines.items()):
+            fx, fy = finite(s.step_x, ys)
+            if smooth and fy:
+                fy = ema(fy)
+            fx, fy = downsample(fx, fy, width)
+            if fx:
+                plt.plot(fx, fy, label=name, color=PALETTE[i % len(PALETTE)], marker="braille")
+        plot.refresh()
+
+    # -- actions
+    def action_toggle_ema(self) -> None:
+        self.smooth = not self.smooth
+        self.dirty = True
+
+    def action_stop(self) -> None:
+        self.app.action_stop(self.run_dir)
+
+    def action_inspect(self) -> None:
+        best = self.run_dir / "best.safetensors"
+        if best.exists():
+            self.app.action_inspect(best)
+        else:
+            self.notify("no best checkpoint yet")
+
+
+def _style(status: str) -> str:
+    return {
+        "running": "green",
+        "failed": "bold red",
+        "interrupted": "yellow",
+        "finished": "cyan",
+    }.get(status, "dim")
