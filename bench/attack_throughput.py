@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -49,6 +48,9 @@ from torch import nn
 
 # Runnable as `python bench/attack_throughput.py` from a checkout that is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cpu_count, pin_malloc
 
 from engine.attacks import PGD
 from engine.data import load_dataset
@@ -68,13 +70,6 @@ def import_torchattacks() -> Any:
         print(f"torchattacks is needed for this benchmark ({exc}): {INSTALL_HINT}", file=sys.stderr)
         sys.exit(2)
     return torchattacks
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def sync(device: torch.device) -> None:
@@ -193,6 +188,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--no-pin-malloc",
+        dest="pin_malloc",
+        action="store_false",
+        help="keep glibc malloc's adaptive thresholds (by default they are pinned: see README)",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="after timing, print a torch.profiler table for one call of each",
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     threads = cpu_count()
     torch.set_num_threads(threads)
+    pinned = pin_malloc() if args.pin_malloc else False
     torch.manual_seed(args.seed)
     out = sys.stderr if args.json else sys.stdout
 
@@ -234,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     log(
         f"PGD throughput: {args.arch}, batch {len(y)}, eps {args.eps}, step {args.step}, "
         f"{args.steps} steps, device {device}, {threads} threads, "
-        f"{'channels_last, ' if args.channels_last else ''}torch {torch.__version__}, "
+        f"{'channels_last, ' if args.channels_last else ''}"
+        f"malloc {'pinned' if pinned else 'stock'}, torch {torch.__version__}, "
         f"torchattacks {getattr(torchattacks, '__version__', '?')}"
     )
     if args.train_epochs:
@@ -302,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": threads,
         "train_epochs": args.train_epochs,
         "channels_last": args.channels_last,
+        "malloc_pinned": pinned,
         "torch": torch.__version__,
         "torchattacks": getattr(torchattacks, "__version__", "?"),
         "times_s": times,

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -54,6 +53,9 @@ from torch import nn
 
 # Runnable as `python bench/train_throughput.py` from a checkout that is not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cpu_count, minor_faults, pin_malloc
 
 from engine.config import PresetConfig, load_preset
 from engine.data import Dataset, load_dataset
@@ -64,13 +66,6 @@ from engine.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.97
 PRESET = REPO / "presets" / "mnist_madry.toml"
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def make_config(args: argparse.Namespace, limit: int | None) -> PresetConfig:
@@ -96,8 +91,8 @@ def run_ours(cfg: PresetConfig, data: Dataset) -> dict[str, float]:
     try:
         (run_dir / "checkpoints").mkdir()
         writer = EventWriter(run_dir / "events.jsonl")
-        marks: list[tuple[dict[str, Any], float]] = []
-        writer.listeners.append(lambda e: marks.append((e, time.process_time())))
+        marks: list[tuple[dict[str, Any], float, int]] = []
+        writer.listeners.append(lambda e: marks.append((e, time.process_time(), minor_faults())))
         trainer = Trainer(cfg, data, run_dir, writer, torch.device("cpu"), threading.Event())
         t0, c0 = time.perf_counter(), time.process_time()
         outcome = trainer.run()
@@ -119,7 +114,7 @@ def run_ours(cfg: PresetConfig, data: Dataset) -> dict[str, float]:
         "train_s": train_s,
         "epoch_s": epoch_s,
         "run_s": wall,
-        "train_cpu_s": training_cpu(marks),
+        **training_usage(marks),
         "run_cpu_s": cpu,
         "loss": last["train"].get("loss", float("nan")),
         "clean_acc": last["clean_acc"],
@@ -127,21 +122,22 @@ def run_ours(cfg: PresetConfig, data: Dataset) -> dict[str, float]:
     }
 
 
-def training_cpu(marks: list[tuple[dict[str, Any], float]]) -> float:
-    """Process CPU seconds spent in the training loops, from in-process event marks.
+def training_usage(marks: list[tuple[dict[str, Any], float, int]]) -> dict[str, float]:
+    """Process CPU seconds and minor page faults of the training loops, from event marks.
 
     An epoch's training runs from the last non-step event before its steps
     (run_started, or the previous epoch's last checkpoint_saved) to its last
     step event (batch == batches); evaluation and checkpoints fall outside.
     """
-    total, start = 0.0, None
-    for event, cpu in marks:
+    cpu, faults, start = 0.0, 0, None
+    for event, c, f in marks:
         if event["type"] != "step":
-            start = cpu
+            start = (c, f)
         elif event["batch"] == event["batches"] and start is not None:
-            total += cpu - start
+            cpu += c - start[0]
+            faults += f - start[1]
             start = None
-    return total
+    return {"train_cpu_s": cpu, "train_faults": faults}
 
 
 def run_bare(cfg: PresetConfig, data: Dataset, seed: int) -> dict[str, float]:
@@ -155,7 +151,7 @@ def run_bare(cfg: PresetConfig, data: Dataset, seed: int) -> dict[str, float]:
     gen = torch.Generator().manual_seed(seed)
     n = len(y_all)
     loss_sum = torch.zeros(())
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, f0 = time.perf_counter(), time.process_time(), minor_faults()
     for _ in range(cfg.train.epochs):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, batch):
@@ -169,12 +165,13 @@ def run_bare(cfg: PresetConfig, data: Dataset, seed: int) -> dict[str, float]:
             opt.step()
             loss_sum += loss.detach()
     final = loss_sum.item()  # one host sync at the end, as a bare script would print it
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, faults = time.perf_counter() - t0, time.process_time() - c0, minor_faults() - f0
     batches = cfg.train.epochs * -(-n // batch)
     return {
         "samples": n * cfg.train.epochs,
         "train_s": wall,
         "train_cpu_s": cpu,
+        "train_faults": faults,
         "loss": final / batches,
     }
 
@@ -213,6 +210,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--no-pin-malloc",
+        dest="pin_malloc",
+        action="store_false",
+        help="keep glibc malloc's adaptive thresholds (by default they are pinned: see README)",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object with the numbers on stdout (progress -> stderr)",
@@ -227,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     threads = cpu_count()
     torch.set_num_threads(threads)
+    pinned = pin_malloc() if args.pin_malloc else False
     out = sys.stderr if args.json else sys.stdout
 
     def log(msg: str) -> None:
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         f"training throughput: madry_cnn, mnist-5k ({n} train images), batch {args.batch}, "
         f"PGD-{args.steps} eps {cfg.attack.eps} step {args.step}, Adam lr {cfg.optim.lr}, "
         f"{args.epochs} epoch(s) per run, cpu, {threads} threads, torch {torch.__version__}, "
-        f"deterministic algorithms {torch.are_deterministic_algorithms_enabled()}"
+        f"deterministic algorithms {torch.are_deterministic_algorithms_enabled()}, "
+        f"malloc thresholds {'pinned' if pinned else 'adaptive (stock)'}"
     )
 
     # Warm-up: one full and one partial batch through each, so first-call costs
@@ -262,9 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"  repeat {r + 1}/{args.repeats}: ours train {o['train_s']:.2f} s "
             f"({o['samples'] / o['train_s']:.1f} samples/s), epoch incl. eval "
-            f"{o['epoch_s']:.2f} s, run() {o['run_s']:.2f} s, train cpu {o['train_cpu_s']:.1f} s"
-            f" | bare {b['train_s']:.2f} s ({b['samples'] / b['train_s']:.1f} samples/s), "
-            f"cpu {b['train_cpu_s']:.1f} s"
+            f"{o['epoch_s']:.2f} s, run() {o['run_s']:.2f} s, train cpu {o['train_cpu_s']:.1f} s, "
+            f"{o['train_faults']} faults | bare {b['train_s']:.2f} s "
+            f"({b['samples'] / b['train_s']:.1f} samples/s), cpu {b['train_cpu_s']:.1f} s, "
+            f"{b['train_faults']} faults"
         )
 
     samples = ours[0]["samples"]
@@ -298,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": threads,
         "torch": torch.__version__,
         "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "malloc_pinned": pinned,
         "median_s": med,
         "median_cpu_s": med_cpu,
         "samples_per_s": sps,
@@ -329,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{sps['ours_run']:8.1f} samples/s"
     )
     print(f"  bare loop                    {med['bare_s']:8.2f} s  {sps['bare']:8.1f} samples/s")
+    faults_o = statistics.median(o["train_faults"] for o in ours)
+    faults_b = statistics.median(b["train_faults"] for b in bare)
+    print(f"  minor page faults while training (median): ours {faults_o:.0f}, bare {faults_b:.0f}")
     print(
         f"  last run: ours mean train loss {last_o['loss']:.4f}, clean acc "
         f"{last_o['clean_acc']:.1f}%, robust acc {last_o['robust_acc']:.1f}% "

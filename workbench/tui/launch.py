@@ -43,7 +43,10 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
             "device": c.train.device,
         }
         with Vertical(id="launch"):
-            yield Label(f"Start [b]{c.name}[/]  [dim]{self.preset}[/]")
+            shown = self.preset
+            if shown.is_absolute() and shown.is_relative_to(Path.cwd()):
+                shown = shown.relative_to(Path.cwd())
+            yield Label(f"Start [b]{c.name}[/]  [dim]{shown}[/]")
             with Grid(id="launch-grid"):
                 yield Label("run name")
                 yield Input(default_name(c.name), id="name")

@@ -1,0 +1,265 @@
+"""The Textual app, driven with Pilot: a real run launched from the form, and screen snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine import checkpoint as ckpt
+from engine.config import load_preset
+from engine.models import build
+from tests.conftest import TINY_PRESET, write_preset
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.home import HomeScreen
+from workbench.tui.inspect_screen import InspectScreen
+from workbench.tui.launch import LaunchScreen
+from workbench.tui.run_screen import RunScreen
+
+SIZES = [(100, 30), (80, 24)]
+
+
+async def wait_for(pilot, condition, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.2)
+
+
+def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    write_preset(presets / "tiny.toml", TINY_PRESET)
+    app = WorkbenchApp(Path("runs"), [presets], eval_samples=64)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert isinstance(app.screen, HomeScreen)
+            await pilot.press("n")
+            assert isinstance(app.screen, LaunchScreen)
+            app.screen.query_one("#name").value = "from-form"
+            app.screen.query_one("#f-epochs").value = "500"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            run = app.screen
+            # real events from the detached process reach the plots and the progress bar
+            await wait_for(pilot, lambda: len(run.series.epochs) >= 1 and run.series.loss)
+            await pilot.pause(0.6)
+            assert run.series.status == "running"
+            assert all(math.isfinite(v) for v in run.series.loss)
+            assert run.query_one("#bar").progress > 0
+            assert run.query_one("#p-loss").plt is not None
+            await pilot.press("s")
+            await wait_for(pilot, lambda: run.series.status == "interrupted")
+            await pilot.press("escape")
+            home = app.screen
+            assert isinstance(home, HomeScreen)
+            home.action_refresh()
+            await pilot.pause(0.2)
+            runs = home.query_one("#runs")
+            assert "interrupted" in str(runs.get_row("from-form")[1])
+            ckpts = home.query_one("#ckpts")
+            names = [ckpts.get_row_at(i)[0] for i in range(ckpts.row_count)]
+            assert "best.safetensors" in names and "last.safetensors" in names
+            home.action_inspect()
+            await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen))
+            inspector = app.screen
+            await pilot.press("q")  # the quick suite, in a worker
+            table = inspector.query_one("#eval-table")
+
+            def has_worst_case() -> bool:
+                return any(table.get_row_at(i)[0] == "worst case" for i in range(table.row_count))
+
+            await wait_for(pilot, has_worst_case)
+            rows = {
+                table.get_row_at(i)[0]: float(table.get_row_at(i)[1])
+                for i in range(table.row_count)
+            }
+            assert set(rows) == {"clean", "PGD-2", "worst case"}
+            assert rows["worst case"] <= rows["PGD-2"] <= rows["clean"]
+
+    asyncio.run(scenario())
+    run_dir = tmp_path / "runs" / "from-form"
+    last = json.loads((run_dir / "events.jsonl").read_text().splitlines()[-1])
+    assert last["type"] == "eval_result"
+    assert (run_dir / "output.log").exists()
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def static_runs(root: Path) -> Path:
+    """Two finished runs with fixed events and checkpoints, so screens render identically."""
+    presets = root / "presets"
+    presets.mkdir(parents=True, exist_ok=True)
+    path = write_preset(presets / "tiny.toml", TINY_PRESET)
+    for name, method, scale in (("alpha", "atblr", 1.0), ("beta", "madry", 1.3)):
+        sets = ["method.name=atblr", "model.head=gaussian"] if method == "atblr" else []
+        cfg = load_preset(path, [*sets, "train.epochs=3"])
+        run = root / "runs" / name
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        events = [
+            {
+                "type": "run_started",
+                "time": 1000.0,
+                "config": cfg.to_dict(),
+                "device": "cpu",
+                "steps_per_epoch": 8,
+                "train_size": 512,
+                "test_size": 256,
+            }
+        ]
+        for step in range(1, 25):
+            parts = {"ce_adv": scale * 2.3 / (1 + step / 6)}
+            if method == "atblr":
+                parts.update(
+                    {
+                        "lkd_clean": 9.0 / (1 + step / 4),
+                        "lkd_adv": 9.0 / (1 + step / 4) * (1 + step / 12),
+                    }
+                )
+            events.append(
+                {
+                    "type": "step",
+                    "time": 1000.0 + step,
+                    "epoch": 1 + (step - 1) // 8,
+                    "step": step,
+                    "batch": 1 + (step - 1) % 8,
+                    "batches": 8,
+                    "loss": scale * 2.4 / (1 + step / 5),
+                    "parts": parts,
+                    "lr": 0.002,
+                    "samples_per_s": 640.0,
+                }
+            )
+            if step % 8 == 0:
+                e = step // 8
+                events.append(
+                    {
+                        "type": "epoch_end",
+                        "time": 1000.0 + step,
+                        "epoch": e,
+                        "clean_acc": 60.0 + 10 * e / scale,
+                        "robust_acc": 20.0 + 8 * e,
+                        "seconds": 8.0,
+                        "train": {"loss": 1.0 / e},
+                    }
+                )
+        events.append({"type": "run_finished", "time": 1030.0, "status": "finished", "epoch": 3})
+        (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        (run / "config.toml").write_text(cfg.to_toml())
+        torch.manual_seed(0)
+        model = build(cfg)
+        history = [
+            {
+                "epoch": e,
+                "clean_acc": 60.0 + 10 * e,
+                "robust_acc": 20.0 + 8 * e,
+                "seconds": 8.0,
+                "train": {"loss": 1.0 / e},
+            }
+            for e in (1, 2, 3)
+        ]
+        meta = ckpt.base_metadata(cfg, 3, {"best_robust_acc": 44.0, "history": history}, "weights")
+        meta.update(created="2026-01-01T00:00:00+0000", torch_version="2.x", device="cpu")
+        ckpt.save(run / "best.safetensors", ckpt.pack_model(model), meta)
+    return root
+
+
+@pytest.fixture
+def static_dir(tmp_path, monkeypatch):
+    static_runs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def make_app(root: Path) -> WorkbenchApp:
+    return WorkbenchApp(Path("runs"), [root / "presets"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_home(snap_compare, static_dir, size):
+    async def settle(pilot):
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(static_dir), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_launch_form(snap_compare, static_dir, size):
+    async def open_form(pilot):
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        for widget in pilot.app.screen.query("Input"):
+            widget.cursor_blink = False  # a blinking cursor would make the snapshot flaky
+        pilot.app.screen.query_one("#name").value = "tiny-run"
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(static_dir), terminal_size=size, run_before=open_form)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_run_screen(snap_compare, static_dir, size):
+    async def attach(pilot):
+        pilot.app.action_attach(Path("runs/alpha"))
+        await wait_for(
+            pilot,
+            lambda: (
+                getattr(pilot.app.screen, "series", None) is not None
+                and pilot.app.screen.series.status == "finished"
+            ),
+        )
+        await pilot.pause(0.8)
+
+    assert snap_compare(make_app(static_dir), terminal_size=size, run_before=attach)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_inspector(snap_compare, static_dir, size):
+    async def inspect(pilot):
+        pilot.app.action_inspect(Path("runs/alpha/best.safetensors"))
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(static_dir), terminal_size=size, run_before=inspect)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_compare(snap_compare, static_dir, size):
+    async def compare(pilot):
+        pilot.app.action_compare()
+        await pilot.pause(0.5)
+
+    assert snap_compare(make_app(static_dir), terminal_size=size, run_before=compare)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_gallery(snap_compare, static_dir, size):
+    async def gallery(pilot):
+        pilot.app.action_gallery(Path("runs/alpha/best.safetensors"))
+        await wait_for(pilot, lambda: bool(getattr(pilot.app.screen, "rows", None)))
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(static_dir), terminal_size=size, run_before=gallery)
+
+
+def test_resize_and_empty_state_do_not_crash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = WorkbenchApp(Path("runs"), [tmp_path / "none"])
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            empty = app.screen.query_one("#runs-empty")
+            assert empty.display and "press n" in str(empty.render())
+            for size in ((40, 12), (160, 50), (80, 24)):
+                await pilot.resize_terminal(*size)
+                await pilot.pause(0.1)
+            assert isinstance(app.screen, HomeScreen)
+
+    asyncio.run(scenario())
