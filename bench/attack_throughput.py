@@ -22,6 +22,8 @@ hit all of them alike; each variant's median time over the rounds is reported.
 Ratio = throughput(ours) / throughput(torchattacks) = median_time(theirs) /
 median_time(ours). Each variant's last adversarial batch is checked to lie in
 the eps-ball around x and in [0, 1], and the model's accuracy on it is printed.
+glibc malloc's adaptive thresholds are pinned as in train_throughput.py (see
+bench/_common.py; `--no-pin-malloc` keeps them).
 
 torchattacks is not a project dependency: `pip install torchattacks` (or
 `pip install -e '.[bench]'`). Without it the script says so and exits 2.

@@ -29,6 +29,11 @@ warm-up of each on one full and one partial batch. The repeats are interleaved
 (ours, bare, ours, bare, ...) so machine noise hits both alike; the median of
 each is reported. Torch's global determinism flag, which the Trainer switches on
 for CPU runs (`train.deterministic`), is set the same way for the bare loop.
+glibc malloc's adaptive mmap/trim thresholds are pinned (`--no-pin-malloc` to
+keep them): left adaptive, they decide by allocation history whether a side
+re-faults its activation buffers from the OS every step (millions of minor page
+faults per epoch, 10-20% of the time here), which swung this ratio by 15%
+between otherwise identical runs. Minor page faults per side are printed.
 
     python bench/train_throughput.py                   # 1 epoch, PGD-10, 3 repeats each
     python bench/train_throughput.py --limit 512 --steps 2 --repeats 1   # quick check

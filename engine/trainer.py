@@ -281,6 +281,12 @@ class Trainer:
                     s.sums[k] = s.sums.get(k, 0.0) + v
                 s.count += n_steps
                 dt = time.perf_counter() - t_log
+                extra = {}
+                if self.device.type == "cuda":  # host-side counters: no device sync
+                    extra = {
+                        "gpu_mem_mb": torch.cuda.memory_allocated(self.device) / 2**20,
+                        "gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
+                    }
                 self.writer.emit(
                     "step",
                     epoch=s.epoch + 1,
@@ -291,6 +297,7 @@ class Trainer:
                     parts=means,
                     lr=lr,
                     samples_per_s=seen / dt if dt > 0 else 0.0,
+                    **extra,
                 )
                 acc, seen, n_steps, t_log = {}, 0, 0, time.perf_counter()
                 if self.stop.is_set():

@@ -105,8 +105,12 @@ class RunScreen(Screen):
         self.query_one("#run-info", Label).update(info)
         rate = st.get("samples_per_s")
         eta = self._eta(done, total, rate, st)
+        gpu = st.get("gpu_mem_mb")
+        mem = f"  GPU {gpu:,.0f}/{st.get('gpu_peak_mb', gpu):,.0f} MiB" if gpu is not None else ""
         self.query_one("#run-rate", Label).update(
-            f" {rate:,.0f} samples/s  ETA {eta}" if isinstance(rate, int | float) else " waiting"
+            f" {rate:,.0f} samples/s  ETA {eta}{mem}"
+            if isinstance(rate, int | float)
+            else " waiting"
         )
         self._plot_loss()
         self._plot_lkd()
