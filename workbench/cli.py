@@ -415,6 +415,9 @@ def presets() -> None:
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    from workbench.process import pin_malloc
+
+    pin_malloc()
     app()
 
 
