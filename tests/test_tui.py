@@ -263,3 +263,53 @@ def test_resize_and_empty_state_do_not_crash(tmp_path, monkeypatch):
             assert isinstance(app.screen, HomeScreen)
 
     asyncio.run(scenario())
+
+
+def test_quitting_the_app_leaves_the_run_training_and_reopening_attaches(tmp_path, monkeypatch):
+    from workbench.launcher import run_pid, stop
+
+    monkeypatch.chdir(tmp_path)
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    write_preset(presets / "tiny.toml", TINY_PRESET)
+    events = tmp_path / "runs" / "detached" / "events.jsonl"
+
+    async def start_and_quit() -> None:
+        app = WorkbenchApp(Path("runs"), [presets])
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.press("n")
+            app.screen.query_one("#name").value = "detached"
+            app.screen.query_one("#f-epochs").value = "500"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: events.exists() and '"step"' in events.read_text())
+        # the app is gone here
+
+    asyncio.run(start_and_quit())
+    try:
+        size = events.stat().st_size
+        deadline = time.monotonic() + 60
+        while events.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert events.stat().st_size > size, "the run stopped when the app quit"
+        assert run_pid(events.parent) is not None
+
+        async def reopen() -> None:
+            app = WorkbenchApp(Path("runs"), [presets])
+            async with app.run_test(size=(100, 30)) as pilot:
+                home = app.screen
+                await wait_for(pilot, lambda: home.query_one("#runs").row_count == 1)
+                assert "running" in str(home.query_one("#runs").get_row("detached")[1])
+                await pilot.press("tab", "a")
+                await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+                screen = app.screen
+                await wait_for(pilot, lambda: len(screen.series.loss) > 0)
+                assert screen.series.status == "running"
+
+        asyncio.run(reopen())
+    finally:
+        stop(events.parent)
+        deadline = time.monotonic() + 60
+        while run_pid(events.parent) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    last = json.loads(events.read_text().splitlines()[-1])
+    assert last["type"] == "run_finished" and last["status"] == "interrupted"
