@@ -38,8 +38,9 @@ CSS = """
 #log { height: 6; border-top: solid $primary; }
 LaunchScreen { align: center middle; }
 #launch { width: 72; height: auto; border: thick $primary; padding: 1 2; background: $surface; }
-#launch-grid { grid-size: 2; grid-columns: 24 1fr; height: auto; grid-rows: 3; }
-#launch-grid Label { padding: 1 0; }
+#launch-grid { grid-size: 2; grid-columns: 26 1fr; height: auto; grid-rows: 1; grid-gutter: 1 0; }
+#launch-grid Input { border: none; height: 1; padding: 0 1; background: $boost; }
+#launch-grid Input:focus { background: $primary 40%; }
 #launch-error { height: auto; }
 #launch-buttons { height: 3; align-horizontal: right; }
 #pick { width: 34; }
