@@ -107,6 +107,7 @@ class PGD:
     kappa: float = 0.0
     random_start: bool = True
     keep_best: bool = True
+    scorer: nn.Module | None = None  # judges iterates when `model` is only a gradient surrogate
 
     def __call__(
         self,
@@ -141,14 +142,23 @@ class PGD:
             (grad,) = torch.autograd.grad(obj.sum(), x_adv)
             x_adv = x_adv.detach()
             if track is not None:
-                track[0].update(track[1], x_adv, obj.detach(), _fooled(logits.detach(), y, target))
+                self._track(track, x_adv, y, target, logits.detach(), obj.detach())
             x_adv = torch.clamp(x_adv.add_(grad.sign_(), alpha=self.step), min=lower, max=upper)
         if track is not None:
             with torch.no_grad():
-                logits = model(x_adv)
-                obj = objective(logits, y, self.loss, self.kappa, target)
-                track[0].update(track[1], x_adv, obj, _fooled(logits, y, target))
+                logits = model(x_adv) if self.scorer is None else None
+                obj = (
+                    None if logits is None else objective(logits, y, self.loss, self.kappa, target)
+                )
+            self._track(track, x_adv, y, target, logits, obj)
         return x_adv
+
+    def _track(self, track, x_adv, y, target, logits, obj) -> None:
+        if self.scorer is not None:  # every iterate judged by the real classifier
+            with torch.no_grad():
+                logits = self.scorer(x_adv)
+            obj = objective(logits, y, self.loss, self.kappa, target)
+        track[0].update(track[1], x_adv, obj, _fooled(logits, y, target))
 
 
 class _Best:

@@ -178,6 +178,9 @@ def base_metadata(config: Any, epoch: int, metrics: dict[str, Any], kind: str) -
         "arch": config.model.arch,
         "head": config.model.head,
         "dataset": config.data.dataset,
+        "defense": "none"
+        if config.defense.name == "none"
+        else json.dumps(config.defense.model_dump(), sort_keys=True),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "engine_version": __version__,
         "torch_version": torch.__version__,

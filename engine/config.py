@@ -85,10 +85,16 @@ class AtblrMethod(Section):
     adv_cap: NonNegReal = 0.0  # 0: the paper's unbounded Eq. 8; c > 0: push stops at c * dim(h)
 
 
+class ApinetMethod(Section):
+    name: Literal["apinet"]
+    init_from: str = ""  # a checkpoint to start from (usually a Madry-trained discriminator)
+
+
 MethodConfig = Annotated[
-    StandardMethod | MadryMethod | TradesMethod | AtblrMethod, Field(discriminator="name")
+    StandardMethod | MadryMethod | TradesMethod | AtblrMethod | ApinetMethod,
+    Field(discriminator="name"),
 ]
-METHOD_NAMES = ("standard", "madry", "trades", "atblr")
+METHOD_NAMES = ("standard", "madry", "trades", "atblr", "apinet")
 
 
 class AttackConfig(Section):
@@ -100,6 +106,19 @@ class AttackConfig(Section):
     loss: Literal["ce", "cw"] = "ce"
     kappa: NonNegReal = 50.0
     random_start: bool = True
+
+
+class DefenseConfig(Section):
+    """Inference-time defence. API-Net: eps_ap 12/255 MNIST/SVHN, 14/255 CIFAR, 8 steps."""
+
+    name: Literal["none", "apinet"] = "none"
+    eps_ap: Unit = 12 / 255
+    steps: int = Field(8, ge=0, le=10_000)
+    step: Unit = 0.01
+    start: Literal["zero", "noise"] = "zero"
+    chunk: int = Field(4096, ge=1)
+    adaptive_steps: int = Field(2, ge=1)  # inner steps unrolled by the adaptive attack
+    eot: int = Field(1, ge=1)  # random starts averaged by the adaptive attack
 
 
 class OptimConfig(Section):
@@ -144,6 +163,7 @@ class PresetConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=lambda: StandardMethod(name="standard"))
     attack: AttackConfig = Field(default_factory=AttackConfig)
+    defense: DefenseConfig = Field(default_factory=DefenseConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -295,6 +315,7 @@ def _allowed_keys(section: str, raw: dict) -> list[str]:
                 "madry": MadryMethod,
                 "trades": TradesMethod,
                 "atblr": AtblrMethod,
+                "apinet": ApinetMethod,
             }.get(name)
         else:
             model = field.annotation  # type: ignore[assignment]
@@ -327,6 +348,11 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
         raise ConfigError(
             f"{where('model.head')}: key 'model.head': method 'atblr' needs the mixture head, "
             f"given {cfg.model.head!r}, allowed: 'gaussian'"
+        )
+    if cfg.method.name == "apinet" and cfg.defense.name != "apinet":
+        raise ConfigError(
+            f"{where('defense.name')}: key 'defense.name': method 'apinet' trains the defence, "
+            f"given {cfg.defense.name!r}, allowed: 'apinet'"
         )
     if cfg.model.margin > 0 and cfg.model.head != "gaussian":
         raise ConfigError(

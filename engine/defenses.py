@@ -105,3 +105,55 @@ class APINet(nn.Module):
         z = x[:, None] + (z - x[:, None]).detach()  # BPDA: identity backward through z
         with eval_mode(self.model) if not self.training else nullcontext():
             return class_scores(self.model, z)
+
+
+class UnrolledAPINet(nn.Module):
+    """The adaptive attacker's view of API-Net: the inner search unrolled and differentiated.
+
+    The real inner step uses sign(grad), whose derivative is zero, so the
+    unrolled surrogate steps along grad / max|grad| (same direction and size
+    as sign where the gradient is decisive, but differentiable), keeps the
+    graph of every inner step (create_graph), may use fewer inner steps than
+    the defence, and averages the class scores over `eot` random starts
+    (expectation over transformation). Use it only to compute gradients;
+    score the resulting points with the real `APINet`.
+    """
+
+    def __init__(
+        self, model: nn.Module, num_classes: int, ap: AntiPerturbation, steps: int = 2, eot: int = 1
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = num_classes
+        self.ap = ap
+        self.steps = steps
+        self.eot = eot
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k = len(x), self.num_classes
+        xr = x.repeat_interleave(k, 0)
+        cr = torch.arange(k, device=x.device).repeat(b)
+        lower = (xr - self.ap.eps_ap).clamp(min=0.0)
+        upper = (xr + self.ap.eps_ap).clamp(max=1.0)
+        total = 0.0
+        for _ in range(self.eot):
+            z = xr
+            if self.ap.start == "noise" or self.eot > 1:
+                z = torch.clamp(xr + 0.001 * torch.randn_like(xr), min=lower, max=upper)
+            for _ in range(self.steps):
+                logp = F.log_softmax(self.model(z), 1).gather(1, cr[:, None]).sum()
+                (g,) = torch.autograd.grad(logp, z, create_graph=True)
+                scale = g.abs().flatten(1).amax(1).clamp(min=1e-12)
+                direction = g / scale.view(-1, *([1] * (g.dim() - 1)))
+                z = torch.clamp(z + self.ap.step * direction, min=lower, max=upper)
+            logp = F.log_softmax(self.model(z), 1).gather(1, cr[:, None]).view(b, k)
+            total = total + logp
+        return total / self.eot
+
+
+def build_defense(cfg, model: nn.Module, num_classes: int) -> APINet | None:
+    """The defence a config names, wrapped around `model` (None when there is none)."""
+    d = cfg.defense
+    if d.name == "none":
+        return None
+    return APINet(model, num_classes, AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk))

@@ -52,6 +52,38 @@ def suite_attacks(cfg: PresetConfig, suite: str) -> dict[str, Attack]:
     raise ValueError(f"unknown suite {suite!r}")
 
 
+DEFENDED_COLUMNS = {"quick": None, "paper": ("PGD-40", "CW-40")}
+
+
+def defended_attacks(
+    cfg: PresetConfig, suite: str, base: nn.Module, defended: nn.Module, num_classes: int
+) -> dict[str, Attack]:
+    """Attacks on an inference-time defence, each classified by the full defence.
+
+    transfer: the attack runs on the base model (the paper's forward-backward
+    approximation, z = x); BPDA: through the full inference with dz/dx = I;
+    adaptive: through the unrolled inner search (defense.adaptive_steps inner
+    steps, defense.eot random starts), every iterate judged by the real defence.
+    """
+    from dataclasses import replace
+
+    from engine.defenses import AntiPerturbation, UnrolledAPINet
+
+    plain = suite_attacks(cfg, suite)
+    keep = DEFENDED_COLUMNS[suite] or tuple(plain)
+    d = cfg.defense
+    ap = AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk)
+    unrolled = UnrolledAPINet(base, num_classes, ap, d.adaptive_steps, d.eot)
+    out: dict[str, Attack] = {}
+    for name in keep:
+        atk = plain[name]
+        out[f"transfer {name}"] = lambda m, x, y, atk=atk: atk(base, x, y)
+        out[f"BPDA {name}"] = lambda m, x, y, atk=atk: atk(defended, x, y)
+        adaptive = replace(atk, scorer=defended) if hasattr(atk, "scorer") else atk
+        out[f"adaptive {name}"] = lambda m, x, y, atk=adaptive: atk(unrolled, x, y)
+    return out
+
+
 @dataclass
 class SuiteResult:
     """Per-example outcomes of a suite: `correct[name][i]` is True if example i survived."""
@@ -161,6 +193,7 @@ def evaluate_checkpoint(
     seed: int = 0,
     progress: Any = None,
     on_result: Any = None,
+    defense: str | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint, run a suite on its test split, save the evidence, return a summary.
 
@@ -179,6 +212,8 @@ def evaluate_checkpoint(
         raise WorkbenchError(f"--suite {suite!r}: allowed: {', '.join(SUITES)}")
     _, meta = ckpt.read_header(path)
     cfg = C.from_json(meta["config"], f"{path}")
+    if defense is not None:
+        sets = [f"defense.name={defense}", *(sets or [])]
     cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
     dev = resolve_device(device, f"--device {device}")
     tensors, _ = ckpt.load(path)
@@ -189,7 +224,16 @@ def evaluate_checkpoint(
     n = min(samples or len(data.test_y), len(data.test_y))
     x = data.test_x[:n].to(dev).float().div_(255.0)
     y = data.test_y[:n].to(dev)
-    attacks = suite_attacks(cfg, suite)
+    from engine.data import dataset_info
+    from engine.defenses import build_defense
+
+    defended = build_defense(cfg, model, dataset_info(cfg.data.dataset).num_classes)
+    if defended is None:
+        attacks, classifier = suite_attacks(cfg, suite), model
+    else:
+        n_cls = dataset_info(cfg.data.dataset).num_classes
+        attacks = defended_attacks(cfg, suite, model, defended, n_cls)
+        classifier = defended
     report = None
     if progress is not None:
 
@@ -197,24 +241,33 @@ def evaluate_checkpoint(
             progress(name, done, total, len(attacks))
 
     t0 = time.perf_counter()
-    result = run_suite(model, x, y, attacks, cfg.data.eval_batch_size, seed, report, on_result)
+    result = run_suite(classifier, x, y, attacks, cfg.data.eval_batch_size, seed, report, on_result)
     elapsed = time.perf_counter() - t0
     table = result.table()
     out_dir, run_dir = evaluation_dir(path)
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
     out_path = out_dir / f"{suite}-{stamp}.json"
     rate = n * len(attacks) / elapsed if elapsed > 0 else 0.0
+    defense_doc = cfg.defense.model_dump() if defended is not None else None
     params = {
         "checkpoint": str(path),
         "seed": seed,
         "indices": [0, n],
         "device": str(dev),
         "examples_per_s": rate,
+        "defense": defense_doc,
     }
     save_result(out_path, suite, result, cfg, params)
     if run_dir is not None:
         w = EventWriter(run_dir / "events.jsonl")
-        w.emit("eval_result", suite=suite, checkpoint=str(path), table=table, path=str(out_path))
+        w.emit(
+            "eval_result",
+            suite=suite,
+            checkpoint=str(path),
+            table=table,
+            path=str(out_path),
+            defense=defense_doc,
+        )
         w.close()
     return {
         "checkpoint": str(path),
@@ -228,5 +281,6 @@ def evaluate_checkpoint(
         "seconds": result.seconds,
         "saved": str(out_path),
         "examples_per_s": rate,
+        "defense": defense_doc,
         "torch_version": torch.__version__,
     }

@@ -117,6 +117,13 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(cfg.train.seed)
         self.model = build(cfg).to(device)
+        init_from = getattr(cfg.method, "init_from", "")
+        if init_from:  # e.g. API-Net fine-tuning starts from a Madry-trained model
+            try:
+                tensors, _ = ckpt.load(init_from)
+                ckpt.unpack_model(self.model, tensors, init_from)
+            except CheckpointError as exc:
+                raise CheckpointError(f"key 'method.init_from': {exc}") from None
         self.method = build_method(cfg)
         self.optim = build_optimizer(cfg, self.model)
         train_x, train_y = data.train_x, data.train_y
@@ -197,8 +204,15 @@ class Trainer:
     # ------------------------------------------------------------ evaluation
 
     def evaluate(self) -> tuple[float, float]:
-        """Test clean accuracy (all examples) and robust accuracy (eval subset)."""
+        """Test clean accuracy (all examples) and robust accuracy (eval subset).
+
+        With an inference-time defence both are the defended classifier's, on
+        the eval subset, and robust accuracy is the transfer attack's (cheap
+        enough to run every epoch; `workbench eval --defense` runs the others).
+        """
         cfg = self.cfg
+        if cfg.defense.name != "none":
+            return self._evaluate_defended()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             clean = run_suite(
                 self.model, self.test_x, self.test_y, {}, cfg.data.eval_batch_size
@@ -212,6 +226,23 @@ class Trainer:
                 seed=cfg.train.seed + self.state.epoch,
             )
         return clean, 100.0 * res.worst_case.float().mean().item()
+
+    def _evaluate_defended(self) -> tuple[float, float]:
+        from engine.defenses import build_defense
+
+        cfg = self.cfg
+        defended = build_defense(cfg, self.model, self.data.num_classes)
+        attack = suite_attacks(cfg, "quick")[f"PGD-{cfg.eval.steps}"]
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            res = run_suite(
+                defended,
+                self.eval_x,
+                self.eval_y,
+                {"transfer": lambda m, x, y: attack(self.model, x, y)},
+                cfg.data.eval_batch_size,
+                seed=cfg.train.seed + self.state.epoch,
+            )
+        return res.accuracy("clean"), res.accuracy("transfer")
 
     # ------------------------------------------------------------ the loop
 

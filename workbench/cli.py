@@ -212,10 +212,13 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
     device: Annotated[str, typer.Option("--device")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
+    defense: Annotated[
+        str | None, typer.Option("--defense", help="Wrap the model: apinet (settings: defense.*).")
+    ] = None,
 ) -> None:
     """Attack a checkpoint with a suite; per-attack and worst-case accuracy, saved as JSON."""
     try:
-        doc = _eval(checkpoint, suite, sets or [], samples, device, seed, as_json)
+        doc = _eval(checkpoint, suite, sets or [], samples, device, seed, as_json, defense)
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -223,12 +226,19 @@ def eval_(
 
 
 def _eval(
-    path: Path, suite: str, sets: list[str], samples: int, device: str, seed: int, quiet: bool
+    path: Path,
+    suite: str,
+    sets: list[str],
+    samples: int,
+    device: str,
+    seed: int,
+    quiet: bool,
+    defense: str | None = None,
 ) -> dict[str, Any]:
     from engine.evaluate import evaluate_checkpoint
 
     if quiet:
-        doc = evaluate_checkpoint(path, suite, sets, samples, device, seed)
+        doc = evaluate_checkpoint(path, suite, sets, samples, device, seed, defense=defense)
     else:
         from rich.progress import Progress
 
@@ -245,10 +255,20 @@ def _eval(
                     completed=sum(done_before.values()),
                 )
 
-            doc = evaluate_checkpoint(path, suite, sets, samples, device, seed, progress)
+            doc = evaluate_checkpoint(
+                path, suite, sets, samples, device, seed, progress, defense=defense
+            )
     table, seconds = doc["accuracy"], doc["seconds"]
     if not quiet:
-        t = Table(title=f"{path} — {suite} suite, eps {doc['eps']:.4g}, {doc['n']} examples")
+        title = f"{path} — {suite} suite, eps {doc['eps']:.4g}, {doc['n']} examples"
+        if doc.get("defense"):
+            d = doc["defense"]
+            title += (
+                f"\ndefence {d['name']}: eps_ap {d['eps_ap']:.4g}, {d['steps']} steps of "
+                f"{d['step']:.4g}, {d['start']} start; adaptive: {d['adaptive_steps']} "
+                f"inner steps, EOT {d['eot']}"
+            )
+        t = Table(title=title)
         t.add_column("attack")
         t.add_column("accuracy %", justify="right")
         t.add_column("seconds", justify="right")

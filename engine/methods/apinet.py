@@ -1,0 +1,38 @@
+"""API-Net training (Dong et al., ECCV 2020, Alg. 1, Eqs. 14-16).
+
+Per batch: delta by PGD on the base model (the z = x approximation the paper
+uses in training), then the C anti-perturbation searches from x + delta, then
+CE over the C scores log p(c | z_c). z_c is detached: gradients reach theta
+through f(z_c) only. Usually started from a Madry-trained discriminator
+(`method.init_from`) and run at a low learning rate, as the public code does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import PresetConfig
+from engine.defenses import AntiPerturbation, class_scores
+from engine.methods.base import training_adversary
+
+
+class Apinet:
+    name = "apinet"
+
+    def __init__(self, cfg: PresetConfig) -> None:
+        from engine.data import dataset_info
+
+        d = cfg.defense
+        self.ap = AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk)
+        self.num_classes = dataset_info(cfg.data.dataset).num_classes
+        self.adversary = training_adversary(cfg.attack)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        a = self.adversary(model, x, y)
+        noise = self.ap.start_noise(torch.Size((len(x), self.num_classes, *x.shape[1:])), x.device)
+        z = self.ap.search(model, a, self.num_classes, noise)
+        scores = class_scores(model, z)
+        ce = F.cross_entropy(scores, y)
+        return ce, {"ce_api": ce.detach()}
