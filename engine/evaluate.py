@@ -284,3 +284,42 @@ def evaluate_checkpoint(
         "defense": defense_doc,
         "torch_version": torch.__version__,
     }
+
+
+def eps_ap_sweep(
+    path: Path,
+    values: list[float],
+    samples: int = 0,
+    device: str = "auto",
+    seed: int = 0,
+    sets: list[str] | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """API-Net Table 5: the quick defended suite at each eps_ap, saved as one JSON.
+
+    eps_ap = 0 is the undefended base classifier (z_c = x), so the first row
+    is the baseline every other row is compared with.
+    """
+    from engine.checkpoint import atomic_write_bytes
+
+    rows = []
+    for v in values:
+        doc = evaluate_checkpoint(
+            path,
+            "quick",
+            [*(sets or []), f"defense.eps_ap={v}"],
+            samples,
+            device,
+            seed,
+            defense="apinet",
+        )
+        rows.append({"eps_ap": v, "accuracy": doc["accuracy"], "saved": doc["saved"]})
+        if progress is not None:
+            progress(v, doc)
+    out_dir, _ = evaluation_dir(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = out_dir / f"eps_ap-sweep-{stamp}.json"
+    summary = {"checkpoint": str(path), "samples": samples, "seed": seed, "rows": rows}
+    atomic_write_bytes(out, json.dumps(summary, indent=1).encode())
+    summary["saved"] = str(out)
+    return summary

@@ -18,12 +18,20 @@ class GalleryRow:
     adv: torch.Tensor
     pred_clean: int
     pred_adv: int
+    z_true: torch.Tensor | None = None  # API-Net's z_c for the true class (of x_adv)
+    z_wrong: torch.Tensor | None = None  # and for the strongest wrong class
+    wrong: int | None = None
 
 
 def gallery(
     path: Path, steps: int = 20, device: str = "cpu", seed: int = 0
 ) -> tuple[float, list[GalleryRow]]:
-    """The first test example of every class, attacked by PGD at the checkpoint's eps."""
+    """The first test example of every class, attacked by PGD at the checkpoint's eps.
+
+    The attack runs on the base model; with a defence configured, predictions
+    are the defence's (a transfer attack) and each row carries API-Net's z_c
+    for the true class and for the strongest wrong class (the paper's Fig. 4).
+    """
     from engine import checkpoint as ckpt
     from engine import config as C
     from engine.data import load_dataset

@@ -188,3 +188,35 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     assert (tmp_path / "runs" / "s" / "last.safetensors").is_file()
     res = wb("runs", "--json", cwd=tmp_path)
     assert json.loads(res.stdout)[0]["status"] == "interrupted"
+
+
+def test_ablate_sweeps_eps_ap_and_zero_is_the_base_model(finished_run):
+    root, _ = finished_run
+    res = wb(
+        "ablate",
+        "runs/t1/best.safetensors",
+        "--eps-ap",
+        "0,12/255",
+        "--samples",
+        "16",
+        "--json",
+        "--set",
+        "defense.steps=2",
+        cwd=root,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [r["eps_ap"] for r in doc["rows"]] == [0.0, pytest.approx(12 / 255)]
+    base = wb(
+        "eval",
+        "runs/t1/best.safetensors",
+        "--suite",
+        "quick",
+        "--samples",
+        "16",
+        "--json",
+        cwd=root,
+    )
+    assert doc["rows"][0]["accuracy"]["clean"] == json.loads(base.stdout)["accuracy"]["clean"]
+    bad = wb("ablate", "runs/t1/best.safetensors", "--eps-ap", "0,abc", cwd=root)
+    assert bad.returncode == 2 and "--eps-ap" in bad.stderr

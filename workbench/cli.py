@@ -279,6 +279,46 @@ def _eval(
     return doc
 
 
+@app.command()
+def ablate(
+    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
+    eps_ap: Annotated[
+        str, typer.Option("--eps-ap", help="Comma-separated values, fractions allowed.")
+    ] = "0,4/255,8/255,12/255,16/255",
+    samples: Annotated[int, typer.Option("--samples", help="Test examples (0 = all).", min=0)] = 0,
+    sets: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+) -> None:
+    """The eps_ap ablation of API-Net (paper Table 5) on any checkpoint."""
+    from engine.config import parse_fraction
+    from engine.evaluate import eps_ap_sweep
+
+    try:
+        values = []
+        for part in eps_ap.split(","):
+            try:
+                v = float(parse_fraction(part))
+            except ValueError:
+                raise WorkbenchError(f"--eps-ap: {part!r} is not a number or fraction") from None
+            if not 0 <= v <= 1:
+                raise WorkbenchError(f"--eps-ap: {part!r} is outside [0, 1]")
+            values.append(v)
+
+        def show(v: float, doc: dict) -> None:
+            if not as_json:
+                cols = "  ".join(f"{k} {a:.2f}" for k, a in doc["accuracy"].items())
+                out.print(f"eps_ap {v:.4f} ({v * 255:.1f}/255): {cols}", highlight=False)
+
+        summary = eps_ap_sweep(checkpoint, values, samples, device, 0, sets or [], show)
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        out.print(f"saved {summary['saved']}")
+
+
 # ---------------------------------------------------------------- inspect
 
 
@@ -307,7 +347,7 @@ def inspect(
             params += numel
     parsed: dict[str, Any] = {}
     for k, v in meta.items():
-        if k in ("config", "metrics", "optim", "progress"):
+        if k in ("config", "metrics", "optim", "progress", "defense"):
             try:
                 parsed[k] = json.loads(v)
                 continue
@@ -339,6 +379,7 @@ def inspect(
         "arch",
         "head",
         "dataset",
+        "defense",
         "epoch",
         "created",
         "engine_version",

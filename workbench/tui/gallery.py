@@ -64,7 +64,11 @@ class GalleryScreen(Screen):
             return
         factor = 1 if self.full else 2
         table = Table(title=f"PGD-20 at eps {self.eps:.4g}; perturbation: red +, blue -")
-        for col in ("true", "clean", "pred", "adversarial", "pred", "perturbation"):
+        has_z = self.rows[0].z_true is not None
+        cols = ["true", "clean", "pred", "adversarial", "pred", "perturbation"]
+        if has_z:
+            cols += ["z (true class)", "z (wrong class)"]
+        for col in cols:
             table.add_column(col, justify="center")
         for r in self.rows:
             clean = shrink(r.clean[0].tolist(), factor)
@@ -72,12 +76,20 @@ class GalleryScreen(Screen):
             scale = self.eps or 1.0
             delta = shrink(((r.adv[0] - r.clean[0]) / scale).tolist(), factor)
             wrong = "bold red" if r.pred_adv != r.label else "green"
-            table.add_row(
+            cells = [
                 str(r.label),
                 half_blocks(clean),
                 str(r.pred_clean),
                 half_blocks(adv),
                 Text(str(r.pred_adv), style=wrong),
                 half_blocks(delta, signed=True),
-            )
+            ]
+            if has_z:
+                cells += [
+                    half_blocks(shrink(r.z_true[0].tolist(), factor)),
+                    Text.assemble(
+                        half_blocks(shrink(r.z_wrong[0].tolist(), factor)), f"\nclass {r.wrong}"
+                    ),
+                ]
+            table.add_row(*cells)
         self.query_one("#gallery", Static).update(table)
