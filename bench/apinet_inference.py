@@ -19,32 +19,20 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.data import load_dataset
 from engine.defenses import AntiPerturbation, class_scores
 from engine.models import build_model
+from tests.test_defenses import loop_reference
 
 TARGET = 3.0
 
 
 def loop(model, x, ap: AntiPerturbation, num_classes: int) -> torch.Tensor:
-    """The reference shape: a Python loop over classes, one PGD of B examples each."""
-    scores = []
-    for c in range(num_classes):
-        target = torch.full((len(x),), c, device=x.device)
-        lower, upper = (x - ap.eps_ap).clamp(min=0), (x + ap.eps_ap).clamp(max=1)
-        z = x.clone()
-        for _ in range(ap.steps):
-            z.requires_grad_(True)
-            logp = F.log_softmax(model(z), 1).gather(1, target[:, None]).sum()
-            (g,) = torch.autograd.grad(logp, z)
-            z = torch.clamp(z.detach() + ap.step * g.sign(), min=lower, max=upper)
-        with torch.no_grad():
-            scores.append(F.log_softmax(model(z), 1)[:, c])
-    return torch.stack(scores, 1)
+    """The reference shape: a Python loop over classes (the tests' reference implementation)."""
+    return loop_reference(model, x, ap, num_classes)[0]
 
 
 def batched(model, x, ap: AntiPerturbation, num_classes: int) -> torch.Tensor:

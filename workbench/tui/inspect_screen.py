@@ -62,6 +62,7 @@ class InspectScreen(Screen):
             "arch",
             "head",
             "dataset",
+            "defense",
             "epoch",
             "kind",
             "created",
