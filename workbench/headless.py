@@ -146,10 +146,15 @@ def final_table(
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     table.add_row("epochs", str(last.get("epoch", 0)))
-    table.add_row("clean accuracy (test)", f"{fmt(last.get('clean_acc'))}%")
-    table.add_row(f"PGD-{steps} accuracy", f"{fmt(last.get('robust_acc'))}%")
+    defense = cfg.get("defense", {}).get("name", "none")
+    robust = f"PGD-{steps}"
+    clean = "clean accuracy (test)"
+    if defense != "none":  # the trainer evaluates a defence on the eval subset, by transfer
+        robust, clean = f"{defense}: transfer PGD-{steps}", f"{defense}: clean accuracy"
+    table.add_row(clean, f"{fmt(last.get('clean_acc'))}%")
+    table.add_row(f"{robust} accuracy", f"{fmt(last.get('robust_acc'))}%")
     best = outcome.final.get("best_robust_acc")
-    table.add_row(f"best PGD-{steps} accuracy", f"{fmt(best)}%")
+    table.add_row(f"best {robust} accuracy", f"{fmt(best)}%")
     for key, label in (("lkd_clean", "final L_lkd clean"), ("lkd_adv", "final L_lkd adversarial")):
         if key in last_parts:
             table.add_row(label, fmt(last_parts[key], 4))
