@@ -54,9 +54,22 @@ def gallery(
     a = cfg.attack
     torch.manual_seed(seed)
     x_adv = build_attack("pgd", a.eps, a.step, steps)(model, x, y)
-    pc, pa = predict(model, x), predict(model, x_adv)
+    from engine.defenses import build_defense, class_scores
+
+    defended = build_defense(cfg, model, data.num_classes)
+    classifier = defended or model
+    pc, pa = predict(classifier, x), predict(classifier, x_adv)
     rows = [
         GalleryRow(int(y[i]), x[i].cpu(), x_adv[i].cpu(), int(pc[i]), int(pa[i]))
         for i in range(len(idx))
     ]
+    if defended is not None:
+        z = defended.purify(x_adv)
+        with torch.no_grad():
+            scores = class_scores(model, z)
+        scores[torch.arange(len(y)), y] = float("-inf")
+        wrong = scores.argmax(1)
+        for i, row in enumerate(rows):
+            row.z_true, row.z_wrong = z[i, y[i]].cpu(), z[i, wrong[i]].cpu()
+            row.wrong = int(wrong[i])
     return a.eps, rows
