@@ -86,6 +86,15 @@ def test_short_fine_tune_starts_from_its_init_and_names_the_defence(tiny_preset,
     )
     assert doc["defense"]["name"] == "apinet"
     assert {"transfer PGD-2", "BPDA PGD-2", "adaptive PGD-2", "worst case"} <= set(doc["accuracy"])
+    from engine.gallery import gallery
+
+    _, rows = gallery(tmp_path / "api" / "best.safetensors", steps=2)
+    assert len(rows) == 10
+    for r in rows:  # the paper's Fig. 4 columns: z_c for the true and a wrong class
+        assert r.z_true is not None and r.wrong != r.label
+        for z in (r.z_true, r.z_wrong):
+            assert (z - r.adv).abs().max() <= d["eps_ap"] + 1e-6
+            assert 0 <= z.min() <= z.max() <= 1
 
 
 def test_missing_init_checkpoint_is_bad_input(tiny_preset, tmp_path):
