@@ -183,18 +183,23 @@ class Trainer:
             raise CheckpointError(f"{path}: key 'kind': a weights-only checkpoint cannot resume")
         ckpt.unpack_model(self.model, tensors, str(path))
         self.model.to(self.device)
-        ckpt.unpack_optimizer(self.optim, tensors, meta["optim"])
-        ckpt.unpack_rng(tensors)
-        p = json.loads(meta["progress"])
-        self.state = _State(
-            int(meta["epoch"]),
-            p["step_in_epoch"],
-            p["global_step"],
-            p["best_robust"],
-            p["history"],
-            p["sums"],
-            p["count"],
-        )
+        try:
+            ckpt.unpack_optimizer(self.optim, tensors, meta["optim"])
+            ckpt.unpack_rng(tensors)
+            p = json.loads(meta["progress"])
+            self.state = _State(
+                int(meta["epoch"]),
+                p["step_in_epoch"],
+                p["global_step"],
+                p["best_robust"],
+                p["history"],
+                p["sums"],
+                p["count"],
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path}: key {exc!s}: resumable state is missing or malformed"
+            ) from None
 
     def _prune(self) -> None:
         files = sorted((self.run_dir / "checkpoints").glob("epoch-*.safetensors"))

@@ -138,3 +138,18 @@ def test_atblr_streams_both_likelihood_parts_and_writes_all_files(tiny_preset, t
 )
 def test_learning_rate_schedules(tiny_preset, sched, epoch, expected):
     assert lr_at(load_preset(tiny_preset, sched), epoch) == pytest.approx(expected)
+
+
+def test_resume_refuses_weights_only_and_malformed_checkpoints(tiny_preset, tmp_path):
+    from engine.errors import CheckpointError
+
+    t = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "r")
+    t.run()
+    again = make(load_preset(tiny_preset), tmp_path / "r")
+    with pytest.raises(CheckpointError, match="weights-only"):
+        again.resume(tmp_path / "r" / "best.safetensors")
+    tensors, meta = ckpt.load(tmp_path / "r" / "last.safetensors")
+    del meta["progress"]
+    ckpt.save(tmp_path / "bad.safetensors", tensors, meta)
+    with pytest.raises(CheckpointError, match="progress"):
+        again.resume(tmp_path / "bad.safetensors")
