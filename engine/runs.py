@@ -36,11 +36,12 @@ def run_dir_for(runs_dir: str | Path, name: str) -> Path:
 
 
 LAUNCH_LOG = "output.log"
+LAUNCH_PID = "launch.pid"
 
 
 def is_placeholder(path: Path) -> bool:
-    """A folder a launcher made for a run that has not started yet (only its output log)."""
-    return path.is_dir() and {p.name for p in path.iterdir()} <= {LAUNCH_LOG}
+    """A folder a launcher made for a run that has not started yet (log and pid only)."""
+    return path.is_dir() and {p.name for p in path.iterdir()} <= {LAUNCH_LOG, LAUNCH_PID}
 
 
 def create_run_dir(runs_dir: str | Path, name: str) -> Path:

@@ -313,3 +313,20 @@ def test_quitting_the_app_leaves_the_run_training_and_reopening_attaches(tmp_pat
             time.sleep(0.2)
     last = json.loads(events.read_text().splitlines()[-1])
     assert last["type"] == "run_finished" and last["status"] == "interrupted"
+
+
+def test_a_launch_that_fails_validation_is_reported_not_left_starting(tmp_path, monkeypatch):
+    from workbench.launcher import last_output, launch, launch_state
+
+    monkeypatch.chdir(tmp_path)
+    preset = write_preset(
+        tmp_path / "bad.toml",
+        TINY_PRESET.replace('dataset = "synthetic"', 'dataset = "mnist"\nroot = "nodata"'),
+    )
+    launched = launch(preset, "nodata", Path("runs"))
+    deadline = time.monotonic() + 60
+    while launch_state(launched.run_dir) == "starting" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert launch_state(launched.run_dir) == "failed"
+    assert "mnist-5k" in last_output(launched.run_dir)
+    assert not (launched.run_dir / "events.jsonl").exists()

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.runs import LAUNCH_LOG, check_name, is_locked
+from engine.runs import LAUNCH_LOG, LAUNCH_PID, check_name, is_locked
 
 
 @dataclass
@@ -65,7 +65,38 @@ def launch(
             close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
         )
+    (run_dir / LAUNCH_PID).write_text(str(proc.pid))
     return Launched(name, run_dir, proc.pid, log)
+
+
+def launch_state(run_dir: Path) -> str:
+    """For a folder with no events yet: 'starting' while its process lives, else 'failed'."""
+    try:
+        pid = int((run_dir / LAUNCH_PID).read_text().strip())
+    except (OSError, ValueError):
+        return "failed"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "failed"
+    except PermissionError:
+        return "starting"
+    try:  # a child that already exited but was not reaped by us is a zombie: failed
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            if fh.read().split(") ", 1)[1].startswith("Z"):
+                return "failed"
+    except (OSError, IndexError):
+        pass
+    return "starting"
+
+
+def last_output(run_dir: Path, lines: int = 3) -> str:
+    """The end of a launched run's output (where its one-line error is)."""
+    try:
+        text = (run_dir / LAUNCH_LOG).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return " ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
 def run_pid(run_dir: Path) -> int | None:

@@ -12,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from engine.runs import LAUNCH_LOG, RunInfo, list_runs
+from workbench.launcher import last_output, launch_state
 
 
 def find_presets(dirs: list[Path]) -> list[tuple[str, Path, str]]:
@@ -112,7 +113,10 @@ class HomeScreen(Screen):
             )
             for r in infos
         ]
-        rows += [(name, "starting", "", "", "", "") for name in starting_runs(self.app.runs_dir)]
+        rows += [
+            (name, launch_state(self.app.runs_dir / name), "", "", "", "")
+            for name in starting_runs(self.app.runs_dir)
+        ]
         fresh = [(r[0], *r[1:]) for r in rows]
         if fresh != getattr(self, "_last_rows", None):
             self._last_rows = fresh
@@ -187,8 +191,13 @@ class HomeScreen(Screen):
 
     def action_attach(self) -> None:
         name = self.selected_run()
-        if name:
-            self.app.action_attach(self.app.runs_dir / name)
+        if not name:
+            return
+        run_dir = self.app.runs_dir / name
+        if not (run_dir / "events.jsonl").exists() and launch_state(run_dir) == "failed":
+            self.notify(f"{name} did not start: {last_output(run_dir)}", severity="error")
+            return
+        self.app.action_attach(run_dir)
 
     def action_stop(self) -> None:
         name = self.selected_run()

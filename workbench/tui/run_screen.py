@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from engine.events import EventTail
+from workbench.launcher import last_output, launch_state
 from workbench.series import RunSeries, downsample, ema
 
 PALETTE = ["cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white"]
@@ -87,6 +88,14 @@ class RunScreen(Screen):
 
     # -- drawing (at most ~2.5 redraws a second, only when something changed)
     def redraw(self) -> None:
+        if (
+            self.series.status == "starting"
+            and launch_state(self.run_dir) == "failed"
+            and not (self.run_dir / "events.jsonl").exists()
+        ):
+            self.series.status = "failed"
+            self.series.log.append(("bold red", f"did not start: {last_output(self.run_dir)}"))
+            self.dirty = True
         if not self.dirty:
             return
         self.dirty = False
