@@ -54,6 +54,34 @@ DTYPE_SIZES = {
 }
 
 
+SUMMARY_KEYS = (
+    "format",
+    "kind",
+    "method",
+    "arch",
+    "head",
+    "dataset",
+    "defense",
+    "epoch",
+    "created",
+    "engine_version",
+    "torch_version",
+    "device",
+)
+
+
+def numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def model_parameters(header: dict[str, dict[str, Any]]) -> int:
+    """Parameter and buffer count of the `model.` tensors, from the header alone."""
+    return sum(numel(info["shape"]) for name, info in header.items() if name.startswith("model."))
+
+
 def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Parse and validate a safetensors header without torch: (tensor table, metadata).
 

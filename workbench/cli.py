@@ -328,23 +328,22 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
 ) -> None:
     """Metadata, config, metrics and the tensor table of a checkpoint (no torch needed)."""
-    from engine.checkpoint import read_header
+    from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel, read_header
 
     try:
         header, meta = read_header(checkpoint)
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
-    tensors = []
-    params = 0
-    for name, info in sorted(header.items()):
-        numel = 1
-        for d in info["shape"]:
-            numel *= d
-        tensors.append(
-            {"name": name, "dtype": info["dtype"], "shape": info["shape"], "numel": numel}
-        )
-        if name.startswith("model."):
-            params += numel
+    tensors = [
+        {
+            "name": name,
+            "dtype": info["dtype"],
+            "shape": info["shape"],
+            "numel": numel(info["shape"]),
+        }
+        for name, info in sorted(header.items())
+    ]
+    params = model_parameters(header)
     parsed: dict[str, Any] = {}
     for k, v in meta.items():
         if k in ("config", "metrics", "optim", "progress", "defense"):
@@ -372,20 +371,7 @@ def inspect(
     t = Table(title=f"{checkpoint}", show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
-    for k in (
-        "format",
-        "kind",
-        "method",
-        "arch",
-        "head",
-        "dataset",
-        "defense",
-        "epoch",
-        "created",
-        "engine_version",
-        "torch_version",
-        "device",
-    ):
+    for k in SUMMARY_KEYS:
         if k in meta:
             t.add_row(k, meta[k])
     t.add_row("model parameters", f"{params:,}")

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Static, TabbedContent
 
-from engine.checkpoint import read_header
+from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel, read_header
 
 
 class InspectScreen(Screen):
@@ -50,26 +50,8 @@ class InspectScreen(Screen):
         self.sub_title = str(self.path.parent)
         meta = self.query_one("#meta", DataTable)
         meta.add_columns("key", "value")
-        params = 0
-        for name, info in self.header.items():
-            if name.startswith("model."):
-                n = 1
-                for d in info["shape"]:
-                    n *= d
-                params += n
-        for k in (
-            "method",
-            "arch",
-            "head",
-            "dataset",
-            "defense",
-            "epoch",
-            "kind",
-            "created",
-            "engine_version",
-            "torch_version",
-            "device",
-        ):
+        params = model_parameters(self.header)
+        for k in SUMMARY_KEYS:
             if k in self.meta:
                 meta.add_row(k, self.meta[k])
         meta.add_row("model parameters", f"{params:,}")
@@ -97,11 +79,11 @@ class InspectScreen(Screen):
         tens = self.query_one("#tensors", DataTable)
         tens.add_columns("tensor", "dtype", "shape", "numel")
         for name, info in sorted(self.header.items()):
-            n = 1
-            for d in info["shape"]:
-                n *= d
             tens.add_row(
-                name, info["dtype"], "x".join(map(str, info["shape"])) or "scalar", f"{n:,}"
+                name,
+                info["dtype"],
+                "x".join(map(str, info["shape"])) or "scalar",
+                f"{numel(info['shape']):,}",
             )
         self.query_one("#eval-table", DataTable).add_columns("attack", "accuracy %", "seconds")
         if self.start_eval:
