@@ -7,7 +7,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,8 +116,31 @@ class RunInfo:
         return asdict(self)
 
 
+_SUMMARY_CACHE: dict[Path, tuple[tuple[int, int], RunInfo]] = {}
+
+
 def run_info(run_dir: Path) -> RunInfo:
-    """Summarise a run from its events alone (the same stream every face reads)."""
+    """Summarise a run from its events alone (the same stream every face reads).
+
+    The summary of an unchanged events file is reused (keyed by mtime and
+    size), so a face polling many long runs every second does not re-read
+    megabytes of events on the machine that trains; only liveness is re-checked.
+    """
+    path = run_dir / "events.jsonl"
+    try:
+        st = path.stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except FileNotFoundError:
+        key = (0, 0)
+    hit = _SUMMARY_CACHE.get(run_dir)
+    info = hit[1] if hit is not None and hit[0] == key else _summarise(run_dir)
+    _SUMMARY_CACHE[run_dir] = (key, info)
+    if info.status == "running" and not is_locked(run_dir):
+        return replace(info, status="stale")  # the writer died without a last word
+    return info
+
+
+def _summarise(run_dir: Path) -> RunInfo:
     events = read_events(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
     status, preset, method, epoch, epochs, started = "stale", "", "", 0, 0, None
     best, clean = None, None
@@ -141,8 +164,6 @@ def run_info(run_dir: Path) -> RunInfo:
             status = e.get("status", "finished")
         elif t == "run_failed":
             status = "failed"
-    if status == "running" and not is_locked(run_dir):
-        status = "stale"  # the writer died without a last word (kill -9, power loss)
     return RunInfo(
         run_dir.name, str(run_dir), status, preset, method, epoch, epochs, best, clean, started
     )

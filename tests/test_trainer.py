@@ -153,3 +153,23 @@ def test_resume_refuses_weights_only_and_malformed_checkpoints(tiny_preset, tmp_
     ckpt.save(tmp_path / "bad.safetensors", tensors, meta)
     with pytest.raises(CheckpointError, match="progress"):
         again.resume(tmp_path / "bad.safetensors")
+
+
+def test_run_summary_follows_the_events_file_and_liveness(tiny_preset, tmp_path):
+    import json as _json
+
+    from engine.runs import run_info
+
+    t = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "r")
+    t.run()
+    t.writer.close()
+    info = run_info(tmp_path / "r")
+    assert info.status == "finished" and info.epoch == 1
+    with open(tmp_path / "r" / "events.jsonl", "a") as fh:  # a resumed run, then killed
+        fh.write(_json.dumps({"type": "run_started", "time": 1.0, "config": {}}) + "\n")
+        fh.write(
+            _json.dumps({"type": "epoch_end", "time": 2.0, "epoch": 2, "robust_acc": 99.0}) + "\n"
+        )
+    info = run_info(tmp_path / "r")
+    assert info.epoch == 2 and info.best_robust_acc == 99.0
+    assert info.status == "stale"  # "running" in its events, but nobody holds the lock
