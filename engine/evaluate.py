@@ -184,6 +184,25 @@ def evaluation_dir(path: Path) -> tuple[Path, Path | None]:
     return path.parent / "eval", None
 
 
+def load_checkpoint(
+    path: Path, sets: list[str] | None = None, device: torch.device | str = "cpu"
+) -> tuple[PresetConfig, nn.Module, Any]:
+    """(resolved config with `--set` overrides, model in eval mode on `device`, dataset)."""
+    from engine import checkpoint as ckpt
+    from engine import config as C
+    from engine.data import load_dataset
+    from engine.models import build
+
+    _, meta = ckpt.read_header(path)
+    cfg = C.from_json(meta["config"], f"{path}")
+    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
+    tensors, _ = ckpt.load(path)
+    model = build(cfg)
+    ckpt.unpack_model(model, tensors, str(path))
+    model.to(device).eval()
+    return cfg, model, load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+
+
 def evaluate_checkpoint(
     path: Path,
     suite: str = "paper",
@@ -200,27 +219,16 @@ def evaluate_checkpoint(
     `progress(name, done, total, n_attacks)` is called as batches finish and
     `on_result(name, accuracy, seconds)` as each column finishes.
     """
-    from engine import checkpoint as ckpt
-    from engine import config as C
-    from engine.data import load_dataset
     from engine.errors import WorkbenchError
     from engine.events import EventWriter
-    from engine.models import build
     from engine.trainer import resolve_device
 
     if suite not in SUITES:
         raise WorkbenchError(f"--suite {suite!r}: allowed: {', '.join(SUITES)}")
-    _, meta = ckpt.read_header(path)
-    cfg = C.from_json(meta["config"], f"{path}")
     if defense is not None:
         sets = [f"defense.name={defense}", *(sets or [])]
-    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
     dev = resolve_device(device, f"--device {device}")
-    tensors, _ = ckpt.load(path)
-    model = build(cfg)
-    ckpt.unpack_model(model, tensors, str(path))
-    model.to(dev).eval()
-    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    cfg, model, data = load_checkpoint(path, sets, dev)
     n = min(samples or len(data.test_y), len(data.test_y))
     x = data.test_x[:n].to(dev).float().div_(255.0)
     y = data.test_y[:n].to(dev)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from engine.attacks import build_attack
-from engine.evaluate import predict
+from engine.evaluate import load_checkpoint, predict
 
 
 @dataclass
@@ -32,18 +32,7 @@ def gallery(
     are the defence's (a transfer attack) and each row carries API-Net's z_c
     for the true class and for the strongest wrong class (the paper's Fig. 4).
     """
-    from engine import checkpoint as ckpt
-    from engine import config as C
-    from engine.data import load_dataset
-    from engine.models import build
-
-    _, meta = ckpt.read_header(path)
-    cfg = C.from_json(meta["config"], str(path))
-    tensors, _ = ckpt.load(path)
-    model = build(cfg)
-    ckpt.unpack_model(model, tensors, str(path))
-    model.to(device).eval()
-    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    cfg, model, data = load_checkpoint(path, device=device)
     idx = [
         int((data.test_y == c).nonzero()[0])
         for c in range(data.num_classes)
