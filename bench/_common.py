@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 
@@ -26,3 +27,19 @@ def pin_malloc() -> bool:
     from workbench.process import pin_malloc as pin
 
     return pin()
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Options every benchmark here shares: seed, malloc pinning, JSON output."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-pin-malloc",
+        dest="pin_malloc",
+        action="store_false",
+        help="keep glibc malloc's adaptive thresholds (by default they are pinned: see README)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with the numbers on stdout (progress -> stderr)",
+    )

@@ -52,7 +52,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cpu_count, pin_malloc
+from _common import add_common_args, cpu_count, pin_malloc
 
 from engine.attacks import PGD
 from engine.data import load_dataset
@@ -188,22 +188,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="train the model with plain CE (Adam 1e-3) first; 0 = untrained (0)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--no-pin-malloc",
-        dest="pin_malloc",
-        action="store_false",
-        help="keep glibc malloc's adaptive thresholds (by default they are pinned: see README)",
-    )
+    add_common_args(p)
     p.add_argument(
         "--profile",
         action="store_true",
         help="after timing, print a torch.profiler table for one call of each",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object with the numbers on stdout (progress -> stderr)",
     )
     args = p.parse_args(argv)
     if args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.warmup < 0:

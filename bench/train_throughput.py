@@ -60,7 +60,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cpu_count, minor_faults, pin_malloc
+from _common import add_common_args, cpu_count, minor_faults, pin_malloc
 
 from engine.config import PresetConfig, load_preset
 from engine.data import Dataset, load_dataset
@@ -213,18 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="train on the first N of the 4000 images only (quick checks)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--no-pin-malloc",
-        dest="pin_malloc",
-        action="store_false",
-        help="keep glibc malloc's adaptive thresholds (by default they are pinned: see README)",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object with the numbers on stdout (progress -> stderr)",
-    )
+    add_common_args(p)
     args = p.parse_args(argv)
     if min(args.steps, args.batch, args.epochs, args.repeats) < 1:
         p.error("--steps, --batch, --epochs and --repeats must be >= 1")
