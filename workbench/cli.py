@@ -206,7 +206,10 @@ def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any) -> int:
 @app.command("eval")
 def eval_(
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
-    suite: Annotated[str, typer.Option("--suite", help="quick or paper.")] = "paper",
+    suite: Annotated[
+        str,
+        typer.Option("--suite", help="quick, paper, autoattack, blackbox, or a suite TOML file."),
+    ] = "paper",
     sets: SetOpt = None,
     samples: Annotated[int, typer.Option("--samples", help="Test examples (0 = all).", min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
@@ -215,14 +218,52 @@ def eval_(
     defense: Annotated[
         str | None, typer.Option("--defense", help="Wrap the model: apinet (settings: defense.*).")
     ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source", help="Substitute checkpoint for the black-box (transfer) columns."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", help="auto (largest that fits on a GPU) or a number.")
+    ] = "auto",
 ) -> None:
-    """Attack a checkpoint with a suite; per-attack and worst-case accuracy, saved as JSON."""
+    """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON."""
     try:
-        doc = _eval(checkpoint, suite, sets or [], samples, device, seed, as_json, defense)
+        bs = _batch_size(batch_size)
+        doc = _eval(
+            checkpoint, suite, sets or [], samples, device, seed, as_json, defense, source, bs
+        )
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(json.dumps(_public(doc), indent=2) + "\n")
+
+
+def _batch_size(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise WorkbenchError(f"--batch-size {text!r}: give 'auto' or a positive whole number")
+    return int(text)
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation without its long per-example lists (they stay in the saved file)."""
+    return {k: v for k, v in doc.items() if k not in ("per_example", "indices", "sanity_runs")}
+
+
+def _progress_bar(prog: Any) -> Any:
+    task = prog.add_task("loading", total=None)
+    done_before: dict[str, int] = {}
+
+    def progress(name: str, done: int, total: int, n_columns: int) -> None:
+        done_before[name] = done
+        prog.update(
+            task, total=n_columns * total, description=name, completed=sum(done_before.values())
+        )
+
+    return progress
 
 
 def _eval(
@@ -234,49 +275,132 @@ def _eval(
     seed: int,
     quiet: bool,
     defense: str | None = None,
+    source: Path | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     from engine.evaluate import evaluate_checkpoint
 
+    kw = {"defense": defense, "source": source, "batch_size": batch_size}
     if quiet:
-        doc = evaluate_checkpoint(path, suite, sets, samples, device, seed, defense=defense)
+        doc = evaluate_checkpoint(path, suite, sets, samples, device, seed, **kw)
     else:
         from rich.progress import Progress
 
         with Progress(console=err, transient=True) as prog:
-            task = prog.add_task("loading", total=None)
-            done_before: dict[str, int] = {}
-
-            def progress(name: str, done: int, total: int, n_attacks: int) -> None:
-                done_before[name] = done
-                prog.update(
-                    task,
-                    total=n_attacks * total,
-                    description=name,
-                    completed=sum(done_before.values()),
-                )
-
             doc = evaluate_checkpoint(
-                path, suite, sets, samples, device, seed, progress, defense=defense
+                path, suite, sets, samples, device, seed, _progress_bar(prog), **kw
             )
-    table, seconds = doc["accuracy"], doc["seconds"]
     if not quiet:
-        title = f"{path} — {suite} suite, eps {doc['eps']:.4g}, {doc['n']} examples"
-        if doc.get("defense"):
-            d = doc["defense"]
-            title += (
-                f"\ndefence {d['name']}: eps_ap {d['eps_ap']:.4g}, {d['steps']} steps of "
-                f"{d['step']:.4g}, {d['start']} start; adaptive: {d['adaptive_steps']} "
-                f"inner steps, EOT {d['eot']}"
-            )
-        t = Table(title=title)
-        t.add_column("attack")
-        t.add_column("accuracy %", justify="right")
-        t.add_column("seconds", justify="right")
-        for k, v in table.items():
-            t.add_row(k, f"{v:.2f}", f"{seconds[k]:.1f}" if k in seconds else "")
-        out.print(t)
-        out.print(f"saved {doc['saved']}  ({doc['examples_per_s']:.0f} attacked examples/s)")
+        print_evaluation(doc)
     return doc
+
+
+def print_evaluation(doc: dict[str, Any]) -> None:
+    """The suite's table (accuracy, seconds, examples/s per column), then the sanity list."""
+    table, seconds, rates = doc["accuracy"], doc["seconds"], doc.get("column_examples_per_s", {})
+    title = f"{doc['checkpoint']} — {doc['suite']} suite, eps {doc['eps']:.4g}, {doc['n']} examples"
+    if doc.get("source"):
+        title += f"\nblack-box columns crafted on {doc['source']}"
+    if doc.get("defense"):
+        d = doc["defense"]
+        title += (
+            f"\ndefence {d['name']}: eps_ap {d['eps_ap']:.4g}, {d['steps']} steps of "
+            f"{d['step']:.4g}, {d['start']} start; adaptive: {d['adaptive_steps']} "
+            f"inner steps, EOT {d['eot']}"
+        )
+    t = Table(title=title)
+    t.add_column("attack")
+    t.add_column("accuracy %", justify="right")
+    t.add_column("seconds", justify="right")
+    t.add_column("examples/s", justify="right")
+    for k, v in table.items():
+        t.add_row(
+            k,
+            f"{v:.2f}",
+            f"{seconds[k]:.1f}" if k in seconds else "",
+            f"{rates[k]:.0f}" if k in rates else "",
+        )
+    out.print(t)
+    colour = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
+    for c in doc.get("sanity", []):
+        out.print(
+            f"[{colour.get(c['status'], 'white')}]{c['status']:4}[/] {c['name']}: {c['figure']}",
+            highlight=False,
+        )
+        if c.get("advice"):
+            out.print(f"      -> {c['advice']}", highlight=False)
+    out.print(
+        f"saved {doc['saved']}  (batch {doc['batch_size']}, "
+        f"{doc['examples_per_s']:.0f} attacked examples/s)",
+        highlight=False,
+    )
+
+
+@app.command()
+def sweep(
+    checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints.")],
+    eps_max: Annotated[
+        str | None, typer.Option("--eps-max", help="Largest eps (fractions allowed; default 2x).")
+    ] = None,
+    points: Annotated[int, typer.Option("--points", help="Eps values from 0.", min=2)] = 9,
+    steps: Annotated[int, typer.Option("--steps", help="PGD steps.", min=1)] = 40,
+    samples: Annotated[int, typer.Option("--samples", help="Test examples (0 = all).", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for the JSON and CSV (default: eval/).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
+    """Accuracy under PGD-k as eps grows (API-Net Fig. 2): a terminal plot, JSON and CSV."""
+    from engine.config import parse_fraction
+    from engine.sweep import eps_sweep
+
+    try:
+        emax = None
+        if eps_max is not None:
+            try:
+                emax = float(parse_fraction(eps_max))
+            except ValueError:
+                raise WorkbenchError(
+                    f"--eps-max: {eps_max!r} is not a number or fraction"
+                ) from None
+            if not 0 < emax <= 1:
+                raise WorkbenchError(f"--eps-max: {eps_max!r} is outside (0, 1]")
+        if as_json:
+            doc = eps_sweep(checkpoints, emax, points, steps, samples, device, seed, out_dir)
+        else:
+            from rich.progress import Progress
+
+            with Progress(console=err, transient=True) as prog:
+                doc = eps_sweep(
+                    checkpoints,
+                    emax,
+                    points,
+                    steps,
+                    samples,
+                    device,
+                    seed,
+                    out_dir,
+                    _progress_bar(prog),
+                )
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from engine.sweep import plot_text
+
+    sys.stdout.write(plot_text(doc, colour=sys.stdout.isatty()) + "\n")
+    sys.stdout.flush()
+    t = Table(title=f"accuracy % under PGD-{steps}, {doc['n']} examples")
+    t.add_column("eps")
+    for c in doc["curves"]:
+        t.add_column(c["label"], justify="right")
+    for i, e in enumerate(doc["eps"]):
+        t.add_row(f"{e:.4g}", *(f"{c['accuracy'][i]:.2f}" for c in doc["curves"]))
+    out.print(t)
+    out.print(f"saved {doc['saved_json']} and {doc['saved_csv']}", highlight=False)
 
 
 @app.command()
@@ -353,11 +477,9 @@ def inspect(
             except json.JSONDecodeError:
                 pass
         parsed[k] = v
-    evals = (
-        sorted(str(p) for p in (checkpoint.parent / "eval").glob("*.json"))
-        if (checkpoint.parent / "eval").is_dir()
-        else []
-    )
+    from engine.evidence import list_evaluations
+
+    evals = list_evaluations(checkpoint)
     doc = {
         "path": str(checkpoint),
         "metadata": parsed,
@@ -398,8 +520,28 @@ def inspect(
             f"{row['numel']:,}",
         )
     out.print(tt)
-    for p in evals:
-        out.print(f"evaluation: {p}")
+    if not evals:
+        out.print("no evaluations yet: `workbench eval CKPT --suite paper`")
+        return
+    et = Table(title="evaluations")
+    for col in ("time", "suite", "n", "eps", "clean %", "worst case %", "sanity", "file"):
+        et.add_column(col)
+    for e in evals:
+        if "error" in e:
+            et.add_row("", "", "", "", "", "", "", f"{e['file']} (unreadable)")
+            continue
+        warn = f"{e['warnings']} WARN" if e["warnings"] else ("PASS" if e["checks"] else "-")
+        et.add_row(
+            str(e["time"] or ""),
+            str(e["suite"]) + (f" +{e['defense']}" if e.get("defense") else ""),
+            str(e["n"]),
+            f"{e['eps']:.4g}" if isinstance(e["eps"], int | float) else "-",
+            f"{e['clean']:.2f}" if isinstance(e["clean"], int | float) else "-",
+            f"{e['worst case']:.2f}" if isinstance(e["worst case"], int | float) else "-",
+            warn,
+            e["file"],
+        )
+    out.print(et)
 
 
 # ---------------------------------------------------------------- runs, presets
@@ -457,6 +599,18 @@ def presets() -> None:
                 str(f.relative_to(Path.cwd())) if f.is_relative_to(Path.cwd()) else str(f), desc
             )
     out.print(t)
+    from engine.suites import builtin_suites
+
+    st = Table(title="evaluation suites (workbench eval --suite NAME or FILE)")
+    st.add_column("suite")
+    st.add_column("description")
+    for name, f in builtin_suites().items():
+        try:
+            desc = tomllib.loads(f.read_text(encoding="utf-8")).get("description", "")
+        except (tomllib.TOMLDecodeError, OSError):
+            desc = "(unreadable)"
+        st.add_row(name, desc)
+    out.print(st)
 
 
 def main() -> None:

@@ -1,0 +1,120 @@
+"""AutoAttack (Croce & Hein 2020) through the `pyautoattack` package, an optional extra.
+
+The standard version is a cascade: APGD-CE, then targeted APGD, targeted FAB
+and Square, each run only on the examples that survived the attacks before
+it. We drive the package's own attacks one at a time so every example's fate
+is recorded per component; the last column is AutoAttack's robust accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.errors import WorkbenchError
+
+EXTRA_HINT = "pip install -e '.[autoattack]' (or pip install pyautoattack)"
+COMPONENT_NAMES = {
+    "apgd-ce": "APGD-CE",
+    "apgd-dlr": "APGD-DLR",
+    "apgd-t": "APGD-T",
+    "fab": "FAB",
+    "fab-t": "FAB-T",
+    "square": "Square",
+}
+COMPONENTS = {  # what each AutoAttack version runs, in order (pyautoattack's _set_version)
+    "standard": ["apgd-ce", "apgd-t", "fab-t", "square"],
+    "plus": ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"],
+    "rand": ["apgd-ce", "apgd-dlr"],
+}
+
+
+def require() -> Any:
+    """The package's AutoAttack class, or a one-line error naming the extra."""
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError:
+        raise WorkbenchError(
+            f"the autoattack suite needs the optional pyautoattack package: {EXTRA_HINT}"
+        ) from None
+    return AutoAttack
+
+
+class _Collect(logging.Handler):
+    """Keeps AutoAttack's own warnings (randomised defence, zero gradients) for the evidence."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg not in self.messages:
+            self.messages.append(msg)
+
+
+class AutoAttackCascade:
+    """One suite entry that yields a column per component: `name: +COMPONENT` (cumulative)."""
+
+    def __init__(self, name: str, eps: float, version: str, seed: int, num_classes: int) -> None:
+        require()
+        self.name, self.eps, self.version = name, eps, version
+        self.seed, self.num_classes = seed, num_classes
+        self.components = COMPONENTS[version]
+        self.columns = [
+            f"{name}: {'' if i == 0 else '+'}{COMPONENT_NAMES[c]}"
+            for i, c in enumerate(self.components)
+        ]
+        self.flags: list[str] = []
+        self.seconds: dict[str, float] = {}
+
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        alive: torch.Tensor,
+        batch_size: int,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Per column, which examples are still classified correctly after the cascade so far."""
+        AutoAttack = require()
+        aa = AutoAttack(model, eps=self.eps, version=self.version, seed=self.seed, device=x.device)
+        n_targets = max(1, min(9, self.num_classes - 1))
+        aa.apgd_targeted.n_target_classes = n_targets
+        aa.fab.n_target_classes = n_targets
+        handler = _Collect()
+        aa.logger.addHandler(handler)
+        aa.logger.propagate = False
+        alive = alive.clone().to(x.device)
+        out: dict[str, torch.Tensor] = {}
+        try:
+            for comp, col in zip(self.components, self.columns, strict=True):
+                t0 = time.perf_counter()
+                idx = alive.nonzero().squeeze(1)
+                if len(idx):
+                    aa.attacks_to_run = [comp]
+                    _, y_adv = aa.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
+                    alive[idx[y_adv != y[idx]]] = False
+                out[col] = alive.clone()
+                self.seconds[col] = time.perf_counter() - t0
+                if progress is not None:
+                    progress(col, len(x), len(x))
+        finally:
+            aa.logger.removeHandler(handler)
+        self.flags = handler.messages
+        return out
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "eps": self.eps,
+            "version": self.version,
+            "components": self.components,
+            "seed": self.seed,
+            "cumulative": True,
+        }

@@ -1,0 +1,104 @@
+"""Where evaluations are saved and how they are listed, without importing torch.
+
+Every evaluation leaves `eval/<suite>-<time>.json` in the checkpoint's run
+directory (or an `eval/` folder beside a loose checkpoint), so `inspect` and
+the app can show a checkpoint's evaluation history quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.checkpoint import atomic_write_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def evaluation_dir(path: Path) -> tuple[Path, Path | None]:
+    """Where a checkpoint's evaluations go: its run directory if it has one, else beside it."""
+    for d in (path.parent, path.parent.parent):
+        if (d / "events.jsonl").exists():
+            return d / "eval", d
+    return path.parent / "eval", None
+
+
+def stamp() -> str:
+    """A sortable time stamp with milliseconds, so two quick evaluations never collide."""
+    return time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
+
+
+def code_version() -> dict[str, Any]:
+    """The engine version and, when the code is a git checkout, its commit and dirtiness."""
+    from engine import __version__
+
+    out: dict[str, Any] = {"engine": __version__, "commit": None, "dirty": None}
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if head.returncode == 0:
+            out["commit"] = head.stdout.strip()
+            st = subprocess.run(
+                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            out["dirty"] = bool(st.stdout.strip()) if st.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
+
+
+def list_evaluations(path: Path) -> list[dict[str, Any]]:
+    """Summaries of the saved evaluations of this checkpoint, oldest first.
+
+    An evaluation belongs to the checkpoint if its recorded `checkpoint`
+    resolves to the same file; unreadable files are listed as such.
+    """
+    out_dir, _ = evaluation_dir(path)
+    if not out_dir.is_dir():
+        return []
+    me = path.resolve()
+    rows = []
+    for f in sorted(out_dir.glob("*.json")):
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            rows.append({"file": str(f), "error": "unreadable"})
+            continue
+        if not isinstance(doc, dict) or "checkpoint" not in doc:
+            continue
+        if Path(str(doc["checkpoint"])).resolve() != me:
+            continue
+        table = doc.get("table") or {}
+        sanity = doc.get("sanity") or []
+        rows.append(
+            {
+                "file": str(f),
+                "kind": doc.get("kind", "suite"),
+                "suite": doc.get("suite"),
+                "time": doc.get("time"),
+                "n": doc.get("n"),
+                "eps": doc.get("eps"),
+                "seed": doc.get("seed"),
+                "source": doc.get("source"),
+                "defense": (doc.get("defense") or {}).get("name"),
+                "clean": table.get("clean"),
+                "worst case": table.get("worst case"),
+                "warnings": sum(1 for c in sanity if c.get("status") == "WARN"),
+                "checks": len(sanity),
+            }
+        )
+    return rows

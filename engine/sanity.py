@@ -1,0 +1,206 @@
+"""Sanity checks of an evaluation (Carlini et al. 2019, "On Evaluating Adversarial Robustness").
+
+Each check compares figures the suite already produced (per example where it
+can) and says PASS, WARN or SKIP with the figure behind it. A WARN says what
+the failure usually means, so a masked defence cannot pass unnoticed.
+Tolerances are in accuracy points, never below one example.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+PASS, WARN, SKIP = "PASS", "WARN", "SKIP"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    figure: str
+    advice: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tolerance(points: float, n: int) -> float:
+    """The allowed slack: the configured points, or one example if that is more."""
+    return max(points, 100.0 / n) if n else points
+
+
+def _pct(mask: torch.Tensor) -> float:
+    return 100.0 * mask.float().mean().item() if len(mask) else float("nan")
+
+
+def _all(correct: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    out = correct[names[0]].clone()
+    for name in names[1:]:
+        out &= correct[name]
+    return out
+
+
+def per_example_checks(
+    correct: dict[str, torch.Tensor], roles: dict[str, str], tol_points: float
+) -> list[Check]:
+    """Checks read off the suite's own columns.
+
+    `roles[name]` is `fgsm`, `white` (an iterative white-box attack), `transfer`
+    (crafted on another model), `gradient-aa` or `square` (AutoAttack components).
+    """
+    n = len(correct["clean"])
+    tol = tolerance(tol_points, n)
+    by = {r: [k for k, v in roles.items() if v == r] for r in set(roles.values())}
+    white = by.get("white", [])
+    checks: list[Check] = []
+
+    if by.get("fgsm") and white:
+        only = ~correct[by["fgsm"][0]] & _all(correct, white) & correct["clean"]
+        pts = _pct(only)
+        checks.append(
+            Check(
+                "iterative >= FGSM, per example",
+                PASS if pts <= tol else WARN,
+                f"{int(only.sum())} examples broken by FGSM survive every iterative attack "
+                f"({pts:.2f} points, tolerance {tol:.2f})",
+                ""
+                if pts <= tol
+                else "the loss is not smooth near the input: gradient masking, "
+                "or the iterative attack's step is too small to leave a flat region",
+            )
+        )
+    else:
+        checks.append(Check("iterative >= FGSM, per example", SKIP, "needs an FGSM column"))
+
+    if by.get("transfer") and white:
+        only = ~_all(correct, by["transfer"]) & _all(correct, white) & correct["clean"]
+        pts = _pct(only)
+        checks.append(
+            Check(
+                "white-box >= transfer, per example",
+                PASS if pts <= tol else WARN,
+                f"{int(only.sum())} examples broken by a transfer attack survive every "
+                f"white-box attack ({pts:.2f} points, tolerance {tol:.2f})",
+                ""
+                if pts <= tol
+                else "the white-box gradients are less useful than another "
+                "model's: the classifier masks its gradients (obfuscated, shattered or "
+                "non-differentiable inference)",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "white-box >= transfer, per example",
+                SKIP,
+                "no transfer column (give --source CKPT, or use --suite blackbox)",
+            )
+        )
+
+    if by.get("square") and by.get("gradient-aa"):
+        before = _all(correct, by["gradient-aa"])
+        only = before & ~correct[by["square"][0]]
+        pts = _pct(only)
+        checks.append(
+            Check(
+                "Square (gradient-free) adds nothing",
+                PASS if pts <= tol else WARN,
+                f"Square broke {int(only.sum())} examples that survived the gradient attacks "
+                f"({pts:.2f} points, tolerance {tol:.2f})",
+                ""
+                if pts <= tol
+                else "a black-box attack beats the gradient attacks: the "
+                "gradients are masked and the white-box numbers overstate robustness",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "Square (gradient-free) adds nothing",
+                SKIP,
+                "AutoAttack's Square is not in this suite (--suite autoattack)",
+            )
+        )
+    return checks
+
+
+def extra_checks(
+    curve: list[tuple[float, float]],
+    unbounded: float,
+    unbounded_max: float,
+    base: tuple[str, float],
+    doubled_steps: tuple[str, float],
+    doubled_restarts: tuple[str, float],
+    n: int,
+    tol_points: float,
+) -> list[Check]:
+    """Checks that need extra attack runs: the eps curve, eps = 1, and doubled effort.
+
+    `curve` is (eps, accuracy) from 0 up to the suite's eps, with the same
+    attack scaled in step; `unbounded` is its accuracy at eps = 1.
+    """
+    tol = tolerance(tol_points, n)
+    checks: list[Check] = []
+    pts = [*curve, (1.0, unbounded)] if curve[-1][0] < 1.0 else curve
+    rises = [(a, b) for a, b in itertools.pairwise(pts) if b[1] > a[1] + tol]
+    figure = (
+        " -> ".join(f"{acc:.1f}" for _, acc in pts)
+        + " % at eps "
+        + ", ".join(f"{e:.3g}" for e, _ in pts)
+    )
+    checks.append(
+        Check(
+            "accuracy never rises with eps",
+            WARN if rises else PASS,
+            figure,
+            f"accuracy rose from eps {rises[0][0][0]:.3g} to {rises[0][1][0]:.3g}: a larger "
+            "ball contains the smaller one, so the attack misses points it found before "
+            "(gradient masking, or too few steps for the larger ball)"
+            if rises
+            else "",
+        )
+    )
+    checks.append(
+        Check(
+            "eps = 1 drives accuracy to ~0",
+            PASS if unbounded <= unbounded_max else WARN,
+            f"{unbounded:.2f}% at eps 1 (allowed {unbounded_max:.2f}%)",
+            ""
+            if unbounded <= unbounded_max
+            else "an unbounded attack can turn any image into any other: the gradients do "
+            "not lead anywhere (zero or obfuscated gradients, a saturated softmax, "
+            "non-differentiable preprocessing)",
+        )
+    )
+    for label, what, (name2, acc2) in (
+        ("doubling steps", "steps", doubled_steps),
+        ("doubling restarts", "restarts", doubled_restarts),
+    ):
+        delta = acc2 - base[1]
+        if delta > tol:
+            status, advice = (
+                WARN,
+                f"more {what} made the attack weaker: the loss surface is noisy or "
+                "randomised (gradient masking, or a stochastic model needing EOT)",
+            )
+        elif delta < -tol:
+            status, advice = (
+                WARN,
+                f"{base[0]} has not converged: more {what} lowered accuracy, so its figure "
+                "overstates robustness (too few steps or restarts)",
+            )
+        else:
+            status, advice = PASS, ""
+        checks.append(
+            Check(
+                f"{label} moves accuracy by <= {tol:.2f}",
+                status,
+                f"{base[0]} {base[1]:.2f}% vs {name2} {acc2:.2f}% ({delta:+.2f} points)",
+                advice,
+            )
+        )
+    return checks

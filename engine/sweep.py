@@ -1,0 +1,188 @@
+"""Accuracy as eps grows (API-Net Fig. 2), for one or several checkpoints.
+
+Each point is PGD-k at that eps with the step scaled to keep the
+checkpoint's own step/eps ratio, so the point at the checkpoint's eps is its
+paper column. Accuracies are the raw per-eps figures (no carrying over of
+smaller-eps successes), so a curve that rises is visible, not hidden.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import WorkbenchError
+
+
+def eps_grid(eps_max: float, points: int) -> list[float]:
+    """`points` evenly spaced values from 0 to eps_max inclusive."""
+    return [eps_max * i / (points - 1) for i in range(points)]
+
+
+def sweep_checkpoint(
+    path: Path,
+    eps_values: list[float],
+    steps: int,
+    samples: int,
+    dev: torch.device,
+    seed: int,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """One checkpoint's curve with per-example outcomes.
+
+    A defended checkpoint (inference-time defence) is attacked with the
+    transfer and BPDA strategies and each point is their per-example worst case.
+    """
+    from engine.data import dataset_info
+    from engine.defenses import build_defense
+    from engine.evaluate import load_checkpoint, plan_suite, predict, run_suite
+    from engine.suites import Column
+
+    cfg, model, data = load_checkpoint(path, None, dev)
+    n = min(samples or len(data.test_y), len(data.test_y))
+    x = data.test_x[:n].to(dev).float().div_(255.0)
+    y = data.test_y[:n].to(dev)
+    n_cls = dataset_info(cfg.data.dataset).num_classes
+    defended = build_defense(cfg, model, n_cls)
+    classifier = model if defended is None else defended
+    bs = min(cfg.data.eval_batch_size, n)
+    clean = predict(classifier, x, bs) == y
+    ratio = cfg.attack.step / cfg.attack.eps if cfg.attack.eps > 0 else 0.0
+    accuracy, per_example = [], []
+    for eps in eps_values:
+        if eps == 0:
+            ok = clean.cpu()
+        else:
+            params = {
+                "eps": eps,
+                "step": ratio * eps if ratio else eps / 4,
+                "steps": steps,
+                "restarts": cfg.eval.restarts,
+                "loss": "ce",
+            }
+            col = Column(f"PGD-{steps} eps {eps:.4g}", "pgd", params)
+            plan = plan_suite([col], model, n_cls, seed, defended)
+            entries = {k: v for k, v in plan.entries.items() if not k.startswith("adaptive")}
+            res = run_suite(classifier, x, y, entries, bs, seed, progress, clean=clean)
+            ok = res.worst_case
+        accuracy.append(100.0 * ok.float().mean().item())
+        per_example.append(ok.int().tolist())
+    return {
+        "checkpoint": str(path),
+        "label": path.parent.name if path.parent.name != "checkpoints" else path.stem,
+        "eps_checkpoint": cfg.attack.eps,
+        "step_ratio": ratio,
+        "defended": defended is not None,
+        "strategy": "worst of transfer and BPDA" if defended is not None else "white-box",
+        "n": n,
+        "accuracy": accuracy,
+        "per_example": per_example,
+    }
+
+
+def eps_sweep(
+    paths: list[Path],
+    eps_max: float | None = None,
+    points: int = 9,
+    steps: int = 40,
+    samples: int = 0,
+    device: str = "auto",
+    seed: int = 0,
+    out_dir: Path | None = None,
+    progress: Callable[[str, int, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Every checkpoint's curve on the same eps grid, saved as JSON and CSV.
+
+    Each checkpoint also gets its own `eval/sweep-<time>.json` with the
+    per-example outcomes; the combined files go to `out_dir` (default: the
+    first checkpoint's eval folder). `eps_max` None is twice the first
+    checkpoint's eps (at most 1).
+    """
+    from engine.checkpoint import atomic_write_bytes, read_header
+    from engine.config import from_json
+    from engine.evidence import code_version, evaluation_dir, stamp, write_json
+    from engine.trainer import resolve_device
+
+    if not paths:
+        raise WorkbenchError("sweep: give at least one checkpoint")
+    if eps_max is None:
+        _, meta = read_header(paths[0])
+        eps_max = min(1.0, 2 * from_json(meta["config"], str(paths[0])).attack.eps)
+        if eps_max <= 0:
+            raise WorkbenchError(f"{paths[0]}: its eps is 0; give --eps-max")
+    dev = resolve_device(device, f"--device {device}")
+    grid = eps_grid(eps_max, points)
+    total_cols = len(paths) * (points - 1)
+    when = stamp()
+    curves = []
+    for path in paths:
+
+        def report(name: str, done: int, total: int, path: Path = path) -> None:
+            if progress is not None:
+                progress(f"{path.parent.name}/{path.name} {name}", done, total, total_cols)
+
+        curve = sweep_checkpoint(path, grid, steps, samples, dev, seed, report)
+        ev_dir, _ = evaluation_dir(path)
+        own = ev_dir / f"sweep-{when}.json"
+        write_json(
+            own,
+            {
+                "kind": "eps-sweep",
+                "suite": f"sweep PGD-{steps}",
+                "checkpoint": str(path),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "eps": grid,
+                "steps": steps,
+                "seed": seed,
+                "n": curve["n"],
+                "indices": list(range(curve["n"])),
+                "code": code_version(),
+                "torch_version": torch.__version__,
+                **curve,
+            },
+        )
+        curve["saved"] = str(own)
+        curves.append(curve)
+    ns = {c["n"] for c in curves}
+    doc = {
+        "kind": "eps-sweep",
+        "eps": grid,
+        "steps": steps,
+        "seed": seed,
+        "n": min(ns),
+        "curves": [{k: v for k, v in c.items() if k != "per_example"} for c in curves],
+    }
+    dest = out_dir or evaluation_dir(paths[0])[0]
+    json_path, csv_path = (dest / f"sweep-{when}-combined.{ext}" for ext in ("json", "csv"))
+    write_json(json_path, doc)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["eps", *(c["label"] for c in curves)])
+    for i, e in enumerate(grid):
+        w.writerow([f"{e:.6g}", *(f"{c['accuracy'][i]:.4f}" for c in curves)])
+    atomic_write_bytes(csv_path, buf.getvalue().encode())
+    doc["saved_json"], doc["saved_csv"] = str(json_path), str(csv_path)
+    return doc
+
+
+def plot_text(doc: dict[str, Any], width: int = 78, height: int = 20, colour: bool = True) -> str:
+    """The curves as a terminal plot (plotext), for the CLI; plain text when `colour` is off."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    for c in doc["curves"]:
+        plt.plot(doc["eps"], c["accuracy"], label=c["label"], marker="braille")
+    plt.xlabel("eps")
+    plt.ylabel("accuracy %")
+    plt.ylim(0, 100)
+    plt.title(f"accuracy under PGD-{doc['steps']} ({doc['n']} examples)")
+    text = plt.build()
+    return text if colour else plt.uncolorize(text)
