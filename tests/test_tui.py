@@ -249,6 +249,114 @@ def test_snapshot_gallery(snap_compare, static_dir, size):
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=gallery)
 
 
+# ------------------------------------------------------------------ evaluations in the inspector
+
+ALPHA = Path("runs/alpha/best.safetensors")
+
+
+async def open_inspector(pilot) -> InspectScreen:
+    """The inspector on the alpha checkpoint, once it has composed and filled its tables."""
+    pilot.app.action_inspect(ALPHA)
+    await wait_for(
+        pilot,
+        lambda: isinstance(pilot.app.screen, InspectScreen) and pilot.app.screen.query("#evals"),
+    )
+    await pilot.pause(0.1)
+    return pilot.app.screen
+
+
+def cells(table, column: int) -> list[str]:
+    return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
+
+
+def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
+    from engine.evaluate import evaluate_checkpoint
+
+    doc = evaluate_checkpoint(ALPHA, "quick", samples=20, device="cpu")
+    clean = f"{doc['accuracy']['clean']:.2f}"
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"], eval_samples=20)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_inspector(pilot)
+            evals = screen.query_one("#evals")
+            assert evals.row_count == 1
+            assert evals.get_row_at(0)[1:4] == ["quick", "20", clean]
+            assert evals.get_row_at(0)[5] == "0 WARN"  # its checks were skipped, none warned
+            assert "1 saved" in str(screen.query_one("#evals-hint").render())
+            screen.query_one("#tabs").active = "tab-6"
+            await pilot.pause(0.1)
+            evals.focus()
+            await pilot.press("enter")  # opens it in the Evaluate tab's widgets
+            await pilot.pause(0.1)
+            assert screen.query_one("#tabs").active == "tab-5"
+            table = screen.query_one("#eval-table")
+            assert cells(table, 0) == list(doc["accuracy"])
+            assert cells(table, 1)[0] == clean
+            assert Path(doc["saved"]).name in str(screen.query_one("#eval-sanity").render())
+
+    asyncio.run(scenario())
+
+
+def test_inspector_without_evaluations_shows_a_hint(static_dir):
+    async def scenario() -> None:
+        app = make_app(static_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_inspector(pilot)
+            assert screen.query_one("#evals").row_count == 0
+            assert "no evaluations yet" in str(screen.query_one("#evals-hint").render())
+
+    asyncio.run(scenario())
+
+
+def test_blackbox_suite_without_a_source_reports_the_error_in_red(static_dir):
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"], eval_samples=20)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_inspector(pilot)
+            screen.query_one("#tabs").active = "tab-5"
+            await pilot.pause(0.1)
+            screen.query_one("#eval-suite").value = "blackbox"
+            assert screen.query_one("#eval-source").value == ""
+            await pilot.pause(0.1)
+            assert "black-box" in str(screen.query_one("#eval-about").render())
+            await pilot.click("#eval-run")
+            status = screen.query_one("#eval-status")
+            await wait_for(pilot, lambda: "--source" in str(status.content))
+            assert str(status.content).startswith("[red]")
+            assert "\n" not in str(status.render())  # one line
+            assert not screen.running and not screen.query_one("#eval-run").disabled
+            assert screen.query_one("#evals").row_count == 0  # nothing was saved
+            assert isinstance(app.screen, InspectScreen)
+
+    asyncio.run(scenario())
+
+
+def test_quick_suite_from_the_inspector_adds_an_evaluation(static_dir):
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"], eval_samples=20)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_inspector(pilot)
+            evals = screen.query_one("#evals")
+            assert evals.row_count == 0
+            await pilot.press("q")
+            assert screen.query_one("#eval-suite").value == "quick"
+            await wait_for(pilot, lambda: evals.row_count == 1)
+            assert not screen.running
+            assert evals.get_row_at(0)[1:3] == ["quick", "20"]
+            assert cells(screen.query_one("#eval-table"), 0) == ["clean", "PGD-2", "worst case"]
+            sanity = str(screen.query_one("#eval-sanity").render())
+            saved = sorted((static_dir / "runs/alpha/eval").glob("quick-*.json"))
+            assert len(saved) == 1 and saved[0].name in sanity
+            assert "done" in str(screen.query_one("#eval-status").render())
+            assert screen.query_one("#eval-bar").percentage == 1.0
+            assert "1 saved" in str(screen.query_one("#evals-hint").render())
+
+    asyncio.run(scenario())
+
+
 def test_resize_and_empty_state_do_not_crash(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = WorkbenchApp(Path("runs"), [tmp_path / "none"])

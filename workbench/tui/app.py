@@ -46,9 +46,15 @@ LaunchScreen { align: center middle; }
 #pick { width: 34; }
 #chart { width: 1fr; }
 #legend { height: 1; padding: 0 1; }
-#eval-progress { height: 1; }
-#eval-status { width: 1fr; }
-#eval-bar { width: 40; }
+#eval-controls { height: 1; }
+#eval-suite { width: 16; }
+#eval-source { width: 1fr; margin: 0 1; }
+#eval-about { color: $text-muted; padding: 0 1; width: 100%; }
+#eval-status { padding: 0 1; width: 100%; }
+#eval-bar { padding: 0 1; }
+#eval-sanity { padding: 0 1; }
+#evals-hint { padding: 0 1; color: $text-muted; }
+#evals { height: 1fr; }
 """
 
 

@@ -1,18 +1,43 @@
-"""Checkpoint inspector: metadata, config, metrics history, tensors, and evaluation."""
+"""Checkpoint inspector: metadata, config, metrics history, tensors, evaluation and its history.
+
+The Evaluate tab runs any attack suite in a worker with live progress per
+column; the Evaluations tab lists the evidence files already saved for this
+checkpoint, and opening one shows it in the same widgets as a live run.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, ProgressBar, Static, TabbedContent
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    ProgressBar,
+    Select,
+    Static,
+    TabbedContent,
+)
 
 from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel, read_header
+from engine.errors import WorkbenchError
+from engine.evidence import list_evaluations
+from engine.suites import builtin_suites, load_suite
+
+EVALUATE_TAB, EVALUATIONS_TAB = "tab-5", "tab-6"
+STATUS_STYLE = {"PASS": "green", "WARN": "yellow"}  # anything else (SKIP) is dim
 
 
 class InspectScreen(Screen):
@@ -28,21 +53,45 @@ class InspectScreen(Screen):
         self.path = path
         self.start_eval = evaluate
         self.samples = samples
+        self.running = False  # one evaluation at a time: their progress would interleave
         self.header, self.meta = read_header(path)
 
     def compose(self) -> ComposeResult:
+        suites = sorted(builtin_suites())
         yield Header()
-        with TabbedContent("Summary", "Config", "Metrics", "Tensors", "Evaluate", id="tabs"):
+        with TabbedContent(
+            "Summary", "Config", "Metrics", "Tensors", "Evaluate", "Evaluations", id="tabs"
+        ):
             yield DataTable(id="meta", show_header=False)
             with VerticalScroll():
                 yield Static(id="config")
             yield DataTable(id="history")
             yield DataTable(id="tensors")
             with VerticalScroll(id="eval-pane"):
-                with Horizontal(id="eval-progress"):
-                    yield Label("press e (paper suite) or q (quick)", id="eval-status")
-                    yield ProgressBar(id="eval-bar")
+                with Horizontal(id="eval-controls"):
+                    yield Select(
+                        [(name, name) for name in suites],
+                        value="paper" if "paper" in suites else suites[0],
+                        allow_blank=False,
+                        compact=True,
+                        id="eval-suite",
+                    )
+                    yield Input(
+                        placeholder="source checkpoint for black-box columns (optional)",
+                        compact=True,
+                        id="eval-source",
+                    )
+                    yield Button("Run", id="eval-run", compact=True)
+                yield Label(id="eval-about")
+                yield Label(
+                    "choose a suite and Run, or press e (paper) or q (quick)", id="eval-status"
+                )
+                yield ProgressBar(id="eval-bar")
                 yield DataTable(id="eval-table")
+                yield Static(id="eval-sanity")
+            with Vertical(id="evals-pane"):
+                yield Label(id="evals-hint")
+                yield DataTable(id="evals", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -85,15 +134,37 @@ class InspectScreen(Screen):
                 "x".join(map(str, info["shape"])) or "scalar",
                 f"{numel(info['shape']):,}",
             )
-        self.query_one("#eval-table", DataTable).add_columns("attack", "accuracy %", "seconds")
+        self.query_one("#eval-table", DataTable).add_columns(
+            "attack", "accuracy %", "seconds", "examples/s"
+        )
+        self.query_one("#evals", DataTable).add_columns(
+            "time", "suite", "n", "clean %", "worst case %", "sanity"
+        )
+        self.query_one("#eval-bar", ProgressBar).display = False  # shown while a suite runs
+        self._describe(str(self.query_one("#eval-suite", Select).value))
+        self.refresh_evaluations()
         if self.start_eval:
             self.action_evaluate()
 
+    # -- starting an evaluation
     def action_evaluate(self, suite: str = "paper") -> None:
-        self.query_one("#tabs", TabbedContent).active = "tab-5"
+        """Run `suite` on this checkpoint (the e and q keys, and the Run button)."""
+        if self.running:
+            self.notify("an evaluation is already running", severity="warning")
+            return
+        self.query_one("#tabs", TabbedContent).active = EVALUATE_TAB
+        self.query_one("#eval-suite", Select).value = suite  # the controls say what runs
+        text = self.query_one("#eval-source", Input).value.strip()
+        source = Path(text).expanduser() if text else None
+        self.running = True
+        self.query_one("#eval-run", Button).disabled = True
         self.query_one("#eval-table", DataTable).clear()
-        self.query_one("#eval-status", Label).update(f"running the {suite} suite ...")
-        self.run_eval(suite)
+        self.query_one("#eval-sanity", Static).update("")
+        bar = self.query_one("#eval-bar", ProgressBar)
+        bar.update(total=None, progress=0)
+        bar.display = True
+        self._status(f"running the {suite} suite ...")
+        self.run_eval(suite, source)
 
     def action_quick(self) -> None:
         self.action_evaluate("quick")
@@ -101,51 +172,170 @@ class InspectScreen(Screen):
     def action_gallery(self) -> None:
         self.app.action_gallery(self.path)
 
+    @on(Button.Pressed, "#eval-run")
+    def _run_pressed(self) -> None:
+        self.action_evaluate(str(self.query_one("#eval-suite", Select).value))
+
+    @on(Select.Changed, "#eval-suite")
+    def _suite_changed(self, event: Select.Changed) -> None:
+        self._describe(str(event.value))
+
+    def _describe(self, suite: str) -> None:
+        """The suite's own description, so the choice says what it will run."""
+        try:
+            text = escape(load_suite(suite).description)
+        except WorkbenchError as exc:
+            text = f"[red]{escape(str(exc))}[/]"
+        self.query_one("#eval-about", Label).update(text)
+
     @work(thread=True, exclusive=True, group="eval")
-    def run_eval(self, suite: str) -> None:
-        """The attack suite runs in a worker; rows appear as each attack finishes."""
-        from engine.errors import WorkbenchError
+    def run_eval(self, suite: str, source: Path | None) -> None:
+        """The suite runs in a worker; rows appear as each column finishes."""
         from engine.evaluate import evaluate_checkpoint
 
-        finished: list[str] = []
+        columns: list[str] = []  # in the order they start, to place each in the bar
 
-        def progress(name: str, done: int, total: int, n_attacks: int) -> None:
-            self.app.call_from_thread(self._progress, name, done, total, n_attacks, finished)
+        def progress(name: str, done: int, total: int, n_columns: int) -> None:
+            if name not in columns:
+                columns.append(name)
+            self._later(self._progress, name, columns.index(name), done, total, n_columns)
 
         def on_result(name: str, acc: float, seconds: float) -> None:
-            finished.append(name)
-            self.app.call_from_thread(self._row, name, acc, seconds)
+            self._later(self._row, name, acc, seconds)
 
         try:
             doc = evaluate_checkpoint(
-                self.path, suite, [], self.samples, "auto", 0, progress, on_result
+                self.path,
+                suite,
+                samples=self.samples,
+                progress=progress,
+                on_result=on_result,
+                source=source,
             )
         except WorkbenchError as exc:
-            self.app.call_from_thread(self._status, f"[red]{exc}[/]")
-            return
-        self.app.call_from_thread(self._done, doc)
+            self._later(self._failed, str(exc))
+        except Exception as exc:  # a worker's exception would take the whole app down
+            self._later(self._failed, f"{type(exc).__name__}: {exc}")
+        else:
+            self._later(self._done, doc)
 
-    def _progress(
-        self, name: str, done: int, total: int, n_attacks: int, finished: list[str]
-    ) -> None:
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Hand a worker's news to the UI thread; dropped once the screen has been closed."""
+
+        def apply() -> None:
+            if self.is_attached:
+                fn(*args)
+
+        self.app.call_from_thread(apply)
+
+    def _progress(self, name: str, index: int, done: int, total: int, n_columns: int) -> None:
         bar = self.query_one("#eval-bar", ProgressBar)
-        attacks_done = max(0, len(finished) - 1)  # "clean" is not an attack
-        bar.update(total=n_attacks * total, progress=attacks_done * total + done)
-        self._status(f"{name}: {done}/{total}")
+        bar.update(total=n_columns * total, progress=index * total + done)
+        self._status(f"{escape(name)}: {done}/{total}")
 
     def _row(self, name: str, acc: float, seconds: float) -> None:
-        self.query_one("#eval-table", DataTable).add_row(name, f"{acc:.2f}", f"{seconds:.1f}")
+        self.query_one("#eval-table", DataTable).add_row(name, f"{acc:.2f}", f"{seconds:.1f}", "")
 
     def _status(self, text: str) -> None:
         self.query_one("#eval-status", Label).update(text)
 
-    def _done(self, doc: dict) -> None:
+    def _failed(self, message: str) -> None:
+        self.running = False
+        self.query_one("#eval-run", Button).disabled = False
+        self.query_one("#eval-bar", ProgressBar).display = False
+        self._status(f"[red]{escape(message)}[/]")
+
+    def _done(self, doc: dict[str, Any]) -> None:
+        self.running = False
+        self.query_one("#eval-run", Button).disabled = False
+        self._show(doc, f"saved {doc['saved']}")
+        self._status(f"done: the {doc['suite']} suite, {doc['n']} examples, eps {doc['eps']:.4g}")
+        self.refresh_evaluations()
+
+    def _show(self, doc: dict[str, Any], footnote: str) -> None:
+        """One evaluation (live or saved): its accuracy table, then its sanity checks."""
         table = self.query_one("#eval-table", DataTable)
         table.clear()
-        for k, v in doc["accuracy"].items():
-            secs = doc["seconds"].get(k)
-            table.add_row(k, f"{v:.2f}", f"{secs:.1f}" if secs is not None else "")
-        self._status(f"done: {doc['n']} examples, eps {doc['eps']:.4g}; saved {doc['saved']}")
+        seconds = doc.get("seconds") or {}
+        rates = doc.get("column_examples_per_s") or {}
+        for k, v in (doc.get("accuracy") or doc.get("table") or {}).items():
+            secs, rate = seconds.get(k), rates.get(k)
+            table.add_row(
+                k,
+                _pct(v),
+                f"{secs:.1f}" if secs is not None else "",
+                f"{rate:,.0f}" if rate is not None else "",
+            )
+        lines = []
+        for c in doc.get("sanity") or []:
+            status = str(c.get("status"))
+            colour = STATUS_STYLE.get(status, "dim")
+            lines.append(
+                f"[{colour}]{escape(status)}[/] {escape(str(c.get('name')))}: "
+                f"{escape(str(c.get('figure')))}"
+            )
+            if status == "WARN" and c.get("advice"):
+                lines.append(f"     [yellow]{escape(str(c['advice']))}[/]")
+        if not lines:
+            lines.append("[dim]no sanity checks in this suite[/]")
+        lines.append(f"[dim]{escape(footnote)}[/]")
+        self.query_one("#eval-sanity", Static).update("\n".join(lines))
+
+    # -- the saved evaluations
+    def refresh_evaluations(self) -> None:
+        """Re-read this checkpoint's evidence files, newest first (torch-free, so cheap)."""
+        rows = list_evaluations(self.path)
+        table = self.query_one("#evals", DataTable)
+        table.clear()
+        for row in reversed(rows):
+            table.add_row(*_evaluation_cells(row), key=row["file"])
+        table.display = bool(rows)
+        self.query_one("#evals-hint", Label).update(
+            f"{len(rows)} saved; Enter shows one in the Evaluate tab"
+            if rows
+            else "no evaluations yet: choose a suite and Run in the Evaluate tab"
+        )
+
+    @on(DataTable.RowSelected, "#evals")
+    def _evaluation_selected(self, event: DataTable.RowSelected) -> None:
+        if self.running:
+            self.notify("an evaluation is running; it shows here when done", severity="warning")
+            return
+        file = str(event.row_key.value)
+        self.query_one("#tabs", TabbedContent).active = EVALUATE_TAB
+        try:
+            doc = json.loads(Path(file).read_text(encoding="utf-8"))
+            if not isinstance(doc, dict) or not isinstance(doc.get("table"), dict):
+                raise ValueError("not an evaluation")
+        except (OSError, ValueError) as exc:
+            self._status(f"[red]{escape(file)}: unreadable ({escape(str(exc))})[/]")
+            return
+        self.query_one("#eval-bar", ProgressBar).display = False
+        self._show(doc, file)
+        self._status(
+            f"saved: the {escape(str(doc.get('suite')))} suite, {doc.get('n')} examples, "
+            f"{escape(str(doc.get('time')))}"
+        )
+
+
+def _evaluation_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """One line of the evaluations list: when, what, how many, and how it came out."""
+    if "error" in row:
+        return ("-", f"{Path(row['file']).name}: {row['error']}", "", "", "", "")
+    suite = str(row.get("suite"))
+    if row.get("defense"):
+        suite += f" + {row['defense']}"
+    # the list counts warnings only, so "0 WARN": all its checks may have been skipped
+    sanity = f"{row.get('warnings', 0)} WARN" if row.get("checks") else "-"
+    when = str(row.get("time") or "-")[:16].replace("T", " ")
+    return (
+        when,
+        suite,
+        str(row.get("n")),
+        _pct(row.get("clean")),
+        _pct(row.get("worst case")),
+        sanity,
+    )
 
 
 def _json(text: str | None) -> dict:
