@@ -266,7 +266,10 @@ def load_source(path: Path, cfg: PresetConfig, device: torch.device) -> nn.Modul
     """The substitute model of a black-box column; it must share the target's data."""
     from engine.errors import WorkbenchError
 
-    scfg, source, _ = load_checkpoint(path, None, device)
+    try:
+        scfg, source, _ = load_checkpoint(path, None, device)
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"--source: {exc}") from None
     if scfg.data.dataset != cfg.data.dataset:
         raise WorkbenchError(
             f"--source {path}: trained on {scfg.data.dataset!r}, the target on "
@@ -392,6 +395,73 @@ def sanity_runs(
     return checks, {"base": name, "runs": runs}
 
 
+@dataclass
+class Evaluation:
+    """A suite's outcome on one model: per-example results, the plan behind them, the checks."""
+
+    result: SuiteResult
+    plan: Plan
+    checks: list[Any]
+    sanity_runs: dict[str, Any]
+    batch_size: int
+    seconds: float
+
+
+def evaluate_model(
+    spec: SuiteSpec,
+    cols: list[Column],
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    seed: int = 0,
+    defended: nn.Module | None = None,
+    unrolled: nn.Module | None = None,
+    source: nn.Module | None = None,
+    batch_size: int | None = None,
+    default_batch: int = 500,
+    progress: Callable[[str, int, int, int], None] | None = None,
+    on_result: Callable[[str, float, float], None] | None = None,
+) -> Evaluation:
+    """Run a suite and its sanity checks on a model in memory (no files read or written)."""
+    from engine import sanity
+
+    classifier = model if defended is None else defended
+    plan = plan_suite(cols, model, num_classes, seed, defended, source, unrolled)
+    bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
+    extra_cols = (len(spec.sanity.eps_fractions) + 3) if spec.sanity.enabled else 0
+    total_cols = len(plan.entries) + extra_cols
+
+    def report(name: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(name, done, total, total_cols)
+
+    t0 = time.perf_counter()
+    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result)
+    roles = {k: plan.roles[k] for k in result.correct if k in plan.roles}
+    checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
+    sanity_doc: dict[str, Any] = {}
+    if spec.sanity.enabled:
+        extra, sanity_doc = sanity_runs(
+            spec,
+            cols,
+            classifier,
+            x,
+            y,
+            result.correct["clean"].to(x.device),
+            result.table(),
+            bs,
+            seed,
+            report,
+            "" if defended is None else "BPDA ",
+        )
+        checks = extra + checks
+    for e in plan.entries.values():
+        if isinstance(e, AutoAttackCascade):
+            checks += [sanity.Check("AutoAttack's own checks", sanity.WARN, f) for f in e.flags]
+    return Evaluation(result, plan, checks, sanity_doc, bs, time.perf_counter() - t0)
+
+
 def evaluate_checkpoint(
     path: Path,
     suite: str = "paper",
@@ -431,50 +501,23 @@ def evaluate_checkpoint(
     y = data.test_y[:n].to(dev)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
-    classifier = model if defended is None else defended
-    plan = plan_suite(
+    ev = evaluate_model(
+        spec,
         cols,
         model,
+        x,
+        y,
         n_cls,
         seed,
-        defended,
-        src,
-        None if defended is None else _unrolled(cfg, model, n_cls),
+        defended=defended,
+        unrolled=None if defended is None else _unrolled(cfg, model, n_cls),
+        source=src,
+        batch_size=batch_size,
+        default_batch=cfg.data.eval_batch_size,
+        progress=progress,
+        on_result=on_result,
     )
-    bs = pick_batch_size(classifier, x, y, batch_size, cfg.data.eval_batch_size)
-    extra_cols = (len(spec.sanity.eps_fractions) + 3) if spec.sanity.enabled else 0
-    total_cols = len(plan.entries) + extra_cols
-
-    def report(name: str, done: int, total: int) -> None:
-        if progress is not None:
-            progress(name, done, total, total_cols)
-
-    t0 = time.perf_counter()
-    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result)
-    roles = {k: plan.roles[k] for k in result.correct if k in plan.roles}
-    checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
-    sanity_doc: dict[str, Any] = {}
-    if spec.sanity.enabled:
-        prefix = "" if defended is None else "BPDA "
-        extra, sanity_doc = sanity_runs(
-            spec,
-            cols,
-            classifier,
-            x,
-            y,
-            result.correct["clean"].to(dev),
-            result.table(),
-            bs,
-            seed,
-            report,
-            prefix,
-        )
-        checks = extra + checks
-    aa_flags = [
-        f for e in plan.entries.values() if isinstance(e, AutoAttackCascade) for f in e.flags
-    ]
-    checks += [sanity.Check("AutoAttack's own checks", sanity.WARN, f) for f in aa_flags]
-    elapsed = time.perf_counter() - t0
+    result, plan, checks, bs, elapsed = ev.result, ev.plan, ev.checks, ev.batch_size, ev.seconds
     table = result.table()
     out_dir, run_dir = evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{stamp()}.json"
@@ -506,7 +549,7 @@ def evaluate_checkpoint(
         "column_examples_per_s": result.rates(),
         "per_example": {k: v.int().tolist() for k, v in result.correct.items()},
         "sanity": [c.to_dict() for c in checks],
-        "sanity_runs": sanity_doc,
+        "sanity_runs": ev.sanity_runs,
         "defense": defense_doc,
         "code": code_version(),
         "torch_version": torch.__version__,

@@ -20,24 +20,28 @@ def mnist5k():
     return load_dataset("mnist-5k")
 
 
-@pytest.fixture(scope="session")
-def trained_lenet(mnist5k):
+def train_lenet(data, seed: int):
     """LeNet trained with plain CE for two epochs: ~95% clean, not robust."""
     from engine.data import TensorLoader, epoch_generator
     from engine.models import build_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model("lenet", "linear", (1, 28, 28), 10)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    loader = TensorLoader(mnist5k.train_x, mnist5k.train_y, 64, torch.device("cpu"), shuffle=True)
+    loader = TensorLoader(data.train_x, data.train_y, 64, torch.device("cpu"), shuffle=True)
     for epoch in range(2):
-        for x, y in loader.epoch(epoch_generator(0, epoch)):
+        for x, y in loader.epoch(epoch_generator(seed, epoch)):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
     model.eval()
     return model
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(mnist5k):
+    return train_lenet(mnist5k, 0)
 
 
 @pytest.fixture(scope="session")
