@@ -9,6 +9,7 @@ resumed mid-epoch replays exactly the same batches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -25,10 +26,18 @@ BUNDLED_HINT = "or use the bundled offline subset: --set data.dataset=mnist-5k"
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Static facts about a dataset, known without loading it (used to build models)."""
+    """Static facts about a dataset, known without loading it (used to build models).
+
+    `mean`/`std` are per-channel statistics of the real training set. Models
+    that want normalised input apply them inside themselves, because the
+    threat model (eps, clipping to [0, 1]) lives in raw pixel space. None means
+    the models see raw [0, 1] pixels, as the MNIST papers' nets do.
+    """
 
     shape: tuple[int, int, int]
     num_classes: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -111,6 +120,115 @@ def _synthetic(root: str, download: bool) -> Dataset:
     return Dataset("synthetic", tx, ty, vx, vy, 10)
 
 
+# Per-channel statistics of the real training sets (pixels in [0, 1]).
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+
+
+def _missing(name: str, root: str, where: Path, exc: Exception) -> DataMissingError:
+    """The one-line 'files not found' message shared by the colour datasets."""
+    return DataMissingError(
+        f"{name}: files not found under {where} (key 'data.root' = {root!r}; {exc}); "
+        f"put them there, or set data.download = true when online "
+        f"(synthetic-{name} is an offline stand-in for smoke tests only)"
+    )
+
+
+def _torchvision_cifar(cls_name: str, name: str, folder: str) -> Callable[[str, bool], Dataset]:
+    """CIFAR-10/100 from torchvision's python pickles, as uint8 NCHW (the files are NHWC)."""
+
+    def load(root: str, download: bool) -> Dataset:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, cls_name)
+        try:
+            train = cls(root, train=True, download=download)
+            test = cls(root, train=False, download=download)
+        except RuntimeError as exc:
+            raise _missing(name, root, Path(root) / folder, exc) from None
+        except OSError as exc:  # network failure while downloading
+            raise DataMissingError(
+                f"{name}: could not download into {root} (key 'data.root'; {exc})"
+            ) from None
+
+        def nchw(arr: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+
+        return Dataset(
+            name,
+            nchw(train.data),
+            torch.as_tensor(train.targets, dtype=torch.long),
+            nchw(test.data),
+            torch.as_tensor(test.targets, dtype=torch.long),
+            len(train.classes),
+        )
+
+    return load
+
+
+def _svhn(root: str, download: bool) -> Dataset:
+    """SVHN's 'train' and 'test' splits (not 'extra'); torchvision maps label 10 to digit 0."""
+    import torchvision
+
+    try:
+        train = torchvision.datasets.SVHN(root, split="train", download=download)
+        test = torchvision.datasets.SVHN(root, split="test", download=download)
+    except RuntimeError as exc:
+        raise _missing("svhn", root, Path(root), exc) from None
+    except ImportError as exc:  # torchvision reads the .mat files with scipy
+        raise DataMissingError(f"svhn: reading the .mat files needs scipy ({exc})") from None
+    except OSError as exc:
+        raise DataMissingError(
+            f"svhn: could not download into {root} (key 'data.root'; {exc})"
+        ) from None
+    return Dataset(
+        "svhn",
+        torch.from_numpy(np.ascontiguousarray(train.data)),  # already N x 3 x 32 x 32 uint8
+        torch.from_numpy(train.labels.astype(np.int64)),
+        torch.from_numpy(np.ascontiguousarray(test.data)),
+        torch.from_numpy(test.labels.astype(np.int64)),
+        10,
+    )
+
+
+def _synthetic_colour(name: str, num_classes: int, seed: int) -> Callable[[str, bool], Dataset]:
+    """A small, seeded, learnable 3x32x32 stand-in for a colour dataset (tests, offline demos).
+
+    Class c is a mean colour (one of ten hues) times an oriented grating (one of
+    ten angles), plus noise: both cues survive flips, crops and global average
+    pooling, so every architecture here can learn it in a few steps. With 100
+    classes, hue and angle together name the class.
+    """
+
+    def load(root: str, download: bool) -> Dataset:
+        g = torch.Generator().manual_seed(seed)
+        n_train = max(512, 8 * num_classes)
+        n_test = max(256, 4 * num_classes)
+        ks = torch.arange(10, dtype=torch.float32)
+        phase = torch.tensor([0.0, 2.0, 4.0]) * math.pi / 3
+        hues = 0.5 + 0.35 * torch.cos(2 * math.pi * ks[:, None] / 10 + phase[None, :])  # 10 x 3
+        angles = ks * math.pi / 10
+        yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+
+        def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            y = torch.arange(n) % num_classes
+            y = y[torch.randperm(n, generator=g)]  # any prefix mixes the classes
+            hue = y % 10
+            ang = (y // 10) % 10 if num_classes > 10 else y
+            theta = angles[ang][:, None, None]
+            grating = torch.cos(2 * math.pi / 6 * (xx * torch.cos(theta) + yy * torch.sin(theta)))
+            x = hues[hue][:, :, None, None] * (1 + 0.4 * grating[:, None])
+            x = x + 0.06 * torch.randn(n, 3, 32, 32, generator=g)
+            return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+
+        tx, ty = make(n_train)
+        vx, vy = make(n_test)
+        return Dataset(name, tx, ty, vx, vy, num_classes)
+
+    return load
+
+
 DATASETS: dict[str, tuple[DatasetInfo, Callable[[str, bool], Dataset]]] = {
     "mnist-5k": (DatasetInfo((1, 28, 28), 10), _bundled_mnist5k),
     "mnist": (DatasetInfo((1, 28, 28), 10), _torchvision_mnist_like("MNIST", "mnist")),
@@ -119,10 +237,34 @@ DATASETS: dict[str, tuple[DatasetInfo, Callable[[str, bool], Dataset]]] = {
         _torchvision_mnist_like("FashionMNIST", "fashion-mnist"),
     ),
     "synthetic": (DatasetInfo((1, 28, 28), 10), _synthetic),
+    "cifar10": (
+        DatasetInfo((3, 32, 32), 10, *CIFAR10_STATS),
+        _torchvision_cifar("CIFAR10", "cifar10", "cifar-10-batches-py"),
+    ),
+    "cifar100": (
+        DatasetInfo((3, 32, 32), 100, *CIFAR100_STATS),
+        _torchvision_cifar("CIFAR100", "cifar100", "cifar-100-python"),
+    ),
+    "svhn": (DatasetInfo((3, 32, 32), 10, *SVHN_STATS), _svhn),
+    # the synthetic stand-ins carry their real counterpart's statistics, so a
+    # model built for one has exactly the normalisation of the real thing
+    "synthetic-cifar10": (
+        DatasetInfo((3, 32, 32), 10, *CIFAR10_STATS),
+        _synthetic_colour("synthetic-cifar10", 10, 1010),
+    ),
+    "synthetic-cifar100": (
+        DatasetInfo((3, 32, 32), 100, *CIFAR100_STATS),
+        _synthetic_colour("synthetic-cifar100", 100, 1100),
+    ),
+    "synthetic-svhn": (
+        DatasetInfo((3, 32, 32), 10, *SVHN_STATS),
+        _synthetic_colour("synthetic-svhn", 10, 2020),
+    ),
 }
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """Shape, classes and statistics of a registered dataset, without loading it."""
     return DATASETS[name][0]
 
 

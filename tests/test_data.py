@@ -61,3 +61,93 @@ def test_augmentation_is_a_shifted_or_mirrored_copy_with_zero_padding():
                 for s in range(5)
             )
             assert found
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "n_train"),
+    [("synthetic-cifar10", 10, 512), ("synthetic-cifar100", 100, 800), ("synthetic-svhn", 10, 512)],
+)
+def test_synthetic_colour_sets_are_small_seeded_balanced_and_carry_real_statistics(
+    name, classes, n_train
+):
+    from engine.data import dataset_info
+
+    data = load_dataset(name)
+    assert data.train_x.shape == (n_train, 3, 32, 32) and data.train_x.dtype == torch.uint8
+    assert data.test_x.shape[1:] == (3, 32, 32) and data.num_classes == classes
+    counts = data.train_y.bincount(minlength=classes)
+    assert counts.min() >= n_train // classes and counts.max() <= n_train // classes + 1
+    assert data.train_y.min() == 0 and data.train_y.max() == classes - 1
+    if classes == 10:  # evaluation uses a prefix of the test split: it must mix the classes
+        assert len(data.test_y[:50].unique()) == 10
+    again = load_dataset(name)  # offline and seeded: the same bytes every time
+    assert torch.equal(again.train_x, data.train_x) and torch.equal(again.test_y, data.test_y)
+    info = dataset_info(name)
+    real = dataset_info(name.removeprefix("synthetic-"))
+    assert info.shape == real.shape == (3, 32, 32) and info.num_classes == real.num_classes
+    assert (info.mean, info.std) == (real.mean, real.std) and len(info.mean) == 3
+
+
+def test_synthetic_classes_differ_by_colour_and_pattern_not_by_noise():
+    data = load_dataset("synthetic-cifar10")
+    x = data.train_x.float() / 255
+    colour = torch.stack([x[data.train_y == c].mean((0, 2, 3)) for c in range(10)])  # 10 x 3
+    gaps = torch.cdist(colour, colour) + torch.eye(10)
+    assert gaps.min() > 0.05  # every pair of classes has a visibly different mean colour
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("svhn", "")],
+)
+def test_missing_colour_data_names_the_key_and_the_folder(tmp_path, name, folder):
+    root = tmp_path / "nowhere"
+    with pytest.raises(DataMissingError) as info:
+        load_dataset(name, str(root), download=False)
+    msg = str(info.value)
+    assert "\n" not in msg and "data.root" in msg and "data.download" in msg
+    assert str(root / folder).rstrip("/") in msg and f"synthetic-{name}" in msg
+
+
+def test_cifar_arrays_become_uint8_nchw_with_long_labels(monkeypatch):
+    """torchvision stores CIFAR as N x H x W x C; the loader must hand out N x C x H x W."""
+    import numpy as np
+    import torchvision
+
+    class FakeCIFAR10:
+        classes = [str(i) for i in range(10)]
+
+        def __init__(self, root, train, download):
+            n = 6 if train else 4
+            self.data = np.arange(n * 32 * 32 * 3, dtype=np.uint32).reshape(n, 32, 32, 3) % 251
+            self.data = self.data.astype(np.uint8)
+            self.targets = list(range(n))
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    data = load_dataset("cifar10", "unused")
+    raw = FakeCIFAR10("", True, False).data
+    assert data.train_x.shape == (6, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
+    assert data.train_x.dtype == torch.uint8 and data.train_y.dtype == torch.long
+    assert data.train_x[2, 1, 5, 7].item() == raw[2, 5, 7, 1]  # channel moved, pixels kept
+    assert data.train_y.tolist() == list(range(6)) and data.num_classes == 10
+
+
+def test_reflection_padding_crops_come_from_the_mirrored_border():
+    x = torch.arange(4 * 4, dtype=torch.uint8).reshape(1, 1, 4, 4) + 1
+    loader = TensorLoader(
+        x, torch.tensor([0]), 1, torch.device("cpu"), augment=Augment(padding=2, pad_mode="reflect")
+    )
+    padded = torch.nn.functional.pad(x.float() / 255, (2, 2, 2, 2), mode="reflect")[0]
+    seen = set()
+    for epoch in range(30):
+        ((out, _),) = list(loader.epoch(epoch_generator(1, epoch)))
+        hits = [
+            (r, s)
+            for r in range(5)
+            for s in range(5)
+            if torch.equal(out[0], padded[:, r : r + 4, s : s + 4])
+        ]
+        assert hits
+        seen.update(hits)
+        assert (out > 0).all()  # reflection never brings in the zeros of constant padding
+    assert len(seen) > 5

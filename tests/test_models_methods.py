@@ -137,3 +137,33 @@ def test_trades_loss_is_ce_plus_beta_kl_and_adversary_stays_in_ball():
     loss, parts = method.loss(model, x, y)
     assert torch.allclose(loss, parts["ce"] + 2.5 * parts["kl"], atol=1e-6)
     assert parts["kl"] >= 0
+
+
+def test_mnist_nets_keep_their_keys_and_ignore_dataset_statistics():
+    """Old checkpoints must keep loading: no normalisation module, the same state_dict keys."""
+    torch.manual_seed(0)
+    plain = build_model("madry_cnn", "linear", (1, 28, 28), 10)
+    torch.manual_seed(0)
+    given = build_model("madry_cnn", "linear", (1, 28, 28), 10, mean=(0.5,), std=(0.25,))
+    keys = list(plain.state_dict())
+    assert keys == [f"body.{i}.{p}" for i in (0, 3, 7) for p in ("weight", "bias")] + [
+        "head.fc.weight",
+        "head.fc.bias",
+    ]
+    assert keys == list(given.state_dict())
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(plain(x), given(x))
+
+
+def test_cifar_net_features_feed_the_gaussian_head_and_statistics_follow_the_model():
+    torch.manual_seed(0)
+    model = build_model(
+        "resnet32", "gaussian", (3, 32, 32), 100, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2)
+    )
+    logits, h = model.eval().forward_features(torch.rand(2, 3, 32, 32))
+    assert h.shape == (2, 64) and logits.shape == (2, 100)
+    assert model.head.means.shape == (100, 64)
+    assert (logits <= 0).all()  # -0.5 * squared distances
+    model.double()  # buffers move with the model, so a float64 check needs no extra step
+    assert model.body.norm.mean.dtype == torch.float64
+    assert model(torch.rand(1, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 
-def madry_cnn(in_shape: tuple[int, int, int]) -> tuple[nn.Module, int]:
+def madry_cnn(
+    in_shape: tuple[int, int, int],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> tuple[nn.Module, int]:
+    """The body and its feature size; `mean`/`std` are ignored: this MNIST net sees raw pixels."""
     c, h, w = in_shape
     body = nn.Sequential(
         nn.Conv2d(c, 32, 5, padding=2),
