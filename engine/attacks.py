@@ -172,7 +172,9 @@ class _Best:
         self, best_x: torch.Tensor, x: torch.Tensor, obj: torch.Tensor, fooled: torch.Tensor
     ) -> None:
         better = (fooled & ~self.fooled) | ((fooled == self.fooled) & (obj > self.obj))
-        best_x[better] = x[better]
+        # torch.where, not best_x[better] = ...: a boolean-mask copy syncs with the host
+        mask = better.view(-1, *([1] * (x.dim() - 1)))
+        best_x.copy_(torch.where(mask, x, best_x))
         self.obj = torch.where(better, obj, self.obj)
         self.fooled = self.fooled | fooled
 

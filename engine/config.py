@@ -40,6 +40,26 @@ PosReal = Annotated[float, BeforeValidator(parse_fraction), Field(gt=0.0)]
 NonNegReal = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0.0)]
 
 
+def parse_batch_size(value: Any) -> Any:
+    """A positive integer or "auto" (the engine probes the largest batch that fits, engine/perf.py).
+
+    Checked here, before the union, so an error names `data.batch_size` itself
+    rather than one line per union member.
+    """
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError('must be >= 1 (or "auto")')
+        return value
+    raise ValueError('expected a positive integer or "auto"')
+
+
+BatchSize = Annotated[int | Literal["auto"], BeforeValidator(parse_batch_size)]
+
+
 class Section(BaseModel):
     """Base for every table: unknown keys are errors, values are validated on assignment."""
 
@@ -50,7 +70,7 @@ class DataConfig(Section):
     dataset: str = "mnist-5k"
     root: str = "data"
     download: bool = False
-    batch_size: int = Field(128, ge=1)
+    batch_size: BatchSize = 128  # "auto": the largest that fits (resolved at start, recorded)
     eval_batch_size: int = Field(500, ge=1)
     augment: bool = False
     flip: bool = False
@@ -143,6 +163,22 @@ class TrainConfig(Section):
     deterministic: bool = True
 
 
+class PerfConfig(Section):
+    """The GPU fast path. All off by default, so CPU runs stay bit-exact; recorded in the config."""
+
+    amp: Literal["off", "bf16"] = "off"  # bf16 autocast for forward passes (attack and update)
+    channels_last: bool = False  # NHWC memory format for the model and its inputs
+    cudnn_benchmark: bool = False  # cuDNN autotuning (fixed shapes make it pay off)
+    compile: bool = False  # torch.compile the model
+
+
+class DistributedConfig(Section):
+    """Multi-GPU / multi-node data parallelism (torchrun); ignored in a single process."""
+
+    backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+    sync_bn: bool = False  # SyncBatchNorm across ranks
+
+
 class EvalConfig(Section):
     every: int = Field(1, ge=1)
     samples: int = Field(1000, ge=0)
@@ -168,6 +204,8 @@ class PresetConfig(Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    perf: PerfConfig = Field(default_factory=PerfConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
 
     def to_dict(self) -> dict[str, Any]:

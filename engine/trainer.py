@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from engine import checkpoint as ckpt
+from engine import perf
 from engine.config import PresetConfig
 from engine.data import Augment, Dataset, TensorLoader, epoch_generator
 from engine.errors import CheckpointError, TrainingDiverged, WorkbenchError
@@ -134,8 +135,22 @@ class Trainer:
             if cfg.data.augment
             else None
         )
+        # [perf] fast path and batch_size = "auto" (engine/perf.py); the resolved batch is
+        # written back into the config, so config.toml, checkpoints and resume record it
+        self.fast = perf.setup(
+            cfg.perf,
+            cfg.data.batch_size,
+            self.model,
+            self.method,
+            self.optim,
+            train_x,
+            train_y,
+            device,
+            cfg.train.deterministic,
+        )
+        cfg.data.batch_size = self.fast.batch_size
         self.train_loader = TensorLoader(
-            train_x, train_y, cfg.data.batch_size, device, shuffle=True, augment=aug
+            train_x, train_y, self.fast.batch_size, device, shuffle=True, augment=aug
         )
         n_eval = cfg.eval.samples or len(data.test_y)
         self.test_x = data.test_x.to(device).float().div_(255.0)
@@ -266,7 +281,10 @@ class Trainer:
             steps_per_epoch=len(self.train_loader),
             torch_version=torch.__version__,
             threads=torch.get_num_threads(),
+            perf=self.fast.info,
         )
+        for message in self.fast.warnings:
+            w.emit("warning", message=message)
         try:
             while s.epoch < cfg.train.epochs:
                 if self._train_epoch():
@@ -293,7 +311,10 @@ class Trainer:
             for group in self.optim.param_groups:
                 group["lr"] = lr
             model.train()
-            loss, parts = self.method.loss(model, x, y)
+            if self.fast.channels_last:
+                x = perf.to_channels_last(x)
+            with self.fast.autocast(self.device):  # bf16 forward passes when perf.amp asks
+                loss, parts = self.method.loss(self.fast.model, x, y)
             self.optim.zero_grad(set_to_none=True)
             loss.backward()
             self.optim.step()

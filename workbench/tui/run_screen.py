@@ -134,6 +134,8 @@ class RunScreen(Screen):
         if self.series.status != "running" or not isinstance(rate, int | float) or rate <= 0:
             return "-"
         batch = self.series.config.get("data", {}).get("batch_size", 1)
+        if not isinstance(batch, int):  # "auto" before the engine resolved it
+            batch = 1
         seconds = (total - done) * batch / rate
         m, sec = divmod(int(seconds), 60)
         return f"{m // 60}:{m % 60:02d}:{sec:02d}"
