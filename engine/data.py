@@ -303,6 +303,7 @@ class TensorLoader:
         shuffle: bool = False,
         augment: Augment | None = None,
         drop_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.x = x.to(device)
         self.y = y.to(device)
@@ -311,10 +312,14 @@ class TensorLoader:
         self.shuffle = shuffle
         self.augment = augment if augment is not None and augment.active else None
         self.drop_last = drop_last
+        self.rank, self.world = shard  # data parallel: this rank's share of each global batch
 
     def __len__(self) -> int:
         n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(n, self.batch_size)
+        if self.drop_last or rest < self.world:  # a last batch too small to give every rank one
+            return full
+        return full + 1
 
     def epoch(
         self, gen: torch.Generator | None = None, start: int = 0
@@ -330,15 +335,19 @@ class TensorLoader:
             plan = (offsets.to(self.device), flips.to(self.device))
         order = order.to(self.device)
         for b in range(start, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            lo = b * self.batch_size
+            hi = min(lo + self.batch_size, n)
+            if self.world > 1:  # the same global batch on every rank; keep this rank's slice
+                lo, hi = shard_range(lo, hi, self.rank, self.world)
+            idx = order[lo:hi]
             xb = self.x[idx].float().div_(255.0)
             if plan is not None:
-                xb = self._apply(
-                    xb,
-                    plan[0][b * self.batch_size :][: len(idx)],
-                    plan[1][b * self.batch_size :][: len(idx)],
-                )
+                xb = self._apply(xb, plan[0][lo:hi], plan[1][lo:hi])
             yield xb, self.y[idx]
+
+    def global_batch(self, b: int) -> int:
+        """Examples in global batch `b` (all ranks together)."""
+        return min(self.batch_size, len(self.y) - b * self.batch_size)
 
     def _apply(self, x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         aug = self.augment
@@ -356,3 +365,10 @@ class TensorLoader:
             x = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]
             x = x.permute(0, 3, 1, 2).contiguous()
         return x
+
+
+def shard_range(lo: int, hi: int, rank: int, world: int) -> tuple[int, int]:
+    """Rank `rank`'s contiguous part of [lo, hi) split `world` ways (sizes differ by <= 1)."""
+    base, extra = divmod(hi - lo, world)
+    start = lo + rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from engine import checkpoint as ckpt
-from engine import perf
+from engine import distributed, perf
 from engine.config import PresetConfig
 from engine.data import Augment, Dataset, TensorLoader, epoch_generator
+from engine.distributed import SINGLE, World
 from engine.errors import CheckpointError, TrainingDiverged, WorkbenchError
 from engine.evaluate import run_suite, suite_attacks
 from engine.events import EventWriter
@@ -107,8 +108,10 @@ class Trainer:
         writer: EventWriter,
         device: torch.device,
         stop: threading.Event | None = None,
+        world: World = SINGLE,
     ) -> None:
         self.cfg = cfg
+        self.world = world
         self.data = data
         self.run_dir = run_dir
         self.writer = writer
@@ -125,6 +128,7 @@ class Trainer:
                 ckpt.unpack_model(self.model, tensors, init_from)
             except CheckpointError as exc:
                 raise CheckpointError(f"key 'method.init_from': {exc}") from None
+        self.model = distributed.convert_sync_bn(self.model, cfg.distributed, world)
         self.method = build_method(cfg)
         self.optim = build_optimizer(cfg, self.model)
         train_x, train_y = data.train_x, data.train_y
@@ -136,7 +140,8 @@ class Trainer:
             else None
         )
         # [perf] fast path and batch_size = "auto" (engine/perf.py); the resolved batch is
-        # written back into the config, so config.toml, checkpoints and resume record it
+        # written back into the config, so config.toml, checkpoints and resume record it.
+        # Under DDP the batch is global: "auto" probes one rank's share, the smallest wins.
         self.fast = perf.setup(
             cfg.perf,
             cfg.data.batch_size,
@@ -148,10 +153,29 @@ class Trainer:
             device,
             cfg.train.deterministic,
         )
-        cfg.data.batch_size = self.fast.batch_size
+        batch = self.fast.batch_size
+        if cfg.data.batch_size == "auto" and world.enabled:
+            batch = distributed.all_min(batch, world, device) * world.size
+        if batch < world.size:
+            raise WorkbenchError(
+                f"key 'data.batch_size': {batch} is the global batch and must be at least "
+                f"the number of processes ({world.size})"
+            )
+        cfg.data.batch_size = batch
         self.train_loader = TensorLoader(
-            train_x, train_y, self.fast.batch_size, device, shuffle=True, augment=aug
+            train_x,
+            train_y,
+            batch,
+            device,
+            shuffle=True,
+            augment=aug,
+            shard=(world.rank, world.size),
         )
+        # what the method's loss trains through: the fast model, or its DDP view
+        self.train_model = distributed.wrap(
+            self.model, self.fast.model, world, device, bool(self.fast.info.get("compiled"))
+        )
+        distributed.rank_seed(cfg.train.seed, world)
         n_eval = cfg.eval.samples or len(data.test_y)
         self.test_x = data.test_x.to(device).float().div_(255.0)
         self.test_y = data.test_y.to(device)
@@ -215,6 +239,7 @@ class Trainer:
             raise CheckpointError(
                 f"{path}: key {exc!s}: resumable state is missing or malformed"
             ) from None
+        distributed.rank_seed(self.cfg.train.seed, self.world, self.state.global_step)
 
     def _prune(self) -> None:
         files = sorted((self.run_dir / "checkpoints").glob("epoch-*.safetensors"))
@@ -224,6 +249,14 @@ class Trainer:
     # ------------------------------------------------------------ evaluation
 
     def evaluate(self) -> tuple[float, float]:
+        """Test clean accuracy (all examples) and robust accuracy (eval subset), on rank 0.
+
+        Under DDP rank 0 evaluates and every rank receives its numbers.
+        """
+        result = self._evaluate() if self.world.is_main else None
+        return distributed.broadcast(result, self.world)
+
+    def _evaluate(self) -> tuple[float, float]:
         """Test clean accuracy (all examples) and robust accuracy (eval subset).
 
         With an inference-time defence both are the defended classifier's, on
@@ -282,24 +315,28 @@ class Trainer:
             torch_version=torch.__version__,
             threads=torch.get_num_threads(),
             perf=self.fast.info,
+            distributed=self.world.info(),
         )
         for message in self.fast.warnings:
             w.emit("warning", message=message)
         try:
             while s.epoch < cfg.train.epochs:
                 if self._train_epoch():
-                    return self._interrupted()
+                    outcome = self._interrupted()
+                    distributed.barrier(self.world)  # rank 0 has saved before anyone leaves
+                    return outcome
                 self._end_epoch()
         except TrainingDiverged as exc:
             w.emit("run_failed", error=str(exc), epoch=s.epoch + 1, step=s.global_step)
             return Outcome("failed", 1, self.run_dir, self._metrics(), str(exc))
         final = self._metrics()
         w.emit("run_finished", status="finished", epoch=s.epoch, **final)
+        distributed.barrier(self.world)
         return Outcome("finished", 0, self.run_dir, final)
 
     def _train_epoch(self) -> bool:
         """Train the rest of the current epoch; True if a stop was requested."""
-        cfg, s, model = self.cfg, self.state, self.model
+        cfg, s, model, world = self.cfg, self.state, self.model, self.world
         loader = self.train_loader
         n_batches = len(loader)
         gen = epoch_generator(cfg.train.seed, s.epoch)
@@ -311,22 +348,37 @@ class Trainer:
             for group in self.optim.param_groups:
                 group["lr"] = lr
             model.train()
+            self.train_model.train()
             if self.fast.channels_last:
                 x = perf.to_channels_last(x)
             with self.fast.autocast(self.device):  # bf16 forward passes when perf.amp asks
-                loss, parts = self.method.loss(self.fast.model, x, y)
+                loss, parts = self.method.loss(self.train_model, x, y)
+            metrics = {"loss": loss.detach(), **parts}
+            if world.enabled:  # DDP averages gradients; weight each rank by its share
+                share = len(y) / loader.global_batch(b)
+                metrics = {k: v * share for k, v in metrics.items()}  # summed when logged
+                loss = loss * (share * world.size)
             self.optim.zero_grad(set_to_none=True)
             loss.backward()
             self.optim.step()
-            for k, v in {"loss": loss.detach(), **parts}.items():
+            for k, v in metrics.items():
                 acc[k] = acc[k] + v if k in acc else v.clone()
-            seen += len(y)
+            seen += loader.global_batch(b)
             n_steps += 1
             s.global_step += 1
             s.step_in_epoch = b + 1
             last = b + 1 == n_batches
-            if s.global_step % cfg.train.log_every == 0 or last or self.stop.is_set():
-                values = dict(zip(acc, torch.stack(list(acc.values())).tolist(), strict=True))
+            # under DDP a stop is agreed at logging steps, so every rank stops after the same one
+            asked = self.stop.is_set() and not world.enabled
+            if s.global_step % cfg.train.log_every == 0 or last or asked:
+                stacked = torch.stack(list(acc.values()))
+                stopping = self.stop.is_set()
+                if world.enabled:
+                    flag = torch.tensor([float(stopping)], device=stacked.device)
+                    stacked = distributed.all_sum(torch.cat([stacked.float(), flag]), world)
+                    stopping = bool(stacked[-1].item() > 0)
+                    stacked = stacked[:-1]
+                values = dict(zip(acc, stacked.tolist(), strict=True))
                 if not all(math.isfinite(v) for v in values.values()):
                     bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
                     raise TrainingDiverged(
@@ -357,7 +409,9 @@ class Trainer:
                     **extra,
                 )
                 acc, seen, n_steps, t_log = {}, 0, 0, time.perf_counter()
-                if self.stop.is_set():
+                if not world.enabled:  # one process: a stop asked for while logging counts too
+                    stopping = self.stop.is_set()
+                if stopping:
                     return True
         return False
 
@@ -394,6 +448,8 @@ class Trainer:
         self.writer.emit(
             "epoch_end", **record, lr=lr_at(cfg, s.epoch - 1), best_robust_acc=s.best_robust
         )
+        if not self.world.is_main:  # rank 0 alone writes checkpoints
+            return
         last = self._save_full(self.run_dir / "last.safetensors")
         self.writer.emit("checkpoint_saved", path=str(last), epoch=s.epoch, kind="last")
         if s.epoch % cfg.checkpoint.every == 0 or final:
@@ -410,8 +466,11 @@ class Trainer:
             self.writer.emit("checkpoint_saved", path=str(best), epoch=s.epoch, kind="best")
 
     def _interrupted(self) -> Outcome:
-        path = self._save_full(self.run_dir / "last.safetensors")
-        self.writer.emit("checkpoint_saved", path=str(path), epoch=self.state.epoch, kind="last")
+        if self.world.is_main:
+            path = self._save_full(self.run_dir / "last.safetensors")
+            self.writer.emit(
+                "checkpoint_saved", path=str(path), epoch=self.state.epoch, kind="last"
+            )
         self.writer.emit(
             "run_finished",
             status="interrupted",

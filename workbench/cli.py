@@ -41,7 +41,9 @@ RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where runs live.")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one line and exit; a DDP rank > 0 exits silently (rank 0 says the same thing)."""
+    if os.environ.get("RANK", "0") in ("", "0"):
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -87,13 +89,96 @@ def run(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")
     ] = None,
+    nproc: Annotated[
+        int, typer.Option("--nproc", help="Data-parallel processes on this machine (DDP).")
+    ] = 1,
 ) -> None:
     """Train a preset; writes runs/<name>/ with events and safetensors checkpoints."""
     try:
-        code = _run(preset, sets or [], name, runs_dir, resume, device)
+        if nproc != 1:
+            code = _launch_local(preset, sets or [], name, runs_dir, resume, device, nproc)
+        else:
+            code = _run(preset, sets or [], name, runs_dir, resume, device)
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
+
+
+def _prepare(
+    preset: str | None,
+    sets: list[str],
+    name: str | None,
+    runs_dir: Path,
+    resume: Path | None,
+    device: str | None,
+    new_run: bool = True,
+) -> tuple[Any, str, Path]:
+    """Load and check everything a run needs before anything is written: (config, source, dir).
+
+    `new_run=False` skips the "name already taken" check (DDP ranks > 0, whose
+    rank 0 may already have made the folder).
+    """
+    from engine import config as C
+    from engine.runs import check_name, default_name, is_placeholder
+
+    if device is not None:
+        sets = [*sets, f"train.device={device}"]
+    if resume is not None:
+        if not (resume / "config.toml").is_file() or not (resume / "last.safetensors").is_file():
+            raise WorkbenchError(
+                f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
+            )
+        source = str(resume / "config.toml")
+        return C.load_preset(source, sets), source, resume
+    if preset is None:
+        raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
+    source = str(resolve_preset(preset))
+    cfg = C.load_preset(source, sets)
+    run_dir = runs_dir / (check_name(name) if name else default_name(cfg.name))
+    if new_run and run_dir.exists() and not is_placeholder(run_dir):
+        raise WorkbenchError(
+            f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
+        )
+    return cfg, source, run_dir
+
+
+def _launch_local(
+    preset: str | None,
+    sets: list[str],
+    name: str | None,
+    runs_dir: Path,
+    resume: Path | None,
+    device: str | None,
+    nproc: int,
+) -> int:
+    """`--nproc N`: check the run here, then start N ranks with torchrun's environment."""
+    from engine import distributed
+    from engine.trainer import resolve_device
+    from workbench.multiproc import launch
+
+    if not 2 <= nproc <= 256:
+        raise WorkbenchError(f"--nproc {nproc}: give a number of processes from 1 to 256")
+    if distributed.env_world().enabled:
+        raise WorkbenchError("--nproc: already inside a distributed job (torchrun); drop --nproc")
+    cfg, source, run_dir = _prepare(preset, sets, name, runs_dir, resume, device)
+    dev = resolve_device(cfg.train.device, f"--device {device}" if device else source)
+    distributed.check(cfg.distributed, dev, nproc, source)
+    batch = cfg.data.batch_size
+    if isinstance(batch, int) and batch < nproc:
+        raise WorkbenchError(
+            f"{source}: key 'data.batch_size': {batch} is the global batch; "
+            f"it must be at least --nproc ({nproc})"
+        )
+    args = ["run", "--headless", "--runs-dir", str(runs_dir)]
+    if resume is not None:
+        args += ["--resume", str(resume)]
+    else:
+        args += [str(resolve_preset(preset or "")), "--name", run_dir.name]
+    for item in sets:
+        args += ["--set", item]
+    if device is not None:
+        args += ["--device", device]
+    return launch(args, nproc, on_cuda=dev.type == "cuda")
 
 
 def _run(
@@ -104,62 +189,62 @@ def _run(
     resume: Path | None,
     device: str | None,
 ) -> int:
-    from engine import config as C
+    from engine import distributed
     from engine.checkpoint import atomic_write_bytes
     from engine.data import load_dataset
     from engine.events import EventWriter
-    from engine.runs import RunLock, check_name, create_run_dir, default_name, is_placeholder
+    from engine.runs import RunLock, create_run_dir
     from engine.trainer import Trainer, resolve_device
 
-    if device is not None:
-        sets = [*sets, f"train.device={device}"]
-    if resume is not None:
-        if not (resume / "config.toml").is_file() or not (resume / "last.safetensors").is_file():
-            raise WorkbenchError(
-                f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
-            )
-        source = str(resume / "config.toml")
-        cfg = C.load_preset(source, sets)
-        run_dir = resume
-    else:
-        if preset is None:
-            raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
-        source = str(resolve_preset(preset))
-        cfg = C.load_preset(source, sets)
-        run_name = check_name(name) if name else default_name(cfg.name)
-        run_dir = runs_dir / run_name
-        if run_dir.exists() and not is_placeholder(run_dir):
-            raise WorkbenchError(
-                f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
-            )
+    world = distributed.env_world()  # set by torchrun or --nproc; rank 0 of 1 otherwise
+    cfg, source, run_dir = _prepare(
+        preset, sets, name, runs_dir, resume, device, new_run=world.is_main
+    )
     dev = resolve_device(cfg.train.device, f"--device {device}" if device else source)
-    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
-    stop = threading.Event()
-
-    trainer = Trainer(cfg, data, run_dir, EventWriter(None), dev, stop)
-    if resume is not None:
-        lock = RunLock(run_dir).acquire()
-        try:
-            trainer.resume(run_dir / "last.safetensors")
-        except BaseException:
-            lock.release()
-            raise
-    else:
-        run_dir = create_run_dir(runs_dir, run_dir.name)
-        lock = RunLock(run_dir).acquire()
-    writer = None
+    distributed.check(cfg.distributed, dev, world.local_size, source)
+    dev = distributed.init(world, cfg.distributed, dev)
     try:
-        atomic_write_bytes(run_dir / "config.toml", cfg.to_toml().encode())
-        writer = trainer.writer = EventWriter(run_dir / "events.jsonl")
-        return _drive(trainer, writer, stop, cfg)
+        if world.enabled and resume is None and name is None:  # one name: rank 0's
+            run_dir = runs_dir / distributed.broadcast(run_dir.name, world)
+        if cfg.data.download and not world.is_main:
+            distributed.barrier(world)  # rank 0 downloads alone
+        data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+        if cfg.data.download and world.is_main:
+            distributed.barrier(world)
+        stop = threading.Event()
+        trainer = Trainer(cfg, data, run_dir, EventWriter(None), dev, stop, world)
+        if not world.is_main:  # ranks > 0 write nothing: no folder, lock, config or events
+            if resume is not None:
+                trainer.resume(run_dir / "last.safetensors")
+            return _drive(trainer, trainer.writer, stop, cfg, quiet=True)
+        if resume is not None:
+            lock = RunLock(run_dir).acquire()
+            try:
+                trainer.resume(run_dir / "last.safetensors")
+            except BaseException:
+                lock.release()
+                raise
+        else:
+            run_dir = create_run_dir(runs_dir, run_dir.name)
+            lock = RunLock(run_dir).acquire()
+        writer = None
+        try:
+            atomic_write_bytes(run_dir / "config.toml", cfg.to_toml().encode())
+            writer = trainer.writer = EventWriter(run_dir / "events.jsonl")
+            return _drive(trainer, writer, stop, cfg)
+        finally:
+            if writer is not None:
+                writer.close()
+            lock.release()
     finally:
-        if writer is not None:
-            writer.close()
-        lock.release()
+        distributed.shutdown()
 
 
-def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any) -> int:
-    """Run the trainer under the live view, with Ctrl-C / SIGTERM as a graceful stop."""
+def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any, quiet: bool = False) -> int:
+    """Run the trainer under the live view, with Ctrl-C / SIGTERM as a graceful stop.
+
+    `quiet`: a DDP rank > 0, which shows and prints nothing (rank 0 speaks for the job).
+    """
     from workbench.headless import RunView, final_table, follow
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -167,13 +252,16 @@ def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         stop.set()
-        err.print("\nstopping: saving a checkpoint (Ctrl-C again to abort without saving)")
+        if not quiet:
+            err.print("\nstopping: saving a checkpoint (Ctrl-C again to abort without saving)")
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     view = RunView(out)
-    writer.listeners.append(view.on_event)
-    live = follow(out, view)
+    live = None
+    if not quiet:
+        writer.listeners.append(view.on_event)
+        live = follow(out, view)
     try:
         if live is not None:
             with live:
@@ -182,9 +270,13 @@ def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any) -> int:
             outcome = trainer.run()
     except KeyboardInterrupt:
         writer.emit("run_finished", status="interrupted", saved=False)
-        err.print("aborted without a final checkpoint; last.safetensors is from the last epoch")
+        if not quiet:
+            err.print("aborted without a final checkpoint; last.safetensors is from the last epoch")
         return 130
     except Exception as exc:  # a crash: keep the last good checkpoint, log the traceback
+        if quiet:
+            err.print(f"rank {trainer.world.rank} failed: {type(exc).__name__}: {exc}")
+            return 1
         log = trainer.run_dir / "crash.log"
         log.write_text(traceback.format_exc(), encoding="utf-8")
         writer.emit("run_failed", error=f"{type(exc).__name__}: {exc}", log=str(log))
@@ -193,6 +285,8 @@ def _drive(trainer: Any, writer: Any, stop: threading.Event, cfg: Any) -> int:
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
+    if quiet:
+        return outcome.exit_code
     out.print(final_table(outcome, trainer.state.history, view.last_parts, cfg.to_dict()))
     if outcome.status == "failed":
         err.print(f"[bold red]run failed:[/] {outcome.error}")

@@ -15,7 +15,7 @@ from torch import nn
 
 from engine.config import PresetConfig
 from engine.defenses import AntiPerturbation, class_scores
-from engine.methods.base import training_adversary
+from engine.methods.base import attack_model, training_adversary
 
 
 class Apinet:
@@ -32,7 +32,7 @@ class Apinet:
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         a = self.adversary(model, x, y)
         noise = self.ap.start_noise(torch.Size((len(x), self.num_classes, *x.shape[1:])), x.device)
-        z = self.ap.search(model, a, self.num_classes, noise)
+        z = self.ap.search(attack_model(model), a, self.num_classes, noise)  # input grads only
         scores = class_scores(model, z)
         ce = F.cross_entropy(scores, y)
         return ce, {"ce_api": ce.detach()}

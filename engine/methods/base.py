@@ -9,6 +9,7 @@ from torch import nn
 
 from engine.attacks import PGD, build_attack
 from engine.config import AttackConfig
+from engine.distributed import attack_model
 
 
 class Method(Protocol):
@@ -22,8 +23,12 @@ class Method(Protocol):
 
 
 def training_adversary(cfg: AttackConfig):
-    """The inner maximiser of adversarial training: last iterate, as in Madry et al."""
-    return build_attack(
+    """The inner maximiser of adversarial training: last iterate, as in Madry et al.
+
+    It attacks the plain module even when the loss trains through a DDP view
+    (engine/distributed.py): input gradients need no gradient all-reduce.
+    """
+    attack = build_attack(
         cfg.kind,
         cfg.eps,
         cfg.step,
@@ -35,5 +40,10 @@ def training_adversary(cfg: AttackConfig):
         keep_best=cfg.restarts > 1,
     )
 
+    def adversary(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return attack(attack_model(model), x, y)
 
-__all__ = ["PGD", "Method", "training_adversary"]
+    return adversary
+
+
+__all__ = ["PGD", "Method", "attack_model", "training_adversary"]

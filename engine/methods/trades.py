@@ -12,6 +12,7 @@ from torch import nn
 
 from engine.attacks import eval_mode
 from engine.config import AttackConfig, TradesMethod
+from engine.methods.base import attack_model
 
 
 def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
@@ -33,6 +34,7 @@ class Trades:
 
     def adversary(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         a = self.attack
+        model = attack_model(model)  # input gradients only: never through a DDP view
         lower, upper = (x - a.eps).clamp(min=0), (x + a.eps).clamp(max=1)
         with eval_mode(model):
             with torch.no_grad():
