@@ -138,6 +138,24 @@ def test_missing_preset_and_unsafe_name_exit_2(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("eval", "--bogus", "x.safetensors"), "No such option: --bogus"),
+        (("evl",), "No such command 'evl'"),
+        (("eval",), "Missing argument"),
+        (("eval", "x.safetensors", "--samples", "-1"), "'--samples'"),
+        (("run", "tiny.toml", "--nproc", "two"), "'--nproc'"),
+    ],
+)
+def test_command_line_mistakes_exit_2_with_one_line(tmp_path, args, needle):
+    res = wb(*args, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert needle in res.stderr and "--help" in res.stderr and res.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_truncated_checkpoint_exits_2_for_eval_and_inspect(finished_run, tmp_path):
     root, _ = finished_run
     data = (root / "runs" / "t1" / "best.safetensors").read_bytes()

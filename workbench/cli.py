@@ -714,7 +714,21 @@ def main() -> None:
     from workbench.process import pin_malloc
 
     pin_malloc()
-    app()
+    # Typer vendors click in recent versions and imports it in older ones: take the
+    # usage-error classes from the MRO of the BadParameter it exports either way.
+    mro = {c.__name__: c for c in typer.BadParameter.__mro__}
+    try:
+        code = app(standalone_mode=False)
+    except mro["UsageError"] as exc:  # unknown option or command, missing argument, bad value
+        where = exc.ctx.command_path if exc.ctx is not None else "workbench"
+        fail(f"{where}: {exc.format_message()} (see '{where} --help')")
+        raise SystemExit(2) from None
+    except mro["ClickException"] as exc:
+        fail(exc.format_message(), exc.exit_code)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:  # end of input at a prompt
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
