@@ -357,6 +357,28 @@ def test_quick_suite_from_the_inspector_adds_an_evaluation(static_dir):
     asyncio.run(scenario())
 
 
+def test_cancelling_an_evaluation_stops_its_worker_and_saves_nothing(static_dir):
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"], eval_samples=0)
+    batches: list[str] = []
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_inspector(pilot)
+            original = screen._progress
+            screen._progress = lambda name, *a: (batches.append(name), original(name, *a))
+            await pilot.press("e")  # the paper suite on the whole test split: minutes
+            await wait_for(pilot, lambda: len(batches) >= 1)
+            await pilot.press("x")
+            status = screen.query_one("#eval-status")
+            await wait_for(pilot, lambda: "cancelled" in str(status.render()))
+            await wait_for(pilot, lambda: not [w for w in app.workers if w.group == "eval"])
+            assert not screen.running and not screen.query_one("#eval-run").disabled
+            assert "PGD-100" not in batches  # it stopped early, not after the whole suite
+            assert not list((static_dir / "runs/alpha/eval").glob("paper-*.json"))
+
+    asyncio.run(scenario())
+
+
 def test_resize_and_empty_state_do_not_crash(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = WorkbenchApp(Path("runs"), [tmp_path / "none"])

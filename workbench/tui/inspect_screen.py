@@ -30,6 +30,7 @@ from textual.widgets import (
     Static,
     TabbedContent,
 )
+from textual.worker import get_current_worker
 
 from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel, read_header
 from engine.errors import WorkbenchError
@@ -40,12 +41,17 @@ EVALUATE_TAB, EVALUATIONS_TAB = "tab-5", "tab-6"
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow"}  # anything else (SKIP) is dim
 
 
+class EvalCancelled(Exception):
+    """Raised in the worker at the next batch once its evaluation has been cancelled."""
+
+
 class InspectScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("e", "evaluate", "Evaluate (paper suite)"),
         Binding("q", "quick", "Quick eval"),
         Binding("g", "gallery", "Gallery"),
+        Binding("x", "cancel_eval", "Cancel evaluation", show=False),
     ]
 
     def __init__(self, path: Path, evaluate: bool = False, samples: int = 0) -> None:
@@ -163,8 +169,18 @@ class InspectScreen(Screen):
         bar = self.query_one("#eval-bar", ProgressBar)
         bar.update(total=None, progress=0)
         bar.display = True
-        self._status(f"running the {suite} suite ...")
+        self._status(f"running the {suite} suite ... (x cancels)")
         self.run_eval(suite, source)
+
+    def action_cancel_eval(self) -> None:
+        """Stop the running evaluation at its next batch; nothing is saved for it.
+
+        Leaving the screen or quitting the app cancels the worker the same way, so
+        neither waits for a long suite to finish.
+        """
+        if self.running:
+            self.workers.cancel_group(self, "eval")
+            self._status("cancelling after the current batch ...")
 
     def action_quick(self) -> None:
         self.action_evaluate("quick")
@@ -194,8 +210,11 @@ class InspectScreen(Screen):
         from engine.evaluate import evaluate_checkpoint
 
         columns: list[str] = []  # in the order they start, to place each in the bar
+        worker = get_current_worker()
 
         def progress(name: str, done: int, total: int, n_columns: int) -> None:
+            if worker.is_cancelled:
+                raise EvalCancelled
             if name not in columns:
                 columns.append(name)
             self._later(self._progress, name, columns.index(name), done, total, n_columns)
@@ -212,6 +231,8 @@ class InspectScreen(Screen):
                 on_result=on_result,
                 source=source,
             )
+        except EvalCancelled:
+            self._later(self._failed, "cancelled: nothing was saved", "yellow")
         except WorkbenchError as exc:
             self._later(self._failed, str(exc))
         except Exception as exc:  # a worker's exception would take the whole app down
@@ -239,11 +260,11 @@ class InspectScreen(Screen):
     def _status(self, text: str) -> None:
         self.query_one("#eval-status", Label).update(text)
 
-    def _failed(self, message: str) -> None:
+    def _failed(self, message: str, colour: str = "red") -> None:
         self.running = False
         self.query_one("#eval-run", Button).disabled = False
         self.query_one("#eval-bar", ProgressBar).display = False
-        self._status(f"[red]{escape(message)}[/]")
+        self._status(f"[{colour}]{escape(message)}[/]")
 
     def _done(self, doc: dict[str, Any]) -> None:
         self.running = False
