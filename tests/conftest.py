@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,23 @@ def test_batch(mnist5k):
     x = mnist5k.test_x[:300].float() / 255.0
     y = mnist5k.test_y[:300]
     return x, y
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: this checkout importable, wide tables."""
+    return {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT), **extra}
+
+
+def wb(*args: str, cwd: Path, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """`python -m workbench ARGS` as a user runs it; `env` adds variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "workbench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=cli_env(**env),
+        timeout=timeout,
+    )
 
 
 def write_preset(path: Path, body: str) -> Path:

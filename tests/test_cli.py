@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,19 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_PRESET, write_preset
-
-
-def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "workbench", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+from tests.conftest import ROOT, TINY_PRESET, cli_env, wb, write_preset
 
 
 def snapshot(path: Path) -> list[str]:
@@ -172,7 +159,7 @@ def test_truncated_checkpoint_exits_2_for_eval_and_inspect(finished_run, tmp_pat
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     write_preset(tmp_path / "tiny.toml", TINY_PRESET)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = cli_env()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -8,7 +8,6 @@ with them on the runs agree in distribution only (engine/distributed.py).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,8 @@ import torch
 
 from engine.checkpoint import load
 from engine.data import Augment, TensorLoader, epoch_generator, shard_range
-from tests.conftest import ROOT, TINY_PRESET, write_preset
+from tests.conftest import TINY_PRESET, cli_env, write_preset
+from tests.conftest import wb as cli
 
 # 500 examples in global batches of 63: shards of 32 + 31, and a last batch of 59 (30 + 29),
 # so the per-rank loss weighting is exercised, not only the even case
@@ -37,15 +37,8 @@ ATBLR_SETS = ["method.name=atblr", "method.lambda=0.1", "model.head=gaussian"]
 
 
 def wb(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "workbench", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    """The CLI with one thread per process: two ranks share the test machine's cores."""
+    return cli(*args, cwd=cwd, timeout=timeout, OMP_NUM_THREADS="1")
 
 
 def train(root: Path, name: str, epochs: int, *extra: str, sets: list[str]) -> Path:
@@ -189,7 +182,7 @@ def test_bad_distributed_input_exits_2_and_writes_nothing(tmp_path, args, needle
 
 def test_ctrl_c_stops_every_rank_after_rank_0_saved(tmp_path):
     write_preset(tmp_path / "tiny.toml", TINY_PRESET)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = cli_env(OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "workbench", "run", "tiny.toml", "--headless", "--name", "s"]
     cmd += ["--nproc", "2", "--set", "train.epochs=1000"]
     proc = subprocess.Popen(

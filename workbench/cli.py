@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -94,117 +95,103 @@ def run(
     ] = 1,
 ) -> None:
     """Train a preset; writes runs/<name>/ with events and safetensors checkpoints."""
+    req = RunRequest(preset, sets or [], name, runs_dir, resume, device)
     try:
-        if nproc != 1:
-            code = _launch_local(preset, sets or [], name, runs_dir, resume, device, nproc)
-        else:
-            code = _run(preset, sets or [], name, runs_dir, resume, device)
+        code = _launch_local(req, nproc) if nproc != 1 else _run(req)
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
 
 
-def _prepare(
-    preset: str | None,
-    sets: list[str],
-    name: str | None,
-    runs_dir: Path,
-    resume: Path | None,
-    device: str | None,
-    new_run: bool = True,
-) -> tuple[Any, str, Path]:
-    """Load and check everything a run needs before anything is written: (config, source, dir).
+@dataclass(frozen=True)
+class RunRequest:
+    """What `workbench run` was asked for, as typed: a launcher forwards it to its ranks."""
 
-    `new_run=False` skips the "name already taken" check (DDP ranks > 0, whose
-    rank 0 may already have made the folder).
+    preset: str | None
+    sets: list[str]
+    name: str | None
+    runs_dir: Path
+    resume: Path | None
+    device: str | None
+
+
+def _prepare(req: RunRequest, nproc: int, new_run: bool = True) -> tuple[Any, str, Path, Any]:
+    """Load and check everything a run needs before anything is written.
+
+    Returns (config, source, run dir, device). `new_run=False` skips the "name
+    already taken" check (DDP ranks > 0, whose rank 0 may already have made the folder).
     """
     from engine import config as C
+    from engine import distributed
     from engine.runs import check_name, default_name, is_placeholder
+    from engine.trainer import resolve_device
 
-    if device is not None:
-        sets = [*sets, f"train.device={device}"]
+    sets = req.sets if req.device is None else [*req.sets, f"train.device={req.device}"]
+    resume = req.resume
     if resume is not None:
         if not (resume / "config.toml").is_file() or not (resume / "last.safetensors").is_file():
             raise WorkbenchError(
                 f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
             )
         source = str(resume / "config.toml")
-        return C.load_preset(source, sets), source, resume
-    if preset is None:
+        cfg, run_dir = C.load_preset(source, sets), resume
+    elif req.preset is None:
         raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
-    source = str(resolve_preset(preset))
-    cfg = C.load_preset(source, sets)
-    run_dir = runs_dir / (check_name(name) if name else default_name(cfg.name))
-    if new_run and run_dir.exists() and not is_placeholder(run_dir):
-        raise WorkbenchError(
-            f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
-        )
-    return cfg, source, run_dir
+    else:
+        source = str(resolve_preset(req.preset))
+        cfg = C.load_preset(source, sets)
+        run_dir = req.runs_dir / (check_name(req.name) if req.name else default_name(cfg.name))
+        if new_run and run_dir.exists() and not is_placeholder(run_dir):
+            raise WorkbenchError(
+                f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
+            )
+    dev = resolve_device(cfg.train.device, f"--device {req.device}" if req.device else source)
+    distributed.check(cfg.distributed, dev, nproc, source)
+    return cfg, source, run_dir, dev
 
 
-def _launch_local(
-    preset: str | None,
-    sets: list[str],
-    name: str | None,
-    runs_dir: Path,
-    resume: Path | None,
-    device: str | None,
-    nproc: int,
-) -> int:
+def _launch_local(req: RunRequest, nproc: int) -> int:
     """`--nproc N`: check the run here, then start N ranks with torchrun's environment."""
     from engine import distributed
-    from engine.trainer import resolve_device
     from workbench.multiproc import launch
 
     if not 2 <= nproc <= 256:
         raise WorkbenchError(f"--nproc {nproc}: give a number of processes from 1 to 256")
     if distributed.env_world().enabled:
         raise WorkbenchError("--nproc: already inside a distributed job (torchrun); drop --nproc")
-    cfg, source, run_dir = _prepare(preset, sets, name, runs_dir, resume, device)
-    dev = resolve_device(cfg.train.device, f"--device {device}" if device else source)
-    distributed.check(cfg.distributed, dev, nproc, source)
+    cfg, source, run_dir, dev = _prepare(req, nproc)
     batch = cfg.data.batch_size
     if isinstance(batch, int) and batch < nproc:
         raise WorkbenchError(
             f"{source}: key 'data.batch_size': {batch} is the global batch; "
             f"it must be at least --nproc ({nproc})"
         )
-    args = ["run", "--headless", "--runs-dir", str(runs_dir)]
-    if resume is not None:
-        args += ["--resume", str(resume)]
+    args = ["run", "--headless", "--runs-dir", str(req.runs_dir)]
+    if req.resume is not None:
+        args += ["--resume", str(req.resume)]
     else:
-        args += [str(resolve_preset(preset or "")), "--name", run_dir.name]
-    for item in sets:
+        args += [str(resolve_preset(req.preset or "")), "--name", run_dir.name]
+    for item in req.sets:
         args += ["--set", item]
-    if device is not None:
-        args += ["--device", device]
+    if req.device is not None:
+        args += ["--device", req.device]
     return launch(args, nproc, on_cuda=dev.type == "cuda")
 
 
-def _run(
-    preset: str | None,
-    sets: list[str],
-    name: str | None,
-    runs_dir: Path,
-    resume: Path | None,
-    device: str | None,
-) -> int:
+def _run(req: RunRequest) -> int:
     from engine import distributed
     from engine.checkpoint import atomic_write_bytes
     from engine.data import load_dataset
     from engine.events import EventWriter
     from engine.runs import RunLock, create_run_dir
-    from engine.trainer import Trainer, resolve_device
+    from engine.trainer import Trainer
 
     world = distributed.env_world()  # set by torchrun or --nproc; rank 0 of 1 otherwise
-    cfg, source, run_dir = _prepare(
-        preset, sets, name, runs_dir, resume, device, new_run=world.is_main
-    )
-    dev = resolve_device(cfg.train.device, f"--device {device}" if device else source)
-    distributed.check(cfg.distributed, dev, world.local_size, source)
+    cfg, _, run_dir, dev = _prepare(req, world.local_size, new_run=world.is_main)
     dev = distributed.init(world, cfg.distributed, dev)
+    runs_dir, resume = req.runs_dir, req.resume
     try:
-        if world.enabled and resume is None and name is None:  # one name: rank 0's
+        if world.enabled and resume is None and req.name is None:  # one name: rank 0's
             run_dir = runs_dir / distributed.broadcast(run_dir.name, world)
         if cfg.data.download and not world.is_main:
             distributed.barrier(world)  # rank 0 downloads alone
