@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.data import load_dataset
-from engine.defenses import AntiPerturbation, class_scores
+from engine.defenses.apinet import AntiPerturbation, class_scores
 from engine.models import build_model
 from tests.test_defenses import loop_reference
 

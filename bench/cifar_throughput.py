@@ -53,11 +53,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_common_args, cpu_count, pin_malloc
 
-from engine import perf
 from engine.config import PresetConfig, validate
 from engine.data import Dataset, load_dataset
+from engine.devices import resolve_device
 from engine.events import EventWriter
-from engine.trainer import Trainer, resolve_device
+from engine.train import perf
+from engine.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 5000.0  # images/s, one H100-class GPU, bf16

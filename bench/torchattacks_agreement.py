@@ -77,13 +77,13 @@ def main() -> int:
         pin_malloc()
 
     import torch
-
-    from engine.autoattack import AutoAttackCascade
-    from engine.data import dataset_info
-    from engine.errors import WorkbenchError
     from engine.evaluate import column_attack, predict, run_suite
     from engine.evaluate import load_checkpoint as load
-    from engine.suites import load_suite, resolve_columns
+
+    from engine.attacks.autoattack import AutoAttackCascade
+    from engine.data import dataset_info
+    from engine.errors import WorkbenchError
+    from engine.eval.suites import load_suite, resolve_columns
 
     path = Path(args.checkpoint)
     try:

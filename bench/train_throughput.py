@@ -66,7 +66,7 @@ from engine.config import PresetConfig, load_preset
 from engine.data import Dataset, load_dataset
 from engine.events import EventWriter, read_events
 from engine.models import build_model
-from engine.trainer import Trainer
+from engine.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.97

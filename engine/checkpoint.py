@@ -1,10 +1,11 @@
-"""Safetensors checkpoints: atomic save, validated load, and a torch-free header read.
+"""Safetensors checkpoints without torch: the format, a validated header read, atomic writes.
 
 Tensors: `model.<key>`; resumable files add `optim.state.<i>.<key>`,
 `sched.last_epoch` and `rng.*`. Metadata (str -> str): format, config, epoch,
 metrics, method, arch, dataset, created, engine_version, torch_version, plus
-kind ("full" | "weights"). Nothing is ever unpickled. `torch` is imported
-lazily so `workbench inspect` works without it.
+kind ("full" | "weights"). Nothing is ever unpickled. Saving and loading
+tensors is engine/checkpoint_io.py; this module imports no torch, so
+`workbench inspect` and the app's inspector read headers without it.
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ from __future__ import annotations
 import json
 import os
 import struct
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine import __version__
 from engine.errors import CheckpointError
-
-if TYPE_CHECKING:
-    import torch
 
 FORMAT = "workbench/1"
 REQUIRED_META = (
@@ -165,128 +161,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
-
-
-def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Atomically save tensors and metadata as one safetensors file."""
-    from safetensors.torch import save as st_save
-
-    path = Path(path)
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
-    meta = {k: str(v) for k, v in sorted(metadata.items())}
-    atomic_write_bytes(path, st_save(flat, metadata=meta))
-    return path
-
-
-def load(path: str | Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Validate the header, then load every tensor (no pickle involved)."""
-    from safetensors.torch import load_file
-
-    _, meta = read_header(path)
-    try:
-        tensors = load_file(str(path), device=device)
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from None
-    return tensors, meta
-
-
-# ------------------------------------------------------------ state packing
-
-
-def base_metadata(config: Any, epoch: int, metrics: dict[str, Any], kind: str) -> dict[str, str]:
-    import torch
-
-    return {
-        "format": FORMAT,
-        "kind": kind,
-        "config": config.to_json(),
-        "epoch": str(epoch),
-        "metrics": json.dumps(metrics, sort_keys=True),
-        "method": config.method.name,
-        "arch": config.model.arch,
-        "head": config.model.head,
-        "dataset": config.data.dataset,
-        "defense": "none"
-        if config.defense.name == "none"
-        else json.dumps(config.defense.model_dump(), sort_keys=True),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "engine_version": __version__,
-        "torch_version": torch.__version__,
-    }
-
-
-def pack_model(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {f"model.{k}": v for k, v in model.state_dict().items()}
-
-
-def unpack_model(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[0]
-        raise CheckpointError(
-            f"{source}: tensor 'model.{bad}' does not match the architecture in its config"
-        )
-
-
-def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
-    """Optimizer state as tensors plus a JSON string for the non-tensor parts."""
-    import torch
-
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    extra: dict[str, Any] = {}
-    for idx, state in sd["state"].items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim.state.{idx}.{key}"] = value
-            else:
-                extra[f"{idx}.{key}"] = value
-    groups = [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
-        for g in sd["param_groups"]
-    ]
-    return tensors, json.dumps({"param_groups": groups, "extra": extra})
-
-
-def unpack_optimizer(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], blob: str
-) -> None:
-    info = json.loads(blob)
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim.state."):
-            idx, key = name[len("optim.state.") :].split(".", 1)
-            state.setdefault(int(idx), {})[key] = value
-    for name, value in info["extra"].items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
-    groups = [
-        {k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in info["param_groups"]
-    ]
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-def pack_rng() -> dict[str, torch.Tensor]:
-    import torch
-
-    out = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
-    return out
-
-
-def unpack_rng(tensors: dict[str, torch.Tensor]) -> None:
-    import torch
-
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"].to("cpu", torch.uint8))
-    if torch.cuda.is_available():
-        states = [
-            tensors[f"rng.cuda.{i}"]
-            for i in range(torch.cuda.device_count())
-            if f"rng.cuda.{i}" in tensors
-        ]
-        if states and len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in states])

@@ -13,9 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+)
 
+from engine.catalog import parent_preset
 from engine.errors import ConfigError
+from engine.registry import DATASETS, METHODS, MODELS
 
 
 def parse_fraction(value: Any) -> Any:
@@ -85,36 +94,18 @@ class ModelConfig(Section):
     margin: NonNegReal = 0.0
 
 
-class StandardMethod(Section):
-    name: Literal["standard"]
+class MethodSection(Section):
+    """Base of every method's `[method]` table; each method file declares its own subclass.
 
+    `name` picks the class from the method registry (engine/registry.py); the
+    subclass adds the method's keys, so unknown keys are rejected per method.
+    """
 
-class MadryMethod(Section):
-    name: Literal["madry"]
-    clean_weight: Unit = 0.0
+    name: str
 
-
-class TradesMethod(Section):
-    name: Literal["trades"]
-    beta: NonNegReal = 6.0
-
-
-class AtblrMethod(Section):
-    name: Literal["atblr"]
-    lam: NonNegReal = Field(0.1, alias="lambda")
-    adv_cap: NonNegReal = 0.0  # 0: the paper's unbounded Eq. 8; c > 0: push stops at c * dim(h)
-
-
-class ApinetMethod(Section):
-    name: Literal["apinet"]
-    init_from: str = ""  # a checkpoint to start from (usually a Madry-trained discriminator)
-
-
-MethodConfig = Annotated[
-    StandardMethod | MadryMethod | TradesMethod | AtblrMethod | ApinetMethod,
-    Field(discriminator="name"),
-]
-METHOD_NAMES = ("standard", "madry", "trades", "atblr", "apinet")
+    def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
+        """A setting elsewhere in the preset this method needs: (dotted key, message), or None."""
+        return None
 
 
 class AttackConfig(Section):
@@ -197,7 +188,7 @@ class PresetConfig(Section):
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    method: MethodConfig = Field(default_factory=lambda: StandardMethod(name="standard"))
+    method: SerializeAsAny[MethodSection]  # the registered subclass; filled in by `validate`
     attack: AttackConfig = Field(default_factory=AttackConfig)
     defense: DefenseConfig = Field(default_factory=DefenseConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -270,9 +261,9 @@ def _load_chain(path: Path, origin: dict, seen: tuple[Path, ...] = ()) -> dict[s
     if parent is not None:
         if not isinstance(parent, str):
             raise ConfigError(f"{path}: key 'extends': expected a file name, given {parent!r}")
-        parent_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
-        if not parent_path.is_file():
-            raise ConfigError(f"{path}: key 'extends': file {parent_path} not found")
+        parent_path = parent_preset(parent, path)
+        if parent_path is None:
+            raise ConfigError(f"{path}: key 'extends': file {path.parent / parent} not found")
         base = _load_chain(parent_path, origin, (*seen, path))
     return _merge(base, raw, origin, str(path))
 
@@ -314,8 +305,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], origin: dict) -> 
 
 def _format_error(err: dict, raw: dict, origin: dict, default_source: str) -> str:
     loc = [str(p) for p in err["loc"]]
-    if len(loc) >= 2 and loc[0] == "method" and loc[1] in METHOD_NAMES:
-        loc.pop(1)
     dotted = ".".join(loc) or "(top level)"
     source = default_source
     for i in range(len(loc), 0, -1):
@@ -332,34 +321,54 @@ def _format_error(err: dict, raw: dict, origin: dict, default_source: str) -> st
         return f"{source}: key '{dotted}': unknown key{hint}"
     if kind == "missing":
         return f"{source}: key '{dotted}': required key is missing"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        given = given.get("name") if isinstance(given, dict) else given
-        return f"{source}: key '{dotted}.name': given {given!r}, allowed: {', '.join(METHOD_NAMES)}"
+    if kind == "unknown_name":
+        return f"{source}: key '{dotted}': given {given!r}, allowed: {err['allowed']}"
     msg = err["msg"].removeprefix("Value error, ")
     return f"{source}: key '{dotted}': given {given!r}: {msg}"
 
 
 def _allowed_keys(section: str, raw: dict) -> list[str]:
-    model: type[BaseModel] | None = PresetConfig
+    model: Any = PresetConfig
     if section:
         head, *rest = section.split(".")
         field = PresetConfig.model_fields.get(head)
         if field is None or rest:
             return []
         if head == "method":
-            name = (raw.get("method") or {}).get("name")
-            model = {
-                "standard": StandardMethod,
-                "madry": MadryMethod,
-                "trades": TradesMethod,
-                "atblr": AtblrMethod,
-                "apinet": ApinetMethod,
-            }.get(name)
+            name = (raw.get("method") or {}).get("name", "standard")
+            model = METHODS.get(name).config if name in METHODS else None
         else:
-            model = field.annotation  # type: ignore[assignment]
+            model = field.annotation
     if model is None or not hasattr(model, "model_fields"):
         return []
     return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _validate_method(raw: dict[str, Any]) -> tuple[MethodSection, list[dict]]:
+    """The `[method]` table through its registered class (the name picks the class).
+
+    Returns the section (a bare placeholder when it does not validate) and the
+    errors in pydantic's shape, located under `method`.
+    """
+    table = raw.get("method", {"name": "standard"})
+    if not isinstance(table, dict):
+        err = {"type": "dict_type", "loc": ("method",), "input": table, "msg": "expected a table"}
+        return MethodSection.model_construct(name="standard"), [err]
+    name = table.get("name")
+    if name is None:
+        return MethodSection.model_construct(name="standard"), [
+            {"type": "missing", "loc": ("method", "name"), "input": table, "msg": "missing"}
+        ]
+    if not isinstance(name, str) or name not in METHODS:
+        err = {"type": "unknown_name", "loc": ("method", "name"), "input": name}
+        return MethodSection.model_construct(name="standard"), [
+            {**err, "allowed": METHODS.allowed()}
+        ]
+    try:
+        return METHODS.get(name).config.model_validate(table), []
+    except ValidationError as exc:
+        errs = [{**e, "loc": ("method", *e["loc"])} for e in exc.errors()]
+        return MethodSection.model_construct(name=name), errs
 
 
 def validate(
@@ -367,13 +376,19 @@ def validate(
 ) -> PresetConfig:
     """Validate a plain dict into a PresetConfig, raising ConfigError with one clear line."""
     origin = origin or {}
+    method, errs = _validate_method(raw)
+    cfg = None
     try:
-        cfg = PresetConfig.model_validate(raw)
+        cfg = PresetConfig.model_validate({**raw, "method": method})
     except ValidationError as exc:
-        errs = exc.errors()
+        errs += list(exc.errors())
+    if errs:
+        order = list(PresetConfig.model_fields)
+        errs.sort(key=lambda e: order.index(e["loc"][0]) if e["loc"][0] in order else -1)
         first = _format_error(errs[0], raw, origin, source)
         more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
         raise ConfigError(first + more) from None
+    assert cfg is not None
     _cross_check(cfg, origin, source)
     return cfg
 
@@ -382,33 +397,22 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
     def where(key: str) -> str:
         return origin.get(key) or origin.get(key.split(".")[0]) or source
 
-    if cfg.method.name == "atblr" and cfg.model.head != "gaussian":
-        raise ConfigError(
-            f"{where('model.head')}: key 'model.head': method 'atblr' needs the mixture head, "
-            f"given {cfg.model.head!r}, allowed: 'gaussian'"
-        )
-    if cfg.method.name == "apinet" and cfg.defense.name != "apinet":
-        raise ConfigError(
-            f"{where('defense.name')}: key 'defense.name': method 'apinet' trains the defence, "
-            f"given {cfg.defense.name!r}, allowed: 'apinet'"
-        )
+    needed = cfg.method.requirement(cfg)
+    if needed is not None:
+        key, message = needed
+        raise ConfigError(f"{where(key)}: key '{key}': {message}")
     if cfg.model.margin > 0 and cfg.model.head != "gaussian":
         raise ConfigError(
             f"{where('model.margin')}: key 'model.margin': a margin needs model.head = 'gaussian'"
         )
-    from engine.data import DATASETS
-    from engine.models import ARCHS
-
-    if cfg.data.dataset not in DATASETS:
-        raise ConfigError(
-            f"{where('data.dataset')}: key 'data.dataset': given {cfg.data.dataset!r}, "
-            f"allowed: {', '.join(sorted(DATASETS))}"
-        )
-    if cfg.model.arch not in ARCHS:
-        raise ConfigError(
-            f"{where('model.arch')}: key 'model.arch': given {cfg.model.arch!r}, "
-            f"allowed: {', '.join(sorted(ARCHS))}"
-        )
+    for key, value, registry in (
+        ("data.dataset", cfg.data.dataset, DATASETS),
+        ("model.arch", cfg.model.arch, MODELS),
+    ):
+        if value not in registry:
+            raise ConfigError(
+                f"{where(key)}: key '{key}': given {value!r}, allowed: {registry.allowed()}"
+            )
     if cfg.schedule.kind == "multistep" and sorted(cfg.schedule.milestones) != list(
         cfg.schedule.milestones
     ):

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from engine.errors import DataMissingError
+from engine.registry import DATASETS
 
 BUNDLED_HINT = "or use the bundled offline subset: --set data.dataset=mnist-5k"
 
@@ -70,25 +72,37 @@ def _bundled_mnist5k(root: str, download: bool) -> Dataset:
     )
 
 
+def _fetch(
+    name: str, root: str, where: Path, hint: str, make: Callable[[bool], Any]
+) -> tuple[Any, Any]:
+    """torchvision's train and test sets (`make(train)`), its errors turned into one line."""
+    try:
+        return make(True), make(False)
+    except RuntimeError as exc:
+        raise DataMissingError(
+            f"{name}: files not found under {where} (key 'data.root' = {root!r}; {exc}); "
+            f"put them there, or set data.download = true when online{hint}"
+        ) from None
+    except ImportError as exc:  # torchvision reads SVHN's .mat files with scipy
+        raise DataMissingError(f"{name}: reading its files needs {exc.name} ({exc})") from None
+    except OSError as exc:  # network failure while downloading
+        raise DataMissingError(
+            f"{name}: could not download into {root} (key 'data.root'; {exc}){hint}"
+        ) from None
+
+
 def _torchvision_mnist_like(cls_name: str, name: str) -> Callable[[str, bool], Dataset]:
     def load(root: str, download: bool) -> Dataset:
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
-        try:
-            train = cls(root, train=True, download=download)
-            test = cls(root, train=False, download=download)
-        except RuntimeError as exc:
-            where = Path(root) / cls_name / "raw"
-            raise DataMissingError(
-                f"{name}: files not found under {where} (key 'data.root' = {root!r}; {exc}); "
-                "put them there, "
-                f"or set data.download = true when online, {BUNDLED_HINT}"
-            ) from None
-        except OSError as exc:  # network failure while downloading
-            raise DataMissingError(
-                f"{name}: could not download into {root} ({exc}); {BUNDLED_HINT}"
-            ) from None
+        train, test = _fetch(
+            name,
+            root,
+            Path(root) / cls_name / "raw",
+            f", {BUNDLED_HINT}",
+            lambda train: cls(root, train=train, download=download),
+        )
         return Dataset(
             name,
             train.data.unsqueeze(1).contiguous(),
@@ -126,13 +140,8 @@ CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
 
 
-def _missing(name: str, root: str, where: Path, exc: Exception) -> DataMissingError:
-    """The one-line 'files not found' message shared by the colour datasets."""
-    return DataMissingError(
-        f"{name}: files not found under {where} (key 'data.root' = {root!r}; {exc}); "
-        f"put them there, or set data.download = true when online "
-        f"(synthetic-{name} is an offline stand-in for smoke tests only)"
-    )
+def _stand_in(name: str) -> str:
+    return f" (synthetic-{name} is an offline stand-in for smoke tests only)"
 
 
 def _torchvision_cifar(cls_name: str, name: str, folder: str) -> Callable[[str, bool], Dataset]:
@@ -142,15 +151,13 @@ def _torchvision_cifar(cls_name: str, name: str, folder: str) -> Callable[[str, 
         import torchvision
 
         cls = getattr(torchvision.datasets, cls_name)
-        try:
-            train = cls(root, train=True, download=download)
-            test = cls(root, train=False, download=download)
-        except RuntimeError as exc:
-            raise _missing(name, root, Path(root) / folder, exc) from None
-        except OSError as exc:  # network failure while downloading
-            raise DataMissingError(
-                f"{name}: could not download into {root} (key 'data.root'; {exc})"
-            ) from None
+        train, test = _fetch(
+            name,
+            root,
+            Path(root) / folder,
+            _stand_in(name),
+            lambda train: cls(root, train=train, download=download),
+        )
 
         def nchw(arr: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
@@ -171,17 +178,15 @@ def _svhn(root: str, download: bool) -> Dataset:
     """SVHN's 'train' and 'test' splits (not 'extra'); torchvision maps label 10 to digit 0."""
     import torchvision
 
-    try:
-        train = torchvision.datasets.SVHN(root, split="train", download=download)
-        test = torchvision.datasets.SVHN(root, split="test", download=download)
-    except RuntimeError as exc:
-        raise _missing("svhn", root, Path(root), exc) from None
-    except ImportError as exc:  # torchvision reads the .mat files with scipy
-        raise DataMissingError(f"svhn: reading the .mat files needs scipy ({exc})") from None
-    except OSError as exc:
-        raise DataMissingError(
-            f"svhn: could not download into {root} (key 'data.root'; {exc})"
-        ) from None
+    train, test = _fetch(
+        "svhn",
+        root,
+        Path(root),
+        _stand_in("svhn"),
+        lambda train: torchvision.datasets.SVHN(
+            root, split="train" if train else "test", download=download
+        ),
+    )
     return Dataset(
         "svhn",
         torch.from_numpy(np.ascontiguousarray(train.data)),  # already N x 3 x 32 x 32 uint8
@@ -229,48 +234,59 @@ def _synthetic_colour(name: str, num_classes: int, seed: int) -> Callable[[str, 
     return load
 
 
-DATASETS: dict[str, tuple[DatasetInfo, Callable[[str, bool], Dataset]]] = {
-    "mnist-5k": (DatasetInfo((1, 28, 28), 10), _bundled_mnist5k),
-    "mnist": (DatasetInfo((1, 28, 28), 10), _torchvision_mnist_like("MNIST", "mnist")),
-    "fashion-mnist": (
-        DatasetInfo((1, 28, 28), 10),
-        _torchvision_mnist_like("FashionMNIST", "fashion-mnist"),
-    ),
-    "synthetic": (DatasetInfo((1, 28, 28), 10), _synthetic),
-    "cifar10": (
-        DatasetInfo((3, 32, 32), 10, *CIFAR10_STATS),
-        _torchvision_cifar("CIFAR10", "cifar10", "cifar-10-batches-py"),
-    ),
-    "cifar100": (
-        DatasetInfo((3, 32, 32), 100, *CIFAR100_STATS),
-        _torchvision_cifar("CIFAR100", "cifar100", "cifar-100-python"),
-    ),
-    "svhn": (DatasetInfo((3, 32, 32), 10, *SVHN_STATS), _svhn),
-    # the synthetic stand-ins carry their real counterpart's statistics, so a
-    # model built for one has exactly the normalisation of the real thing
-    "synthetic-cifar10": (
-        DatasetInfo((3, 32, 32), 10, *CIFAR10_STATS),
-        _synthetic_colour("synthetic-cifar10", 10, 1010),
-    ),
-    "synthetic-cifar100": (
-        DatasetInfo((3, 32, 32), 100, *CIFAR100_STATS),
-        _synthetic_colour("synthetic-cifar100", 100, 1100),
-    ),
-    "synthetic-svhn": (
-        DatasetInfo((3, 32, 32), 10, *SVHN_STATS),
-        _synthetic_colour("synthetic-svhn", 10, 2020),
-    ),
-}
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: what models need to know about it, and how to load it."""
+
+    info: DatasetInfo
+    load: Callable[[str, bool], Dataset]
+
+
+def register(name: str, info: DatasetInfo, load: Callable[[str, bool], Dataset]) -> None:
+    DATASETS.register(name)(DatasetEntry(info, load))
+
+
+register("mnist-5k", DatasetInfo((1, 28, 28), 10), _bundled_mnist5k)
+register("mnist", DatasetInfo((1, 28, 28), 10), _torchvision_mnist_like("MNIST", "mnist"))
+register(
+    "fashion-mnist",
+    DatasetInfo((1, 28, 28), 10),
+    _torchvision_mnist_like("FashionMNIST", "fashion-mnist"),
+)
+register("synthetic", DatasetInfo((1, 28, 28), 10), _synthetic)
+register(
+    "cifar10",
+    DatasetInfo((3, 32, 32), 10, *CIFAR10_STATS),
+    _torchvision_cifar("CIFAR10", "cifar10", "cifar-10-batches-py"),
+)
+register(
+    "cifar100",
+    DatasetInfo((3, 32, 32), 100, *CIFAR100_STATS),
+    _torchvision_cifar("CIFAR100", "cifar100", "cifar-100-python"),
+)
+register("svhn", DatasetInfo((3, 32, 32), 10, *SVHN_STATS), _svhn)
+# the synthetic stand-ins carry their real counterpart's statistics, so a
+# model built for one has exactly the normalisation of the real thing
+for _name, _classes, _seed, _stats in (
+    ("synthetic-cifar10", 10, 1010, CIFAR10_STATS),
+    ("synthetic-cifar100", 100, 1100, CIFAR100_STATS),
+    ("synthetic-svhn", 10, 2020, SVHN_STATS),
+):
+    register(
+        _name,
+        DatasetInfo((3, 32, 32), _classes, *_stats),
+        _synthetic_colour(_name, _classes, _seed),
+    )
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """Shape, classes and statistics of a registered dataset, without loading it."""
-    return DATASETS[name][0]
+    return DATASETS.get(name).info
 
 
 def load_dataset(name: str, root: str = "data", download: bool = False) -> Dataset:
     """Load a registered dataset as uint8 tensors (downloading only when asked)."""
-    return DATASETS[name][1](root, download)
+    return DATASETS.get(name).load(root, download)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from engine.errors import WorkbenchError
 from engine.events import read_events
+from engine.run_state import RunState
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -141,31 +142,22 @@ def run_info(run_dir: Path) -> RunInfo:
 
 
 def _summarise(run_dir: Path) -> RunInfo:
-    events = read_events(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
-    status, preset, method, epoch, epochs, started = "stale", "", "", 0, 0, None
-    best, clean = None, None
-    for e in events:
-        t = e["type"]
-        if t == "run_started":
-            cfg = e.get("config", {})
-            preset = cfg.get("name", "")
-            method = cfg.get("method", {}).get("name", "")
-            epochs = cfg.get("train", {}).get("epochs", 0)
-            started = started or e.get("time")
-            status = "running"
-        elif t == "epoch_end":
-            epoch = e.get("epoch", epoch)
-            r = e.get("robust_acc")
-            if isinstance(r, int | float):
-                best = r if best is None else max(best, r)
-            c = e.get("clean_acc")
-            clean = c if isinstance(c, int | float) else clean
-        elif t == "run_finished":
-            status = e.get("status", "finished")
-        elif t == "run_failed":
-            status = "failed"
+    state = RunState()
+    events = run_dir / "events.jsonl"
+    for e in read_events(events) if events.exists() else []:
+        state.apply(e)
+    status = "stale" if state.status == "starting" else state.status  # no run_started at all
     return RunInfo(
-        run_dir.name, str(run_dir), status, preset, method, epoch, epochs, best, clean, started
+        run_dir.name,
+        str(run_dir),
+        status,
+        state.name,
+        state.method,
+        state.epoch,
+        state.epochs_total,
+        state.best_robust_acc,
+        state.last_clean_acc,
+        state.started,
     )
 
 

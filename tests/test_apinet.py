@@ -7,12 +7,23 @@ import json
 import pytest
 import torch
 
-from engine import checkpoint as ckpt
+from engine import checkpoint_io as ckpt
 from engine.config import load_preset
-from engine.defenses import AntiPerturbation, APINet
+from engine.defenses.apinet import AntiPerturbation, APINet
+from engine.defenses.strategies import every_strategy
 from engine.errors import ConfigError
-from engine.evaluate import defended_attacks, evaluate_checkpoint, run_suite
+from engine.eval.evaluate import evaluate_checkpoint
+from engine.eval.plan import plan_suite
+from engine.eval.run import run_suite
+from engine.eval.suites import load_suite, resolve_columns
 from tests.test_trainer import make
+
+
+def defended_entries(cfg, base, net):
+    """The quick suite's transfer, BPDA and adaptive entries against `net`."""
+    cols = resolve_columns(load_suite("quick"), cfg, False)
+    strategies = every_strategy(cfg, base, net, 10)
+    return plan_suite(cols, base, 10, defended=net, strategies=strategies).entries
 
 
 @pytest.fixture
@@ -34,10 +45,10 @@ def defended(trained_lenet, tiny_preset):
 def test_every_strategy_stays_in_the_eps_ball_and_the_box(trained_lenet, test_batch, defended):
     cfg, net = defended
     x, y = test_batch[0][:12], test_batch[1][:12]
-    attacks = defended_attacks(cfg, "quick", trained_lenet, net, 10)
-    assert set(attacks) == {"transfer PGD-3", "BPDA PGD-3", "adaptive PGD-3"}
-    for name, attack in attacks.items():
-        x_adv = attack(net, x, y)
+    entries = defended_entries(cfg, trained_lenet, net)
+    assert set(entries) == {"transfer PGD-3", "BPDA PGD-3", "adaptive PGD-3"}
+    for name, entry in entries.items():
+        x_adv = entry.attack(net, x, y)
         assert (x_adv - x).abs().max() <= 0.1 + 1e-6, name
         assert x_adv.min() >= 0 and x_adv.max() <= 1, name
 
@@ -47,7 +58,7 @@ def test_worst_case_is_the_per_example_and_and_never_above_a_column(
 ):
     cfg, net = defended
     x, y = test_batch[0][:40], test_batch[1][:40]
-    res = run_suite(net, x, y, defended_attacks(cfg, "quick", trained_lenet, net, 10), 40)
+    res = run_suite(net, x, y, defended_entries(cfg, trained_lenet, net), 40)
     table = res.table()
     cols = [k for k in table if k != "worst case"]
     assert len(cols) == 4 and all(table["worst case"] <= table[c] for c in cols)
@@ -62,7 +73,7 @@ def test_apinet_needs_its_defence_configured(tiny_preset):
 
 def test_short_fine_tune_starts_from_its_init_and_names_the_defence(tiny_preset, tmp_path):
     base = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "madry")
-    assert base.run().exit_code == 0
+    assert base.run().status == "finished"
     init = tmp_path / "madry" / "best.safetensors"
     sets = [
         "method.name=apinet",
@@ -76,7 +87,7 @@ def test_short_fine_tune_starts_from_its_init_and_names_the_defence(tiny_preset,
     start, _ = ckpt.load(init)
     for k, v in t.model.state_dict().items():
         assert torch.equal(v, start[f"model.{k}"]), k
-    assert t.run().exit_code == 0
+    assert t.run().status == "finished"
     _, meta = ckpt.read_header(tmp_path / "api" / "best.safetensors")
     assert meta["method"] == "apinet"
     d = json.loads(meta["defense"])
@@ -86,7 +97,7 @@ def test_short_fine_tune_starts_from_its_init_and_names_the_defence(tiny_preset,
     )
     assert doc["defense"]["name"] == "apinet"
     assert {"transfer PGD-2", "BPDA PGD-2", "adaptive PGD-2", "worst case"} <= set(doc["accuracy"])
-    from engine.gallery import gallery
+    from engine.eval.gallery import gallery
 
     _, rows = gallery(tmp_path / "api" / "best.safetensors", steps=2)
     assert len(rows) == 10

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from engine.attacks import FGSM, PGD, cw_margin, eval_mode, objective
-from engine.evaluate import predict
+from engine.eval.entries import predict
 
 
 def acc(model, x, y) -> float:

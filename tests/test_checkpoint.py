@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from engine import checkpoint as ckpt
+from engine import checkpoint_io as ckpt
+from engine.checkpoint import REQUIRED_META, atomic_write_bytes
 from engine.config import load_preset
 from engine.errors import CheckpointError
 from engine.models import build
@@ -79,7 +80,7 @@ def test_plain_pytorch_can_load_a_checkpoint(saved):
 def test_metadata_has_every_contract_key(saved):
     path = saved[0]
     _, meta = ckpt.read_header(path)
-    for key in ckpt.REQUIRED_META:
+    for key in REQUIRED_META:
         assert key in meta
     assert meta["format"] == "workbench/1" and meta["epoch"] == "3"
     assert json.loads(meta["metrics"])["best_robust_acc"] == 12.5
@@ -113,14 +114,14 @@ def test_truncated_foreign_and_missing_files_are_refused(saved, tmp_path):
 
 def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "last.safetensors"
-    ckpt.atomic_write_bytes(target, b"old")
+    atomic_write_bytes(target, b"old")
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(OSError):
-        ckpt.atomic_write_bytes(target, b"new")
+        atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]  # no temp left
 

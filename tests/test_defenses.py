@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.attacks import PGD
-from engine.defenses import AntiPerturbation, APINet, class_scores
-from engine.evaluate import predict
+from engine.defenses.apinet import AntiPerturbation, APINet, class_scores
+from engine.eval.entries import predict
 
 
 def loop_reference(model, x, ap: AntiPerturbation, num_classes: int, noise=None):

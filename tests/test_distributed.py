@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.checkpoint import load
+from engine.checkpoint_io import load
 from engine.data import Augment, TensorLoader, epoch_generator, shard_range
 from tests.conftest import TINY_PRESET, cli_env, write_preset
 from tests.conftest import wb as cli

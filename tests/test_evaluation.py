@@ -12,10 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from engine import checkpoint as ckpt
+from engine import checkpoint_io as ckpt
 from engine.config import validate
-from engine.evaluate import evaluate_checkpoint, evaluate_model, run_suite
-from engine.suites import load_suite, resolve_columns
+from engine.eval.evaluate import evaluate_checkpoint, evaluate_model
+from engine.eval.run import run_suite
+from engine.eval.suites import load_suite, resolve_columns
 from tests.conftest import ROOT
 
 SMALL_SUITE = """
@@ -162,7 +163,7 @@ def wb(*args: str, cwd: Path, pre: str = "") -> subprocess.CompletedProcess:
 
 
 def test_eps_sweep_is_non_increasing_for_a_trained_model(lenet_ckpts, tmp_path):
-    from engine.sweep import eps_sweep
+    from engine.eval.sweep import eps_sweep
 
     target, _ = lenet_ckpts
     doc = eps_sweep([target], 0.2, 5, 10, samples=200, device="cpu", out_dir=tmp_path)
@@ -264,7 +265,9 @@ def test_autoattack_without_the_extra_is_a_clear_exit_2(lenet_ckpts, tmp_path):
 def test_bad_suite_input_is_exit_2_naming_the_file_and_key(lenet_ckpts, tmp_path):
     target, _ = lenet_ckpts
     before = sorted(p.name for p in (target.parent).rglob("*"))
-    bad = small_suite(tmp_path, 'name = "b"\n[[attack]]\nname = "P"\nkind = "pgd"\nstep = 9\n')
+    bad = small_suite(
+        tmp_path, 'name = "b"\n[[attack]]\nname = "P"\nkind = "pgd"\nsteps = 3\nstep = 9\n'
+    )
     cases = {
         ("--suite", "nope"): "unknown suite",
         ("--suite", str(bad)): "key 'attack.0.step'",

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import AtblrMethod, AttackConfig, TradesMethod
-from engine.methods.atblr import Atblr
-from engine.methods.trades import Trades, kl_batchmean
+from engine.config import PresetConfig, validate
 from engine.models import Classifier, GaussianHead, build_model
+from engine.train.methods.atblr import Atblr
+from engine.train.methods.trades import Trades, kl_batchmean
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,12 @@ class ToyBody(nn.Module):
         return x.flatten(1)[:, :2] * 3.0
 
 
+def preset(method: dict, attack: dict | None = None, head: str = "gaussian") -> PresetConfig:
+    """A resolved preset around a method table: what every method is built from."""
+    model = {"arch": "lenet", "head": head}
+    return validate({"name": "t", "model": model, "method": method, "attack": attack or {}})
+
+
 def toy_gm_model() -> Classifier:
     head = GaussianHead(2, 3)
     with torch.no_grad():
@@ -71,7 +77,7 @@ def test_atblr_loss_matches_equations_7_and_8():
     x = torch.rand(4, 1, 2, 2)
     y = torch.tensor([0, 1, 2, 1])
     delta = torch.full_like(x, 0.05)
-    method = Atblr(AtblrMethod(name="atblr", **{"lambda": 0.3}), AttackConfig())
+    method = Atblr(preset({"name": "atblr", "lambda": 0.3}))
     method.adversary = lambda m, xx, yy: (xx + delta).clamp(0, 1)  # a known adversary
     loss, parts = method.loss(model, x, y)
 
@@ -99,9 +105,9 @@ def test_atblr_adv_cap_stops_the_push_beyond_the_cap():
     x = torch.rand(4, 1, 2, 2)
     y = torch.tensor([0, 1, 2, 1])
     far = torch.full_like(x, 1.0)  # h(a) = (3, 3): squared distances 18, 8, 10, 8
-    capped = Atblr(AtblrMethod(name="atblr", **{"lambda": 1.0}, adv_cap=2.0), AttackConfig())
+    capped = Atblr(preset({"name": "atblr", "lambda": 1.0, "adv_cap": 2.0}))
     capped.adversary = lambda m, xx, yy: far
-    free = Atblr(AtblrMethod(name="atblr", **{"lambda": 1.0}), AttackConfig())
+    free = Atblr(preset({"name": "atblr", "lambda": 1.0}))
     free.adversary = lambda m, xx, yy: far
     loss_c, parts_c = capped.loss(model, x, y)
     loss_f, parts_f = free.loss(model, x, y)
@@ -129,7 +135,7 @@ def test_trades_loss_is_ce_plus_beta_kl_and_adversary_stays_in_ball():
     model = build_model("lenet", "linear", (1, 28, 28), 10)
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
     method = Trades(
-        TradesMethod(name="trades", beta=2.5), AttackConfig(eps=0.1, step=0.02, steps=3)
+        preset({"name": "trades", "beta": 2.5}, {"eps": 0.1, "step": 0.02, "steps": 3}, "linear")
     )
     x_adv = method.adversary(model, x)
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1

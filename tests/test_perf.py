@@ -15,15 +15,17 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from engine import checkpoint as ckpt
-from engine import perf
+from engine import checkpoint_io as ckpt
+from engine import devices
 from engine.config import load_preset
 from engine.data import TensorLoader, epoch_generator, load_dataset
 from engine.errors import ConfigError, WorkbenchError
 from engine.events import EventWriter, read_events
-from engine.methods import build_method
 from engine.models import build
-from engine.trainer import Trainer, build_optimizer
+from engine.train import perf
+from engine.train.methods.base import build_method
+from engine.train.schedule import build_optimizer
+from engine.train.trainer import Trainer
 from tests.conftest import TINY_PRESET, write_preset
 
 CPU = torch.device("cpu")
@@ -127,8 +129,9 @@ def test_run_started_records_effective_settings_and_cpu_auto_batch(tiny_preset, 
     )
     t = make(cfg, tmp_path / "r")
     assert t.fast.batch_size == perf.CPU_AUTO_BATCH == 128
-    assert cfg.data.batch_size == 128  # written back: config.toml and checkpoints record it
-    assert t.run().exit_code == 0
+    assert t.cfg.data.batch_size == 128  # resolved: config.toml and checkpoints record it
+    assert cfg.data.batch_size == "auto"  # the caller's config is left as it was
+    assert t.run().status == "finished"
     events = read_events(tmp_path / "r" / "events.jsonl")
     started = events[0]
     assert started["type"] == "run_started"
@@ -142,7 +145,7 @@ def test_run_started_records_effective_settings_and_cpu_auto_batch(tiny_preset, 
     assert any("batch_size = 'auto'" in w and "128" in w for w in warnings)
     assert any("cudnn_benchmark" in w for w in warnings)
     _, meta = ckpt.read_header(tmp_path / "r" / "last.safetensors")
-    resumed_cfg = load_preset(write_preset(tmp_path / "c.toml", cfg.to_toml()))
+    resumed_cfg = load_preset(write_preset(tmp_path / "c.toml", t.cfg.to_toml()))
     assert resumed_cfg.data.batch_size == 128 and '"batch_size": 128' in meta["config"]
 
 
@@ -191,23 +194,23 @@ def oom_above(n: int, calls: list[int]):
 
 def test_auto_batch_search_keeps_the_largest_power_of_two_that_fits():
     calls: list[int] = []
-    assert perf.search_batch_size(oom_above(300, calls), limit=50_000)[0] == 256
+    assert devices.search_batch_size(oom_above(300, calls), limit=50_000)[0] == 256
     assert calls == [32, 64, 128, 256, 512]
     calls.clear()
-    b, log = perf.search_batch_size(oom_above(10**9, calls), limit=100)  # train set caps it
+    b, log = devices.search_batch_size(oom_above(10**9, calls), limit=100)  # train set caps it
     assert b == 64 and calls == [32, 64] and all(e["fits"] for e in log)
     calls.clear()
-    assert perf.search_batch_size(oom_above(20, calls), limit=50_000)[0] == 16
+    assert devices.search_batch_size(oom_above(20, calls), limit=50_000)[0] == 16
     assert calls == [32, 16]
-    assert perf.search_batch_size(oom_above(10**9, []), limit=5)[0] == 4
+    assert devices.search_batch_size(oom_above(10**9, []), limit=5)[0] == 4
     with pytest.raises(WorkbenchError, match=r"data\.batch_size.*not even 1"):
-        perf.search_batch_size(oom_above(0, []), limit=1000)
+        devices.search_batch_size(oom_above(0, []), limit=1000)
 
 
 def test_auto_batch_search_keeps_headroom_and_reraises_other_errors():
     shares = {32: 0.2, 64: 0.4, 128: 0.8, 256: 0.95}
     cleaned: list[int] = []
-    b, log = perf.search_batch_size(
+    b, log = devices.search_batch_size(
         lambda n: shares[n], limit=10_000, cleanup=lambda: cleaned.append(1)
     )
     assert b == 128 and log[-1] == {
@@ -222,7 +225,7 @@ def test_auto_batch_search_keeps_headroom_and_reraises_other_errors():
         raise ValueError("a bug, not a memory limit")
 
     with pytest.raises(ValueError, match="a bug"):
-        perf.search_batch_size(broken, limit=100)
+        devices.search_batch_size(broken, limit=100)
 
 
 def test_probing_real_steps_leaves_weights_optimizer_and_rng_untouched(tiny_preset):
@@ -242,7 +245,7 @@ def test_probing_real_steps_leaves_weights_optimizer_and_rng_untouched(tiny_pres
     rng = torch.get_rng_state()
     trial = perf.make_step_trial(model, method, optim, data.train_x, data.train_y, CPU)
     with perf.preserved_state(model, optim, CPU):
-        b, log = perf.search_batch_size(trial, limit=128)
+        b, log = devices.search_batch_size(trial, limit=128)
         changed = any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert b == 128 and [e["batch"] for e in log] == [32, 64, 128]
     assert changed  # the probes really trained...

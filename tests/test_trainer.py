@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import checkpoint as ckpt
+from engine import checkpoint_io as ckpt
 from engine.config import load_preset
 from engine.data import load_dataset
 from engine.events import EventWriter, read_events
-from engine.trainer import Trainer, lr_at
+from engine.train.schedule import lr_at
+from engine.train.trainer import Trainer
 
 
 def make(cfg, run_dir: Path, stop=None) -> Trainer:
@@ -37,12 +38,12 @@ def assert_same(a: dict, b: dict) -> None:
 
 def test_resume_at_epoch_boundary_equals_uninterrupted(tiny_preset, tmp_path):
     full = make(load_preset(tiny_preset), tmp_path / "full")
-    assert full.run().exit_code == 0
+    assert full.run().status == "finished"
     first = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "split")
     first.run()
     second = make(load_preset(tiny_preset), tmp_path / "split")
     second.resume(tmp_path / "split" / "last.safetensors")
-    assert second.run().exit_code == 0
+    assert second.run().status == "finished"
     assert_same(
         weights(tmp_path / "full" / "last.safetensors"),
         weights(tmp_path / "split" / "last.safetensors"),
@@ -59,7 +60,7 @@ def test_stop_mid_epoch_saves_and_resume_equals_uninterrupted(tiny_preset, tmp_p
         lambda e: stop.set() if e["type"] == "step" and e["step"] == 11 else None
     )
     out = t.run()
-    assert out.status == "interrupted" and out.exit_code == 130
+    assert out.status == "interrupted" and out.saved
     _, meta = ckpt.read_header(tmp_path / "cut" / "last.safetensors")
     assert meta["epoch"] == "1"  # one full epoch of 8 batches, then 3 more
     events = read_events(tmp_path / "cut" / "events.jsonl")
@@ -68,7 +69,7 @@ def test_stop_mid_epoch_saves_and_resume_equals_uninterrupted(tiny_preset, tmp_p
     again = make(load_preset(tiny_preset, sets), tmp_path / "cut")
     again.resume(tmp_path / "cut" / "last.safetensors")
     assert again.state.step_in_epoch == 3
-    assert again.run().exit_code == 0
+    assert again.run().status == "finished"
     assert_same(
         weights(tmp_path / "full" / "last.safetensors"),
         weights(tmp_path / "cut" / "last.safetensors"),
@@ -90,7 +91,7 @@ def test_nan_guard_stops_cleanly_and_keeps_last_good_checkpoint(tiny_preset, tmp
 
     t.method.loss = poisoned
     out = t.run()
-    assert out.status == "failed" and out.exit_code == 1
+    assert out.status == "failed"
     assert "non-finite" in out.error
     events = read_events(tmp_path / "nan" / "events.jsonl")
     assert events[-1]["type"] == "run_failed" and "non-finite" in events[-1]["error"]
@@ -106,7 +107,7 @@ def test_atblr_streams_both_likelihood_parts_and_writes_all_files(tiny_preset, t
         ["method.name=atblr", "model.head=gaussian", "method.adv_cap=0.05", "train.epochs=3"],
     )
     t = make(cfg, tmp_path / "r")
-    assert t.run().exit_code == 0
+    assert t.run().status == "finished"
     events = read_events(tmp_path / "r" / "events.jsonl")
     steps = [e for e in events if e["type"] == "step"]
     assert steps and all(
@@ -167,9 +168,8 @@ def test_run_summary_follows_the_events_file_and_liveness(tiny_preset, tmp_path)
     assert info.status == "finished" and info.epoch == 1
     with open(tmp_path / "r" / "events.jsonl", "a") as fh:  # a resumed run, then killed
         fh.write(_json.dumps({"type": "run_started", "time": 1.0, "config": {}}) + "\n")
-        fh.write(
-            _json.dumps({"type": "epoch_end", "time": 2.0, "epoch": 2, "robust_acc": 99.0}) + "\n"
-        )
+        end = {"type": "epoch_end", "time": 2.0, "epoch": 2, "robust_acc": 99.0}
+        fh.write(_json.dumps({**end, "best_robust_acc": 99.0}) + "\n")
     info = run_info(tmp_path / "r")
     assert info.epoch == 2 and info.best_robust_acc == 99.0
     assert info.status == "stale"  # "running" in its events, but nobody holds the lock

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine import checkpoint as ckpt
+from engine import checkpoint_io as ckpt
 from engine.config import load_preset
 from engine.models import build
 from tests.conftest import TINY_PRESET, write_preset
@@ -50,14 +50,14 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
             await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
             run = app.screen
             # real events from the detached process reach the plots and the progress bar
-            await wait_for(pilot, lambda: len(run.series.epochs) >= 1 and run.series.loss)
+            await wait_for(pilot, lambda: len(run.series.state.epochs) >= 1 and run.series.loss)
             await pilot.pause(0.6)
-            assert run.series.status == "running"
+            assert run.series.state.status == "running"
             assert all(math.isfinite(v) for v in run.series.loss)
             assert run.query_one("#bar").progress > 0
             assert run.query_one("#p-loss").plt is not None
             await pilot.press("s")
-            await wait_for(pilot, lambda: run.series.status == "interrupted")
+            await wait_for(pilot, lambda: run.series.state.status == "interrupted")
             await pilot.press("escape")
             home = app.screen
             assert isinstance(home, HomeScreen)
@@ -148,6 +148,7 @@ def static_runs(root: Path) -> Path:
                         "epoch": e,
                         "clean_acc": 60.0 + 10 * e / scale,
                         "robust_acc": 20.0 + 8 * e,
+                        "best_robust_acc": 20.0 + 8 * e,
                         "seconds": 8.0,
                         "train": {"loss": 1.0 / e},
                     }
@@ -213,7 +214,7 @@ def test_snapshot_run_screen(snap_compare, static_dir, size):
             pilot,
             lambda: (
                 getattr(pilot.app.screen, "series", None) is not None
-                and pilot.app.screen.series.status == "finished"
+                and pilot.app.screen.series.state.status == "finished"
             ),
         )
         await pilot.pause(0.8)
@@ -270,7 +271,7 @@ def cells(table, column: int) -> list[str]:
 
 
 def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
-    from engine.evaluate import evaluate_checkpoint
+    from engine.eval.evaluate import evaluate_checkpoint
 
     doc = evaluate_checkpoint(ALPHA, "quick", samples=20, device="cpu")
     clean = f"{doc['accuracy']['clean']:.2f}"
@@ -281,8 +282,9 @@ def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
             screen = await open_inspector(pilot)
             evals = screen.query_one("#evals")
             assert evals.row_count == 1
-            assert evals.get_row_at(0)[1:4] == ["quick", "20", clean]
-            assert evals.get_row_at(0)[5] == "0 WARN"  # its checks were skipped, none warned
+            row = evals.get_row_at(0)
+            assert row[1:3] == ["quick", "20"] and row[4] == clean
+            assert row[6] == "0 WARN"  # its checks were skipped, none warned
             assert "1 saved" in str(screen.query_one("#evals-hint").render())
             screen.query_one("#tabs").active = "tab-6"
             await pilot.pause(0.1)
@@ -433,7 +435,7 @@ def test_quitting_the_app_leaves_the_run_training_and_reopening_attaches(tmp_pat
                 await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
                 screen = app.screen
                 await wait_for(pilot, lambda: len(screen.series.loss) > 0)
-                assert screen.series.status == "running"
+                assert screen.series.state.status == "running"
 
         asyncio.run(reopen())
     finally:

@@ -1,51 +1,40 @@
-"""The headless face: a rich live view fed by the run's own events, and the final table.
+"""The headless face: a run trained in this process under a rich live view, then its table.
 
-It reads events only (as the TUI does), redraws at most four times a second,
-and falls back to one plain line per epoch when stdout is not a terminal
-(batch jobs, CI logs).
+The view reads events only (as the TUI does, through the same `RunState`),
+redraws at most four times a second, and falls back to one plain line per
+epoch when stdout is not a terminal (batch jobs, CI logs).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-
-def fmt(value: Any, digits: int = 2) -> str:
-    if isinstance(value, int | float):
-        return f"{value:.{digits}f}"
-    return "-" if value is None else str(value)
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "?"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+from engine.run_state import RunState
+from engine.train import session
+from engine.train.session import RunRequest
+from engine.train.trainer import Outcome
+from workbench.views import duration, num
 
 
 class RunView:
-    """Holds the latest state seen in the event stream and renders it on demand."""
+    """Holds the run's state as its events arrive and renders it on demand."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.lock = threading.Lock()
-        self.cfg: dict[str, Any] = {}
-        self.device = ""
-        self.epochs = 0
-        self.steps_per_epoch = 1
-        self.start_step = 0
-        self.t0 = time.time()
-        self.step: dict[str, Any] = {}
-        self.epoch_end: dict[str, Any] = {}
+        self.state = RunState()
         self.last_parts: dict[str, float] = {}
         self.warnings: list[str] = []
         self.plain = not console.is_terminal
@@ -53,31 +42,22 @@ class RunView:
     # -- events in
     def on_event(self, e: dict[str, Any]) -> None:
         with self.lock:
-            t = e["type"]
-            if t == "run_started":
-                self.cfg = e.get("config", {})
-                self.device = e.get("device", "")
-                self.epochs = self.cfg.get("train", {}).get("epochs", 0)
-                self.steps_per_epoch = max(1, e.get("steps_per_epoch", 1))
-                self.start_step = e.get("start_epoch", 0) * self.steps_per_epoch
-                self.t0 = e["time"]
-                if self.plain:
-                    self.console.print(
-                        f"run {self.cfg.get('name')} on {self.device}: "
-                        f"{e.get('train_size')} train / {e.get('test_size')} test"
-                    )
+            self.state.apply(e)
+            t, s = e["type"], self.state
+            if t == "run_started" and self.plain:
+                self.console.print(
+                    f"run {s.name} on {s.device}: "
+                    f"{e.get('train_size')} train / {e.get('test_size')} test"
+                )
             elif t == "step":
-                self.step = e
                 self.last_parts = dict(e.get("parts", {}))
-            elif t == "epoch_end":
-                self.epoch_end = e
-                if self.plain:
-                    parts = " ".join(f"{k}={v:.4g}" for k, v in self.last_parts.items())
-                    self.console.print(
-                        f"epoch {e['epoch']}/{self.epochs}  clean {fmt(e.get('clean_acc'))}%  "
-                        f"robust {fmt(e.get('robust_acc'))}%  {parts}  "
-                        f"({fmt(e.get('seconds'), 1)} s)"
-                    )
+            elif t == "epoch_end" and self.plain:
+                parts = " ".join(f"{k}={v:.4g}" for k, v in self.last_parts.items())
+                self.console.print(
+                    f"epoch {e['epoch']}/{s.epochs_total}  clean {num(e.get('clean_acc'))}%  "
+                    f"robust {num(e.get('robust_acc'))}%  {parts}  "
+                    f"({num(e.get('seconds'), 1)} s)"
+                )
             elif t == "warning":
                 self.warnings.append(e.get("message", ""))
                 self.console.print(f"[yellow]warning:[/] {e.get('message', '')}")
@@ -88,20 +68,19 @@ class RunView:
             return self._render()
 
     def _render(self) -> Group:
-        s = self.step
+        st = self.state
+        s = st.last_step
         epoch = s.get("epoch", 1)
-        batch, batches = s.get("batch", 0), s.get("batches", self.steps_per_epoch)
-        total = max(1, self.epochs * self.steps_per_epoch)
-        done = (epoch - 1) * self.steps_per_epoch + batch
-        elapsed = time.time() - self.t0
-        frac_run = (done - self.start_step) / max(1, total - self.start_step)
-        eta = elapsed * (1 - frac_run) / frac_run if frac_run > 0 else None
+        batch, batches = s.get("batch", 0), s.get("batches", st.steps_per_epoch)
+        done, total = st.progress()
+        now = time.time()
+        elapsed = now - st.resumed_at if st.resumed_at is not None else 0.0
         head = Text.assemble(
-            (f"{self.cfg.get('name', '')}", "bold"),
-            f"  {self.device}  ",
-            f"epoch {epoch}/{self.epochs}  step {batch}/{batches}  ",
-            f"{fmt(s.get('samples_per_s'), 0)} samples/s  lr {fmt(s.get('lr'), 5)}  ",
-            f"elapsed {fmt_duration(elapsed)}  ETA {fmt_duration(eta)}",
+            (st.name, "bold"),
+            f"  {st.device}  ",
+            f"epoch {epoch}/{st.epochs_total}  step {batch}/{batches}  ",
+            f"{num(s.get('samples_per_s'), 0)} samples/s  lr {num(s.get('lr'), 5)}  ",
+            f"elapsed {duration(elapsed)}  ETA {duration(st.eta(now))}",
         )
         bars = Table.grid(padding=(0, 1))
         bars.add_row(
@@ -118,11 +97,11 @@ class RunView:
         cols = {"loss": s.get("loss"), **self.last_parts}
         for k in cols:
             parts.add_column(k, justify="right")
-        parts.add_row(*[fmt(v, 4) for v in cols.values()])
-        e = self.epoch_end
+        parts.add_row(*[num(v, 4) for v in cols.values()])
+        e = st.last_epoch
         last = Text(
-            f"last epoch {e.get('epoch', '-')}: clean {fmt(e.get('clean_acc'))}%  "
-            f"robust {fmt(e.get('robust_acc'))}%  best robust {fmt(e.get('best_robust_acc'))}%"
+            f"last epoch {e.get('epoch', '-')}: clean {num(e.get('clean_acc'))}%  "
+            f"robust {num(e.get('robust_acc'))}%  best robust {num(e.get('best_robust_acc'))}%"
             if e
             else "first epoch in progress"
         )
@@ -136,10 +115,9 @@ def follow(console: Console, view: RunView) -> Live | None:
     return Live(view, console=console, refresh_per_second=4, transient=False)
 
 
-def final_table(
-    outcome: Any, history: list[dict[str, Any]], last_parts: dict[str, float], cfg: dict[str, Any]
-) -> Table:
+def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any]) -> Table:
     """The closing summary: accuracies, L_lkd, and where the checkpoints are."""
+    history = outcome.final.get("history") or []
     last = history[-1] if history else {}
     steps = cfg.get("eval", {}).get("steps", 20)
     table = Table(title=f"{cfg.get('name')}: {outcome.status}", show_header=False)
@@ -151,15 +129,61 @@ def final_table(
     clean = "clean accuracy (test)"
     if defense != "none":  # the trainer evaluates a defence on the eval subset, by transfer
         robust, clean = f"{defense}: transfer PGD-{steps}", f"{defense}: clean accuracy"
-    table.add_row(clean, f"{fmt(last.get('clean_acc'))}%")
-    table.add_row(f"{robust} accuracy", f"{fmt(last.get('robust_acc'))}%")
+    table.add_row(clean, f"{num(last.get('clean_acc'))}%")
+    table.add_row(f"{robust} accuracy", f"{num(last.get('robust_acc'))}%")
     best = outcome.final.get("best_robust_acc")
-    table.add_row(f"best {robust} accuracy", f"{fmt(best)}%")
+    table.add_row(f"best {robust} accuracy", f"{num(best)}%")
     for key, label in (("lkd_clean", "final L_lkd clean"), ("lkd_adv", "final L_lkd adversarial")):
         if key in last_parts:
-            table.add_row(label, fmt(last_parts[key], 4))
+            table.add_row(label, num(last_parts[key], 4))
     run_dir = outcome.run_dir
     for name in ("best.safetensors", "last.safetensors"):
         if (run_dir / name).exists():
             table.add_row(name.split(".")[0] + " checkpoint", str(run_dir / name))
     return table
+
+
+def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
+    """Train a request in this process under the live view, Ctrl-C / SIGTERM a graceful stop.
+
+    The first signal asks the run to checkpoint at its next step and exit; a
+    second one aborts at once. A DDP rank > 0 shows and prints nothing but its
+    own failure (rank 0 speaks for the job).
+    """
+    quiet = os.environ.get("RANK", "0") not in ("", "0")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+        if not quiet:
+            err.print("\nstopping: saving a checkpoint (Ctrl-C again to abort without saving)")
+
+    view = RunView(out)
+    live = None if quiet else follow(out, view)
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        outcome = session.run(
+            req,
+            stop,
+            [] if quiet else [view.on_event],
+            around_training=(lambda: live) if live is not None else nullcontext,
+        )
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    if quiet:
+        if outcome.status == "failed":
+            err.print(f"rank {os.environ.get('RANK')} failed: {outcome.error}")
+    elif not outcome.saved:
+        err.print("aborted without a final checkpoint; last.safetensors is from the last epoch")
+    else:
+        out.print(final_table(outcome, view.last_parts, view.state.config))
+        if outcome.status == "failed":
+            err.print(f"[bold red]run failed:[/] {escape(outcome.error)}")
+        elif outcome.status == "interrupted":
+            err.print(f"interrupted; resume with: workbench run --resume {outcome.run_dir}")
+    return outcome

@@ -19,6 +19,9 @@ import sys
 import time
 from typing import Any
 
+from engine.errors import WorkbenchError
+from engine.train import distributed, session
+
 GRACE_S = 20.0  # after one rank fails, how long the others get before they are killed
 
 
@@ -77,3 +80,28 @@ def launch(args: list[str], nproc: int, on_cuda: bool) -> int:
     if codes[0] != 0:
         return codes[0]
     return next((c for c in codes if c != 0), 0)
+
+
+def launch_request(req: session.RunRequest, nproc: int) -> int:
+    """`workbench run --nproc N`: check the run here, then start its N ranks."""
+    if not 2 <= nproc <= 256:
+        raise WorkbenchError(f"--nproc {nproc}: give a number of processes from 1 to 256")
+    if distributed.env_world().enabled:
+        raise WorkbenchError("--nproc: already inside a distributed job (torchrun); drop --nproc")
+    prep = session.prepare(req, nproc)
+    batch = prep.cfg.data.batch_size
+    if isinstance(batch, int) and batch < nproc:
+        raise WorkbenchError(
+            f"{prep.source}: key 'data.batch_size': {batch} is the global batch; "
+            f"it must be at least --nproc ({nproc})"
+        )
+    args = ["run", "--headless", "--runs-dir", str(req.runs_dir)]
+    if req.resume is not None:
+        args += ["--resume", str(req.resume)]
+    else:
+        args += [str(prep.preset_path), "--name", prep.run_dir.name]
+    for item in req.sets:
+        args += ["--set", item]
+    if req.device is not None:
+        args += ["--device", req.device]
+    return launch(args, nproc, on_cuda=prep.device.type == "cuda")

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.run_state import RunState
+from workbench.views import num
+
 
 def downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
     """Keep each bucket's min and max (in their order), so the envelope survives."""
@@ -42,35 +45,26 @@ def ema(values: list[float], alpha: float = 0.1) -> list[float]:
 
 @dataclass
 class RunSeries:
-    """Everything the live screen draws, accumulated from events as they arrive."""
+    """Everything the live screen draws: the run's state, plus per-step series and a log."""
 
-    config: dict[str, Any] = field(default_factory=dict)
-    device: str = ""
-    steps_per_epoch: int = 1
+    state: RunState = field(default_factory=RunState)
     step_x: list[float] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     parts: dict[str, list[float]] = field(default_factory=dict)
     lr: list[float] = field(default_factory=list)
-    epochs: list[int] = field(default_factory=list)
-    clean_acc: list[float | None] = field(default_factory=list)
-    robust_acc: list[float | None] = field(default_factory=list)
-    last_step: dict[str, Any] = field(default_factory=dict)
-    status: str = "starting"
-    error: str = ""
     log: list[tuple[str, str]] = field(default_factory=list)  # (style, text)
 
     def add(self, e: dict[str, Any]) -> None:
+        self.state.apply(e)
         t = e.get("type")
         if t == "run_started":
-            self.config = e.get("config", {})
-            self.device = e.get("device", "")
-            self.steps_per_epoch = max(1, int(e.get("steps_per_epoch", 1)))
-            self.status = "running"
             self.log.append(
-                ("bold", f"started on {self.device}" + (" (resumed)" if e.get("resumed") else ""))
+                (
+                    "bold",
+                    f"started on {self.state.device}" + (" (resumed)" if e.get("resumed") else ""),
+                )
             )
         elif t == "step":
-            self.last_step = e
             self.step_x.append(float(e.get("step", len(self.step_x))))
             self.loss.append(_num(e.get("loss")))
             for k, v in (e.get("parts") or {}).items():
@@ -79,9 +73,6 @@ class RunSeries:
                 series.append(_num(v))
             self.lr.append(_num(e.get("lr")))
         elif t == "epoch_end":
-            self.epochs.append(int(e.get("epoch", len(self.epochs) + 1)))
-            self.clean_acc.append(e.get("clean_acc"))
-            self.robust_acc.append(e.get("robust_acc"))
             self.log.append(
                 (
                     "",
@@ -96,23 +87,10 @@ class RunSeries:
         elif t == "warning":
             self.log.append(("yellow", f"warning: {e.get('message', '')}"))
         elif t == "run_finished":
-            self.status = e.get("status", "finished")
-            self.log.append(
-                ("green" if self.status == "finished" else "yellow", f"run {self.status}")
-            )
+            status = self.state.status
+            self.log.append(("green" if status == "finished" else "yellow", f"run {status}"))
         elif t == "run_failed":
-            self.status = "failed"
-            self.error = str(e.get("error", ""))
-            self.log.append(("bold red", f"FAILED: {self.error}"))
-
-    @property
-    def epochs_total(self) -> int:
-        return int(self.config.get("train", {}).get("epochs", 0) or 0)
-
-    def progress(self) -> tuple[int, int]:
-        """(steps done, steps in the whole run)."""
-        done = int(self.last_step.get("step", 0))
-        return done, max(1, self.epochs_total * self.steps_per_epoch)
+            self.log.append(("bold red", f"FAILED: {self.state.error}"))
 
 
 def _num(v: Any) -> float:
@@ -123,4 +101,4 @@ def _num(v: Any) -> float:
 
 
 def _pct(v: Any) -> str:
-    return f"{v:.2f}%" if isinstance(v, int | float) else "-"
+    return f"{num(v)}%" if isinstance(v, int | float) else "-"

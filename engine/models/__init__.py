@@ -1,42 +1,27 @@
 """Model registry: a preset names an arch and a head; `build(config)` makes the network.
 
-An arch builder takes the input shape and the dataset's per-channel mean/std
-and returns (body, feature size): the body maps [0, 1] images to the deepest
+Each arch file registers a builder with `@MODELS.register("name")`; importing
+this package imports every file in it, so a new arch is a new file. A builder
+takes the dataset's `DatasetInfo` (shape, classes, per-channel mean/std) and
+returns (body, feature size): the body maps [0, 1] images to the deepest
 features h(x), normalising inside itself where the arch wants it (the CIFAR /
-SVHN nets); the MNIST nets ignore the statistics and see raw pixels, so their
-state_dict keys and behaviour are what older checkpoints expect.
+SVHN nets); the MNIST nets see raw pixels, so their state_dict keys and
+behaviour are what older checkpoints expect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
-
+from engine.config import PresetConfig, from_json, validate
+from engine.data import DatasetInfo, dataset_info
 from engine.models.classifier import Classifier
 from engine.models.heads import GaussianHead, LinearHead, build_head
-from engine.models.lenet import lenet
-from engine.models.madry_cnn import madry_cnn
-from engine.models.madry_resnet import resnet32, wrn32_10
 from engine.models.normalize import Normalize
-from engine.models.preact_resnet import preact_resnet18
-from engine.models.resnet import resnet18
-from engine.models.smallcnn import smallcnn
-from engine.models.wide_resnet import wrn34_10
+from engine.registry import MODELS, import_submodules
 
-ArchBuilder = Callable[..., tuple[nn.Module, int]]
-
-ARCHS: dict[str, ArchBuilder] = {
-    "madry_cnn": madry_cnn,
-    "smallcnn": smallcnn,
-    "lenet": lenet,
-    "resnet18": resnet18,  # API-Net Tables 1-2 (CIFAR-10, SVHN)
-    "preact_resnet18": preact_resnet18,
-    "resnet32": resnet32,  # ATBLR Tables 2-3
-    "wrn32_10": wrn32_10,  # ATBLR Tables 2-3, "WideResNet-32"
-    "wrn34_10": wrn34_10,  # TRADES, Madry
-}
+import_submodules(__name__, __path__)
 
 
 def build_model(
@@ -49,7 +34,9 @@ def build_model(
     std: Sequence[float] | None = None,
 ) -> Classifier:
     """Body + head. Pass the dataset's mean/std (`build(config)` does) or get no normalisation."""
-    body, dim = ARCHS[arch](in_shape, mean=mean, std=std)
+    stats = (None, None) if mean is None or std is None else (tuple(mean), tuple(std))
+    info = DatasetInfo(in_shape, num_classes, *stats)
+    body, dim = MODELS.get(arch)(info)
     return Classifier(body, build_head(head, dim, num_classes, margin), dim)
 
 
@@ -60,9 +47,6 @@ def build(config: Any) -> Classifier:
     PyTorch: strip the `model.` prefix and call `load_state_dict`. The input
     normalisation comes from the dataset named in the config, not the file.
     """
-    from engine.config import PresetConfig, from_json, validate
-    from engine.data import dataset_info
-
     if isinstance(config, str):
         config = from_json(config)
     elif isinstance(config, dict):
@@ -76,7 +60,7 @@ def build(config: Any) -> Classifier:
 
 
 __all__ = [
-    "ARCHS",
+    "MODELS",
     "Classifier",
     "GaussianHead",
     "LinearHead",

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
+from engine.data import DatasetInfo
+from engine.models.layers import conv_relu_pool
+from engine.registry import MODELS
 
-def lenet(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
-    """The body and its feature size; `mean`/`std` are ignored: this MNIST net sees raw pixels."""
-    c, h, w = in_shape
+
+@MODELS.register("lenet")
+def lenet(info: DatasetInfo) -> tuple[nn.Module, int]:
+    """The body and its feature size; this MNIST net sees raw pixels (no normalisation)."""
+    c, h, w = info.shape
     body = nn.Sequential(
-        nn.Conv2d(c, 6, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
+        *conv_relu_pool(c, 6, 5, padding=2),
+        *conv_relu_pool(6, 16, 5),
         nn.Flatten(),
         nn.Linear(16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2), 120),
         nn.ReLU(),

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
+from engine.data import DatasetInfo
+from engine.models.layers import conv_relu_pool
+from engine.registry import MODELS
 
-def madry_cnn(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
-    """The body and its feature size; `mean`/`std` are ignored: this MNIST net sees raw pixels."""
-    c, h, w = in_shape
+
+@MODELS.register("madry_cnn")
+def madry_cnn(info: DatasetInfo) -> tuple[nn.Module, int]:
+    """The body and its feature size; this MNIST net sees raw pixels (no normalisation)."""
+    c, h, w = info.shape
     body = nn.Sequential(
-        nn.Conv2d(c, 32, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
+        *conv_relu_pool(c, 32, 5, padding=2),
+        *conv_relu_pool(32, 64, 5, padding=2),
         nn.Flatten(),
         nn.Linear(64 * (h // 4) * (w // 4), 1024),
         nn.ReLU(),

@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.data import DatasetInfo
 from engine.models.normalize import Normalize
+from engine.registry import MODELS
 
 LEAK = 0.1  # model.py's _relu(x, 0.1): every activation is a leaky ReLU
 
@@ -72,17 +74,10 @@ class MadryUnit(nn.Module):
 class MadryResNetBody(nn.Module):
     """Normalise, 3x3 stem to 16, three stages of `units` units, BN-leaky-ReLU, pool."""
 
-    def __init__(
-        self,
-        channels: int,
-        filters: Sequence[int],
-        units: int = 5,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
+    def __init__(self, info: DatasetInfo, filters: Sequence[int], units: int = 5) -> None:
         super().__init__()
-        self.norm = Normalize(channels, mean, std)
-        self.init_conv = nn.Conv2d(channels, filters[0], 3, 1, 1, bias=False)
+        self.norm = Normalize(info)
+        self.init_conv = nn.Conv2d(info.shape[0], filters[0], 3, 1, 1, bias=False)
         stages = []
         for i, stride in enumerate((1, 2, 2)):
             first = MadryUnit(filters[i], filters[i + 1], stride, i == 0)
@@ -101,19 +96,13 @@ class MadryResNetBody(nn.Module):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
-def resnet32(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
+@MODELS.register("resnet32")
+def resnet32(info: DatasetInfo) -> tuple[nn.Module, int]:
     """ATBLR's ResNet-32: model.py's non-wide filters 16/16/32/64, 64-d h(x)."""
-    return MadryResNetBody(in_shape[0], (16, 16, 32, 64), 5, mean, std), 64
+    return MadryResNetBody(info, (16, 16, 32, 64)), 64
 
 
-def wrn32_10(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
+@MODELS.register("wrn32_10")
+def wrn32_10(info: DatasetInfo) -> tuple[nn.Module, int]:
     """ATBLR's WideResNet-32 (x10): model.py's filters 16/160/320/640, 640-d h(x)."""
-    return MadryResNetBody(in_shape[0], (16, 160, 320, 640), 5, mean, std), 640
+    return MadryResNetBody(info, (16, 160, 320, 640)), 640

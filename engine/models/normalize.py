@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
+from engine.data import DatasetInfo
+
 
 class Normalize(nn.Module):
-    """(x - mean) / std per channel; identity when no statistics are given.
+    """(x - mean) / std per channel with the dataset's statistics; identity when it has none.
 
     The statistics are non-persistent buffers: they follow `.to(device)` but
     stay out of the state_dict, so checkpoints hold only learned weights and a
     model rebuilt from its config gets the dataset's statistics back.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
+    def __init__(self, info: DatasetInfo) -> None:
         super().__init__()
+        channels, mean, std = info.shape[0], info.mean, info.std
         m = torch.zeros(channels) if mean is None else torch.tensor(mean, dtype=torch.float32)
         s = torch.ones(channels) if std is None else torch.tensor(std, dtype=torch.float32)
         if m.numel() != channels or s.numel() != channels:

@@ -8,13 +8,13 @@ normalised). 1x1 conv shortcuts without BN, taken after the first BN-ReLU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.data import DatasetInfo
 from engine.models.normalize import Normalize
+from engine.registry import MODELS
 
 
 class PreActBlock(nn.Module):
@@ -41,15 +41,10 @@ class PreActBlock(nn.Module):
 class PreActResNet18Body(nn.Module):
     """Normalise, 3x3 stem, four pre-activation stages, BN-ReLU, pool: x -> h(x) (512-d)."""
 
-    def __init__(
-        self,
-        channels: int,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
+    def __init__(self, info: DatasetInfo) -> None:
         super().__init__()
-        self.norm = Normalize(channels, mean, std)
-        self.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
+        self.norm = Normalize(info)
+        self.conv1 = nn.Conv2d(info.shape[0], 64, 3, 1, 1, bias=False)
         layers, in_planes = [], 64
         for i, planes in enumerate((64, 128, 256, 512)):
             first = PreActBlock(in_planes, planes, 1 if i == 0 else 2)
@@ -65,10 +60,7 @@ class PreActResNet18Body(nn.Module):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
-def preact_resnet18(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
+@MODELS.register("preact_resnet18")
+def preact_resnet18(info: DatasetInfo) -> tuple[nn.Module, int]:
     """PreAct ResNet-18 body and its feature size."""
-    return PreActResNet18Body(in_shape[0], mean, std), 512
+    return PreActResNet18Body(info), 512

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.data import DatasetInfo
 from engine.models.normalize import Normalize
+from engine.registry import MODELS
 
 
 class BasicBlock(nn.Module):
@@ -41,16 +43,10 @@ class BasicBlock(nn.Module):
 class ResNet18Body(nn.Module):
     """Normalise, stem, four stages, global average pool: x -> h(x) (512-d)."""
 
-    def __init__(
-        self,
-        channels: int,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        blocks: Sequence[int] = (2, 2, 2, 2),
-    ) -> None:
+    def __init__(self, info: DatasetInfo, blocks: Sequence[int] = (2, 2, 2, 2)) -> None:
         super().__init__()
-        self.norm = Normalize(channels, mean, std)
-        self.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
+        self.norm = Normalize(info)
+        self.conv1 = nn.Conv2d(info.shape[0], 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         layers, in_planes = [], 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
@@ -67,10 +63,7 @@ class ResNet18Body(nn.Module):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
-def resnet18(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
+@MODELS.register("resnet18")
+def resnet18(info: DatasetInfo) -> tuple[nn.Module, int]:
     """API-Net's CIFAR/SVHN ResNet-18 body and its feature size."""
-    return ResNet18Body(in_shape[0], mean, std), 512
+    return ResNet18Body(info), 512

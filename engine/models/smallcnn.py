@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
+from engine.data import DatasetInfo
+from engine.registry import MODELS
 
-def smallcnn(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
-    """The body and its feature size; `mean`/`std` are ignored: this MNIST net sees raw pixels."""
-    c, h, w = in_shape
+
+@MODELS.register("smallcnn")
+def smallcnn(info: DatasetInfo) -> tuple[nn.Module, int]:
+    """The body and its feature size; this MNIST net sees raw pixels (no normalisation)."""
+    c, h, w = info.shape
     flat = 64 * ((((h - 4) // 2) - 4) // 2) * ((((w - 4) // 2) - 4) // 2)
     body = nn.Sequential(
         nn.Conv2d(c, 32, 3),

@@ -9,13 +9,13 @@ an unused `sub_block1` (parameters never used in forward); it is left out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.data import DatasetInfo
 from engine.models.normalize import Normalize
+from engine.registry import MODELS
 
 
 class WideBlock(nn.Module):
@@ -41,21 +41,14 @@ class WideBlock(nn.Module):
 class WideResNetBody(nn.Module):
     """Normalise, 3x3 stem to 16, three stages of n blocks, BN-ReLU, pool: x -> h(x)."""
 
-    def __init__(
-        self,
-        channels: int,
-        depth: int = 34,
-        widen: int = 10,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
+    def __init__(self, info: DatasetInfo, depth: int = 34, widen: int = 10) -> None:
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError("WideResNet depth must be 6n + 4")
         n = (depth - 4) // 6
         widths = (16, 16 * widen, 32 * widen, 64 * widen)
-        self.norm = Normalize(channels, mean, std)
-        self.conv1 = nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False)
+        self.norm = Normalize(info)
+        self.conv1 = nn.Conv2d(info.shape[0], widths[0], 3, 1, 1, bias=False)
         stages = []
         for i, stride in enumerate((1, 2, 2)):
             blocks = [WideBlock(widths[i], widths[i + 1], stride)]
@@ -75,10 +68,7 @@ class WideResNetBody(nn.Module):
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
 
-def wrn34_10(
-    in_shape: tuple[int, int, int],
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, int]:
+@MODELS.register("wrn34_10")
+def wrn34_10(info: DatasetInfo) -> tuple[nn.Module, int]:
     """TRADES / Madry WideResNet-34-10 body and its feature size (640)."""
-    return WideResNetBody(in_shape[0], 34, 10, mean, std), 640
+    return WideResNetBody(info, 34, 10), 640

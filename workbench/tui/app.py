@@ -11,14 +11,15 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.screen import Screen
 
+from engine.catalog import preset_dirs as preset_dirs_default
 from workbench.launcher import launch, stop
 from workbench.tui.compare import CompareScreen
 from workbench.tui.gallery import GalleryScreen
 from workbench.tui.home import HomeScreen
 from workbench.tui.inspect_screen import InspectScreen
+from workbench.tui.keys import keys
 from workbench.tui.launch import LaunchScreen
 from workbench.tui.run_screen import RunScreen
 
@@ -61,7 +62,7 @@ LaunchScreen { align: center middle; }
 class WorkbenchApp(App):
     TITLE = "Robustness workbench"
     CSS = CSS
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True), Binding("q", "quit", "Quit")]
+    BINDINGS = keys("app")
 
     def __init__(
         self,
@@ -71,10 +72,7 @@ class WorkbenchApp(App):
     ) -> None:
         super().__init__()
         self.runs_dir = Path(runs_dir)
-        self.preset_dirs = preset_dirs or [
-            Path.cwd() / "presets",
-            Path(__file__).resolve().parents[2] / "presets",
-        ]
+        self.preset_dirs = preset_dirs or preset_dirs_default()
         self.eval_samples = eval_samples
 
     def on_mount(self) -> None:

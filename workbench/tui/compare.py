@@ -5,7 +5,6 @@ from __future__ import annotations
 import zlib
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, SelectionList
@@ -14,6 +13,7 @@ from textual_plotext import PlotextPlot
 from engine.events import read_events
 from engine.runs import list_runs
 from workbench.series import RunSeries, downsample, ema
+from workbench.tui.keys import keys
 from workbench.tui.run_screen import PALETTE, finite
 
 METRICS = ["robust_acc", "clean_acc", "loss", "lkd_clean", "lkd_adv", "lr"]
@@ -25,10 +25,7 @@ def colour_for(name: str) -> str:
 
 
 class CompareScreen(Screen):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("m", "next_metric", "Next metric"),
-    ]
+    BINDINGS = keys("compare")
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,7 +69,7 @@ class CompareScreen(Screen):
             for e in read_events(path) if path.exists() else []:
                 s.add(e)
             if metric in ("robust_acc", "clean_acc"):
-                xs, ys = finite([float(e) for e in s.epochs], getattr(s, metric))
+                xs, ys = finite([float(e) for e in s.state.epochs], getattr(s.state, metric))
                 plt.xlabel("epoch")
             else:
                 raw = (

@@ -8,19 +8,16 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from workbench.tui.images import half_blocks, shrink
+from workbench.tui.keys import keys
 
 
 class GalleryScreen(Screen):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("z", "zoom", "Full size / half size"),
-    ]
+    BINDINGS = keys("gallery")
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -42,7 +39,7 @@ class GalleryScreen(Screen):
     @work(thread=True, exclusive=True)
     def compute(self) -> None:
         from engine.errors import WorkbenchError
-        from engine.gallery import gallery
+        from engine.eval.gallery import gallery
 
         try:
             eps, rows = gallery(self.path)

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from engine.catalog import presets
 from engine.runs import LAUNCH_LOG, RunInfo, list_runs
 from workbench.launcher import last_output, launch_state
-
-
-def find_presets(dirs: list[Path]) -> list[tuple[str, Path, str]]:
-    seen: dict[str, tuple[str, Path, str]] = {}
-    for d in dirs:
-        for f in sorted(d.glob("*.toml")) if d.is_dir() else []:
-            if f.stem in seen:
-                continue
-            try:
-                desc = tomllib.loads(f.read_text(encoding="utf-8")).get("description", "")
-            except (tomllib.TOMLDecodeError, OSError):
-                desc = "(unreadable)"
-            seen[f.stem] = (f.stem, f, str(desc))
-    return list(seen.values())
+from workbench.tui.keys import keys
+from workbench.views import RUN_COLUMNS, run_row, run_status
 
 
 def starting_runs(runs_dir: Path) -> list[str]:
@@ -40,30 +27,10 @@ def starting_runs(runs_dir: Path) -> list[str]:
     )
 
 
-STATUS_STYLE = {
-    "running": "bold green",
-    "finished": "cyan",
-    "failed": "bold red",
-    "interrupted": "yellow",
-    "stale": "magenta",
-    "starting": "dim",
-}
-
-
 class HomeScreen(Screen):
     """The start page: everything reachable by keys listed in the footer."""
 
-    BINDINGS = [
-        Binding("n", "new_run", "New run"),
-        Binding("a", "attach", "Attach"),
-        Binding("s", "stop", "Stop"),
-        Binding("i", "inspect", "Inspect"),
-        Binding("e", "evaluate", "Evaluate"),
-        Binding("c", "compare", "Compare"),
-        Binding("g", "gallery", "Gallery"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("tab", "focus_next", "Next pane", show=False),
-    ]
+    BINDINGS = keys("home")
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,12 +52,12 @@ class HomeScreen(Screen):
     def on_mount(self) -> None:
         self.title = "Robustness workbench"
         self.sub_title = str(self.app.runs_dir)
-        presets = self.query_one("#presets", DataTable)
-        presets.add_columns("preset", "description")
-        for name, path, desc in find_presets(self.app.preset_dirs):
-            presets.add_row(name, desc, key=str(path))
+        table = self.query_one("#presets", DataTable)
+        table.add_columns("preset", "description")
+        for entry in presets(dirs=self.app.preset_dirs):
+            table.add_row(entry.name, entry.description, key=str(entry.path))
         runs = self.query_one("#runs", DataTable)
-        runs.add_columns("run", "status", "method", "epoch", "clean %", "best robust %")
+        runs.add_columns(*RUN_COLUMNS)
         self.query_one("#ckpts", DataTable).add_columns("checkpoint", "kind")
         self._runs: dict[str, RunInfo] = {}
         self._ckpt_for: str | None = None
@@ -102,17 +69,7 @@ class HomeScreen(Screen):
         infos = list_runs(self.app.runs_dir)
         table = self.query_one("#runs", DataTable)
         keep = self.selected_run()
-        rows = [
-            (
-                r.name,
-                r.status,
-                r.method,
-                f"{r.epoch}/{r.epochs}",
-                _pct(r.last_clean_acc),
-                _pct(r.best_robust_acc),
-            )
-            for r in infos
-        ]
+        rows = [run_row(r) for r in infos]
         rows += [
             (name, launch_state(self.app.runs_dir / name), "", "", "", "")
             for name in starting_runs(self.app.runs_dir)
@@ -122,7 +79,7 @@ class HomeScreen(Screen):
             self._last_rows = fresh
             table.clear()
             for r in rows:
-                table.add_row(r[0], f"[{STATUS_STYLE.get(r[1], '')}]{r[1]}[/]", *r[2:], key=r[0])
+                table.add_row(r[0], run_status(r[1]), *r[2:], key=r[0])
             if keep is not None and keep in {r[0] for r in rows}:
                 table.move_cursor(row=table.get_row_index(keep))
         self._runs = {r.name: r for r in infos}
@@ -223,7 +180,3 @@ class HomeScreen(Screen):
 
     def action_compare(self) -> None:
         self.app.action_compare()
-
-
-def _pct(v: float | None) -> str:
-    return f"{v:.2f}" if v is not None else "-"

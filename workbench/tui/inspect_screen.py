@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import Screen
@@ -32,13 +32,26 @@ from textual.widgets import (
 )
 from textual.worker import get_current_worker
 
-from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel, read_header
+from engine import catalog
+from engine.checkpoint import read_header
 from engine.errors import WorkbenchError
-from engine.evidence import list_evaluations
-from engine.suites import builtin_suites, load_suite
+from engine.eval.evidence import list_evaluations
+from workbench.tui.keys import keys
+from workbench.views import (
+    EVALUATION_COLUMNS,
+    SAVED_EVALUATION_COLUMNS,
+    TENSOR_COLUMNS,
+    checkpoint_rows,
+    evaluation_rows,
+    history_rows,
+    num,
+    parsed_metadata,
+    sanity_lines,
+    saved_evaluation_row,
+    tensor_rows,
+)
 
 EVALUATE_TAB, EVALUATIONS_TAB = "tab-5", "tab-6"
-STATUS_STYLE = {"PASS": "green", "WARN": "yellow"}  # anything else (SKIP) is dim
 
 
 class EvalCancelled(Exception):
@@ -46,13 +59,7 @@ class EvalCancelled(Exception):
 
 
 class InspectScreen(Screen):
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("e", "evaluate", "Evaluate (paper suite)"),
-        Binding("q", "quick", "Quick eval"),
-        Binding("g", "gallery", "Gallery"),
-        Binding("x", "cancel_eval", "Cancel evaluation", show=False),
-    ]
+    BINDINGS = keys("inspect")
 
     def __init__(self, path: Path, evaluate: bool = False, samples: int = 0) -> None:
         super().__init__()
@@ -61,9 +68,10 @@ class InspectScreen(Screen):
         self.samples = samples
         self.running = False  # one evaluation at a time: their progress would interleave
         self.header, self.meta = read_header(path)
+        self.suites = {e.name: e for e in catalog.suites()}
 
     def compose(self) -> ComposeResult:
-        suites = sorted(builtin_suites())
+        suites = sorted(self.suites)
         yield Header()
         with TabbedContent(
             "Summary", "Config", "Metrics", "Tensors", "Evaluate", "Evaluations", id="tabs"
@@ -105,47 +113,22 @@ class InspectScreen(Screen):
         self.sub_title = str(self.path.parent)
         meta = self.query_one("#meta", DataTable)
         meta.add_columns("key", "value")
-        params = model_parameters(self.header)
-        for k in SUMMARY_KEYS:
-            if k in self.meta:
-                meta.add_row(k, self.meta[k])
-        meta.add_row("model parameters", f"{params:,}")
-        metrics = _json(self.meta.get("metrics"))
-        meta.add_row("best robust acc", str(metrics.get("best_robust_acc")))
-        cfg = _json(self.meta.get("config"))
-        meta.add_row(
-            "eps / step",
-            f"{cfg.get('attack', {}).get('eps')} / {cfg.get('attack', {}).get('step')}",
-        )
-        import tomli_w
-
+        for key, value in checkpoint_rows(self.header, self.meta):
+            meta.add_row(key, value)
+        parsed = parsed_metadata(self.meta)
+        cfg = parsed.get("config") if isinstance(parsed.get("config"), dict) else {}
         self.query_one("#config", Static).update(tomli_w.dumps(cfg) if cfg else "(none)")
         hist = self.query_one("#history", DataTable)
         hist.add_columns("epoch", "clean %", "robust %", "seconds", "train means")
-        for rec in metrics.get("history", []):
-            means = ", ".join(f"{k} {v:.4g}" for k, v in (rec.get("train") or {}).items())
-            hist.add_row(
-                str(rec.get("epoch")),
-                _pct(rec.get("clean_acc")),
-                _pct(rec.get("robust_acc")),
-                f"{rec.get('seconds', 0):.1f}",
-                means,
-            )
+        metrics = parsed.get("metrics")
+        for row in history_rows(metrics if isinstance(metrics, dict) else {}):
+            hist.add_row(*row)
         tens = self.query_one("#tensors", DataTable)
-        tens.add_columns("tensor", "dtype", "shape", "numel")
-        for name, info in sorted(self.header.items()):
-            tens.add_row(
-                name,
-                info["dtype"],
-                "x".join(map(str, info["shape"])) or "scalar",
-                f"{numel(info['shape']):,}",
-            )
-        self.query_one("#eval-table", DataTable).add_columns(
-            "attack", "accuracy %", "seconds", "examples/s"
-        )
-        self.query_one("#evals", DataTable).add_columns(
-            "time", "suite", "n", "clean %", "worst case %", "sanity"
-        )
+        tens.add_columns(*TENSOR_COLUMNS)
+        for row in tensor_rows(self.header):
+            tens.add_row(*row)
+        self.query_one("#eval-table", DataTable).add_columns(*EVALUATION_COLUMNS)
+        self.query_one("#evals", DataTable).add_columns(*SAVED_EVALUATION_COLUMNS)
         self.query_one("#eval-bar", ProgressBar).display = False  # shown while a suite runs
         self._describe(str(self.query_one("#eval-suite", Select).value))
         self.refresh_evaluations()
@@ -198,16 +181,13 @@ class InspectScreen(Screen):
 
     def _describe(self, suite: str) -> None:
         """The suite's own description, so the choice says what it will run."""
-        try:
-            text = escape(load_suite(suite).description)
-        except WorkbenchError as exc:
-            text = f"[red]{escape(str(exc))}[/]"
-        self.query_one("#eval-about", Label).update(text)
+        entry = self.suites.get(suite)
+        self.query_one("#eval-about", Label).update(escape(entry.description) if entry else "")
 
     @work(thread=True, exclusive=True, group="eval")
     def run_eval(self, suite: str, source: Path | None) -> None:
         """The suite runs in a worker; rows appear as each column finishes."""
-        from engine.evaluate import evaluate_checkpoint
+        from engine.eval.evaluate import evaluate_checkpoint  # torch: only once a suite runs
 
         columns: list[str] = []  # in the order they start, to place each in the bar
         worker = get_current_worker()
@@ -255,7 +235,7 @@ class InspectScreen(Screen):
         self._status(f"{escape(name)}: {done}/{total}")
 
     def _row(self, name: str, acc: float, seconds: float) -> None:
-        self.query_one("#eval-table", DataTable).add_row(name, f"{acc:.2f}", f"{seconds:.1f}", "")
+        self.query_one("#eval-table", DataTable).add_row(name, num(acc), f"{seconds:.1f}", "")
 
     def _status(self, text: str) -> None:
         self.query_one("#eval-status", Label).update(text)
@@ -277,28 +257,9 @@ class InspectScreen(Screen):
         """One evaluation (live or saved): its accuracy table, then its sanity checks."""
         table = self.query_one("#eval-table", DataTable)
         table.clear()
-        seconds = doc.get("seconds") or {}
-        rates = doc.get("column_examples_per_s") or {}
-        for k, v in (doc.get("accuracy") or doc.get("table") or {}).items():
-            secs, rate = seconds.get(k), rates.get(k)
-            table.add_row(
-                k,
-                _pct(v),
-                f"{secs:.1f}" if secs is not None else "",
-                f"{rate:,.0f}" if rate is not None else "",
-            )
-        lines = []
-        for c in doc.get("sanity") or []:
-            status = str(c.get("status"))
-            colour = STATUS_STYLE.get(status, "dim")
-            lines.append(
-                f"[{colour}]{escape(status)}[/] {escape(str(c.get('name')))}: "
-                f"{escape(str(c.get('figure')))}"
-            )
-            if status == "WARN" and c.get("advice"):
-                lines.append(f"     [yellow]{escape(str(c['advice']))}[/]")
-        if not lines:
-            lines.append("[dim]no sanity checks in this suite[/]")
+        for row in evaluation_rows(doc):
+            table.add_row(*row)
+        lines = sanity_lines(doc) or ["[dim]no sanity checks in this suite[/]"]
         lines.append(f"[dim]{escape(footnote)}[/]")
         self.query_one("#eval-sanity", Static).update("\n".join(lines))
 
@@ -309,7 +270,7 @@ class InspectScreen(Screen):
         table = self.query_one("#evals", DataTable)
         table.clear()
         for row in reversed(rows):
-            table.add_row(*_evaluation_cells(row), key=row["file"])
+            table.add_row(*saved_evaluation_row(row), key=row["file"])
         table.display = bool(rows)
         self.query_one("#evals-hint", Label).update(
             f"{len(rows)} saved; Enter shows one in the Evaluate tab"
@@ -337,35 +298,3 @@ class InspectScreen(Screen):
             f"saved: the {escape(str(doc.get('suite')))} suite, {doc.get('n')} examples, "
             f"{escape(str(doc.get('time')))}"
         )
-
-
-def _evaluation_cells(row: dict[str, Any]) -> tuple[str, ...]:
-    """One line of the evaluations list: when, what, how many, and how it came out."""
-    if "error" in row:
-        return ("-", f"{Path(row['file']).name}: {row['error']}", "", "", "", "")
-    suite = str(row.get("suite"))
-    if row.get("defense"):
-        suite += f" + {row['defense']}"
-    # the list counts warnings only, so "0 WARN": all its checks may have been skipped
-    sanity = f"{row.get('warnings', 0)} WARN" if row.get("checks") else "-"
-    when = str(row.get("time") or "-")[:16].replace("T", " ")
-    return (
-        when,
-        suite,
-        str(row.get("n")),
-        _pct(row.get("clean")),
-        _pct(row.get("worst case")),
-        sanity,
-    )
-
-
-def _json(text: str | None) -> dict:
-    try:
-        out = json.loads(text or "{}")
-    except json.JSONDecodeError:
-        return {}
-    return out if isinstance(out, dict) else {}
-
-
-def _pct(v: object) -> str:
-    return f"{v:.2f}" if isinstance(v, int | float) else "-"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
@@ -13,6 +12,7 @@ from textual.widgets import Button, Input, Label, Static
 from engine.config import load_preset
 from engine.errors import WorkbenchError
 from engine.runs import check_name, default_name
+from workbench.tui.keys import keys
 
 FIELDS = [
     ("epochs", "train.epochs", "epochs"),
@@ -26,7 +26,7 @@ FIELDS = [
 class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
     """Returns (run name, --set overrides), or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "start", "Start")]
+    BINDINGS = keys("launch")
 
     def __init__(self, preset: Path) -> None:
         super().__init__()

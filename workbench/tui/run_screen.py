@@ -8,7 +8,6 @@ from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
@@ -18,6 +17,8 @@ from textual_plotext import PlotextPlot
 from engine.events import EventTail
 from workbench.launcher import last_output, launch_state
 from workbench.series import RunSeries, downsample, ema
+from workbench.tui.keys import keys
+from workbench.views import duration, run_status
 
 PALETTE = ["cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white"]
 
@@ -34,12 +35,7 @@ def finite(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[f
 class RunScreen(Screen):
     """Attach to a run directory: works for runs started here, from a shell, or finished."""
 
-    BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("s", "stop", "Stop run"),
-        Binding("m", "toggle_ema", "EMA smoothing"),
-        Binding("i", "inspect", "Inspect best"),
-    ]
+    BINDINGS = keys("run")
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
@@ -89,31 +85,31 @@ class RunScreen(Screen):
     # -- drawing (at most ~2.5 redraws a second, only when something changed)
     def redraw(self) -> None:
         if (
-            self.series.status == "starting"
+            self.series.state.status == "starting"
             and launch_state(self.run_dir) == "failed"
             and not (self.run_dir / "events.jsonl").exists()
         ):
-            self.series.status = "failed"
+            self.series.state.status = "failed"
             self.series.log.append(("bold red", f"did not start: {last_output(self.run_dir)}"))
             self.dirty = True
         if not self.dirty:
             return
         self.dirty = False
         s = self.series
-        done, total = s.progress()
+        state = s.state
+        done, total = state.progress()
         bar = self.query_one("#bar", ProgressBar)
         bar.update(total=total, progress=done)
-        st = s.last_step
-        cfg = s.config
-        status = s.status
+        st = state.last_step
         info = (
-            f"[b]{cfg.get('name', self.run_dir.name)}[/]  {cfg.get('method', {}).get('name', '')}"
-            f"  on {s.device or '?'}  [{_style(status)}]{status}[/]  "
-            f"epoch {st.get('epoch', 0)}/{s.epochs_total}"
+            f"[b]{state.name or self.run_dir.name}[/]  {state.method}"
+            f"  on {state.device or '?'}  {run_status(state.status)}  "
+            f"epoch {st.get('epoch', 0)}/{state.epochs_total}"
         )
         self.query_one("#run-info", Label).update(info)
         rate = st.get("samples_per_s")
-        eta = self._eta(done, total, rate, st)
+        left = state.eta(time.time())
+        eta = "-" if left is None else duration(left)
         gpu = st.get("gpu_mem_mb")
         mem = f"  GPU {gpu:,.0f}/{st.get('gpu_peak_mb', gpu):,.0f} MiB" if gpu is not None else ""
         self.query_one("#run-rate", Label).update(
@@ -129,16 +125,6 @@ class RunScreen(Screen):
         for style, text in s.log[self._logged :]:
             log.write(f"[{style}]{text}[/]" if style else text)
         self._logged = len(s.log)
-
-    def _eta(self, done: int, total: int, rate: object, st: dict) -> str:
-        if self.series.status != "running" or not isinstance(rate, int | float) or rate <= 0:
-            return "-"
-        batch = self.series.config.get("data", {}).get("batch_size", 1)
-        if not isinstance(batch, int):  # "auto" before the engine resolved it
-            batch = 1
-        seconds = (total - done) * batch / rate
-        m, sec = divmod(int(seconds), 60)
-        return f"{m // 60}:{m % 60:02d}:{sec:02d}"
 
     def _width(self, wid: str) -> int:
         return max(10, self.query_one(wid).size.width - 8)
@@ -163,8 +149,9 @@ class RunScreen(Screen):
         plt.clear_data()
         plt.clear_figure()
         plt.title("test accuracy % per epoch")
-        xs = [float(e) for e in s.epochs]
-        for i, (name, ys) in enumerate((("clean", s.clean_acc), ("robust", s.robust_acc))):
+        xs = [float(e) for e in s.state.epochs]
+        pairs = (("clean", s.state.clean_acc), ("robust", s.state.robust_acc))
+        for i, (name, ys) in enumerate(pairs):
             fx, fy = finite(xs, ys)
             if fx:
                 plt.plot(fx, fy, label=name, color=PALETTE[i], marker="braille")
@@ -203,12 +190,3 @@ class RunScreen(Screen):
             self.app.action_inspect(best)
         else:
             self.notify("no best checkpoint yet")
-
-
-def _style(status: str) -> str:
-    return {
-        "running": "green",
-        "failed": "bold red",
-        "interrupted": "yellow",
-        "finished": "cyan",
-    }.get(status, "dim")

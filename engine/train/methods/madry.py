@@ -7,20 +7,29 @@ adversarial training on clean and adversarial data; the default 0 is Madry's.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import AttackConfig, MadryMethod
-from engine.methods.base import training_adversary
+from engine.config import MethodSection, PresetConfig, Unit
+from engine.registry import METHODS
+from engine.train.methods.base import training_adversary
 
 
+class MadryConfig(MethodSection):
+    name: Literal["madry"]
+    clean_weight: Unit = 0.0
+
+
+@METHODS.register("madry")
 class Madry:
-    name = "madry"
+    config = MadryConfig
 
-    def __init__(self, cfg: MadryMethod, attack: AttackConfig) -> None:
-        self.w = cfg.clean_weight
-        self.adversary = training_adversary(attack)
+    def __init__(self, cfg: PresetConfig) -> None:
+        self.w = cfg.method.clean_weight
+        self.adversary = training_adversary(cfg.attack)
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
         x_adv = self.adversary(model, x, y)

@@ -12,21 +12,40 @@ trainer's NaN/inf guard is what stops a run that runs away.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from engine.config import AtblrMethod, AttackConfig
-from engine.methods.base import training_adversary
+from engine.config import MethodSection, NonNegReal, PresetConfig
 from engine.models import Classifier, GaussianHead
+from engine.registry import METHODS
+from engine.train.methods.base import training_adversary
 
 
+class AtblrConfig(MethodSection):
+    name: Literal["atblr"]
+    lam: NonNegReal = Field(0.1, alias="lambda")
+    adv_cap: NonNegReal = 0.0  # 0: the paper's unbounded Eq. 8; c > 0: push stops at c * dim(h)
+
+    def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
+        if cfg.model.head != "gaussian":
+            return "model.head", (
+                f"method 'atblr' needs the mixture head, given {cfg.model.head!r}, "
+                "allowed: 'gaussian'"
+            )
+        return None
+
+
+@METHODS.register("atblr")
 class Atblr:
-    name = "atblr"
+    config = AtblrConfig
 
-    def __init__(self, cfg: AtblrMethod, attack: AttackConfig) -> None:
-        self.lam = cfg.lam
-        self.adv_cap = cfg.adv_cap
-        self.adversary = training_adversary(attack)
+    def __init__(self, cfg: PresetConfig) -> None:
+        self.lam = cfg.method.lam
+        self.adv_cap = cfg.method.adv_cap
+        self.adversary = training_adversary(cfg.attack)
 
     def loss(self, model: Classifier, x: torch.Tensor, y: torch.Tensor):
         head = model.head

@@ -8,7 +8,10 @@ from pathlib import Path
 import torch
 
 from engine.attacks import build_attack
-from engine.evaluate import load_checkpoint, predict
+from engine.checkpoint_io import load_model
+from engine.data import load_dataset
+from engine.defenses.apinet import build_defense, class_scores
+from engine.eval.entries import predict
 
 
 @dataclass
@@ -32,7 +35,8 @@ def gallery(
     are the defence's (a transfer attack) and each row carries API-Net's z_c
     for the true class and for the strongest wrong class (the paper's Fig. 4).
     """
-    cfg, model, data = load_checkpoint(path, device=device)
+    cfg, model = load_model(path, device=device)
+    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
     idx = [
         int((data.test_y == c).nonzero()[0])
         for c in range(data.num_classes)
@@ -43,8 +47,6 @@ def gallery(
     a = cfg.attack
     torch.manual_seed(seed)
     x_adv = build_attack("pgd", a.eps, a.step, steps)(model, x, y)
-    from engine.defenses import build_defense, class_scores
-
     defended = build_defense(cfg, model, data.num_classes)
     classifier = defended or model
     pc, pa = predict(classifier, x), predict(classifier, x_adv)

@@ -17,7 +17,20 @@ from typing import Any
 
 import torch
 
+from engine.checkpoint import atomic_write_bytes, read_header
+from engine.checkpoint_io import load_model
+from engine.config import from_json
+from engine.data import dataset_info
+from engine.defenses.apinet import build_defense
+from engine.defenses.strategies import bpda, transfer
+from engine.devices import resolve_device
 from engine.errors import WorkbenchError
+from engine.eval.entries import predict
+from engine.eval.evaluate import eval_inputs
+from engine.eval.evidence import code_version, evaluation_dir, stamp, write_json
+from engine.eval.plan import plan_suite
+from engine.eval.run import run_suite
+from engine.eval.suites import Column
 
 
 def eps_grid(eps_max: float, points: int) -> list[float]:
@@ -39,15 +52,9 @@ def sweep_checkpoint(
     A defended checkpoint (inference-time defence) is attacked with the
     transfer and BPDA strategies and each point is their per-example worst case.
     """
-    from engine.data import dataset_info
-    from engine.defenses import build_defense
-    from engine.evaluate import load_checkpoint, plan_suite, predict, run_suite
-    from engine.suites import Column
-
-    cfg, model, data = load_checkpoint(path, None, dev)
-    n = min(samples or len(data.test_y), len(data.test_y))
-    x = data.test_x[:n].to(dev).float().div_(255.0)
-    y = data.test_y[:n].to(dev)
+    cfg, model = load_model(path, None, dev)
+    x, y = eval_inputs(cfg, samples, dev)
+    n = len(y)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
     classifier = model if defended is None else defended
@@ -67,9 +74,9 @@ def sweep_checkpoint(
                 "loss": "ce",
             }
             col = Column(f"PGD-{steps} eps {eps:.4g}", "pgd", params)
-            plan = plan_suite([col], model, n_cls, seed, defended)
-            entries = {k: v for k, v in plan.entries.items() if not k.startswith("adaptive")}
-            res = run_suite(classifier, x, y, entries, bs, seed, progress, clean=clean)
+            strategies = () if defended is None else (transfer(model), bpda(defended))
+            plan = plan_suite([col], model, n_cls, seed, defended, strategies=strategies)
+            res = run_suite(classifier, x, y, plan.entries, bs, seed, progress, clean=clean)
             ok = res.worst_case
         accuracy.append(100.0 * ok.float().mean().item())
         per_example.append(ok.int().tolist())
@@ -104,11 +111,6 @@ def eps_sweep(
     first checkpoint's eval folder). `eps_max` None is twice the first
     checkpoint's eps (at most 1).
     """
-    from engine.checkpoint import atomic_write_bytes, read_header
-    from engine.config import from_json
-    from engine.evidence import code_version, evaluation_dir, stamp, write_json
-    from engine.trainer import resolve_device
-
     if not paths:
         raise WorkbenchError("sweep: give at least one checkpoint")
     if eps_max is None:
@@ -169,20 +171,3 @@ def eps_sweep(
     atomic_write_bytes(csv_path, buf.getvalue().encode())
     doc["saved_json"], doc["saved_csv"] = str(json_path), str(csv_path)
     return doc
-
-
-def plot_text(doc: dict[str, Any], width: int = 78, height: int = 20, colour: bool = True) -> str:
-    """The curves as a terminal plot (plotext), for the CLI; plain text when `colour` is off."""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.plotsize(width, height)
-    plt.theme("clear")
-    for c in doc["curves"]:
-        plt.plot(doc["eps"], c["accuracy"], label=c["label"], marker="braille")
-    plt.xlabel("eps")
-    plt.ylabel("accuracy %")
-    plt.ylim(0, 100)
-    plt.title(f"accuracy under PGD-{doc['steps']} ({doc['n']} examples)")
-    text = plt.build()
-    return text if colour else plt.uncolorize(text)

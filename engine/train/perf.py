@@ -36,7 +36,6 @@ Nothing in the step synchronises with the host: see tests/test_perf.py.
 from __future__ import annotations
 
 import copy
-import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -47,22 +46,12 @@ import torch
 from torch import nn
 
 from engine.config import PerfConfig
-from engine.errors import WorkbenchError
+from engine.devices import Trial, release_memory, search_batch_size
 
 CPU_AUTO_BATCH = 128  # "auto" on CPU: a good size for the small CPU models, no probing
 AUTO_START = 32  # first batch the CUDA probe tries
-HEADROOM = 0.9  # a probe "fits" only if its peak reserved memory stays under this share
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16}
-
-Trial = Callable[[int], float | None]
-
-
-def is_oom(exc: BaseException) -> bool:
-    """Out of device memory (CUDA raises torch.OutOfMemoryError; some paths a RuntimeError)."""
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc)
-    )
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -101,14 +90,6 @@ def preserved_state(
             model.zero_grad(set_to_none=True)
             for m, was_training in modes:
                 m.training = was_training
-
-
-def release_memory(device: torch.device) -> None:
-    """Hand cached blocks back so the next probe starts from a clean allocator."""
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
 
 
 def make_step_trial(
@@ -154,58 +135,6 @@ def make_step_trial(
             del xb, yb
 
     return trial
-
-
-def search_batch_size(
-    trial: Trial,
-    limit: int,
-    start: int = AUTO_START,
-    headroom: float = HEADROOM,
-    cleanup: Callable[[], None] = lambda: None,
-) -> tuple[int, list[dict[str, Any]]]:
-    """The largest power of two <= `limit` whose trial step fits, and the probe log.
-
-    A batch fits when `trial(b)` returns without running out of memory and its
-    peak memory share (when known) is at most `headroom`. Batches double from
-    `start` until one does not fit or the next would exceed `limit`; if even
-    `start` does not fit, they halve down to 1. Raises WorkbenchError (exit 2)
-    when a batch of 1 does not fit. `cleanup` runs after every probe (frees device memory).
-    """
-    log: list[dict[str, Any]] = []
-
-    def fits(b: int) -> bool:
-        try:
-            share = trial(b)
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            log.append({"batch": b, "fits": False, "reason": "out of memory"})
-            return False
-        finally:
-            cleanup()
-        ok = share is None or share <= headroom
-        entry: dict[str, Any] = {"batch": b, "fits": ok}
-        if share is not None:
-            entry["memory_share"] = round(share, 4)
-        if not ok:
-            entry["reason"] = f"peak memory above {headroom:.0%} of the device"
-        log.append(entry)
-        return ok
-
-    limit = max(1, limit)
-    b = 1 << (min(start, limit).bit_length() - 1)  # a power of two <= start and <= limit
-    if not fits(b):
-        while b > 1:
-            b //= 2
-            if fits(b):
-                return b, log
-        raise WorkbenchError(
-            "key 'data.batch_size': 'auto' found no batch that fits in device memory, "
-            "not even 1; use a smaller model or another device"
-        )
-    while b * 2 <= limit and fits(b * 2):
-        b *= 2
-    return b, log
 
 
 @dataclass
@@ -282,7 +211,9 @@ def setup(
             trial = trial_with(model)
             t0 = time.perf_counter()
             with preserved_state(model, optim, device):
-                batch, probes = search_batch_size(trial, n, cleanup=lambda: release_memory(device))
+                batch, probes = search_batch_size(
+                    trial, n, AUTO_START, cleanup=lambda: release_memory(device)
+                )
             release_memory(device)
             info["batch_probe"] = probes
             info["batch_probe_seconds"] = round(time.perf_counter() - t0, 3)

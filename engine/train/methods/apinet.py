@@ -9,23 +9,38 @@ through f(z_c) only. Usually started from a Madry-trained discriminator
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import PresetConfig
-from engine.defenses import AntiPerturbation, class_scores
-from engine.methods.base import attack_model, training_adversary
+from engine.config import MethodSection, PresetConfig
+from engine.data import dataset_info
+from engine.defenses.apinet import anti_perturbation, class_scores
+from engine.registry import METHODS
+from engine.train.distributed import attack_model
+from engine.train.methods.base import training_adversary
 
 
+class ApinetConfig(MethodSection):
+    name: Literal["apinet"]
+    init_from: str = ""  # a checkpoint to start from (usually a Madry-trained discriminator)
+
+    def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
+        if cfg.defense.name != "apinet":
+            return "defense.name", (
+                f"method 'apinet' trains the defence, given {cfg.defense.name!r}, allowed: 'apinet'"
+            )
+        return None
+
+
+@METHODS.register("apinet")
 class Apinet:
-    name = "apinet"
+    config = ApinetConfig
 
     def __init__(self, cfg: PresetConfig) -> None:
-        from engine.data import dataset_info
-
-        d = cfg.defense
-        self.ap = AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk)
+        self.ap = anti_perturbation(cfg)
         self.num_classes = dataset_info(cfg.data.dataset).num_classes
         self.adversary = training_adversary(cfg.attack)
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import field_validator
 from torch import nn
 
+from engine.attacks.base import AttackColumn, eval_mode
+from engine.config import PresetConfig, Unit
 from engine.errors import WorkbenchError
+from engine.registry import ATTACKS
 
 EXTRA_HINT = "pip install -e '.[autoattack]' (or pip install pyautoattack)"
 COMPONENT_NAMES = {
@@ -59,9 +63,21 @@ class _Collect(logging.Handler):
 
 
 class AutoAttackCascade:
-    """One suite entry that yields a column per component: `name: +COMPONENT` (cumulative)."""
+    """One suite entry that yields a column per component: `name: +COMPONENT` (cumulative).
 
-    def __init__(self, name: str, eps: float, version: str, seed: int, num_classes: int) -> None:
+    Sanity roles: the gradient components before Square are `gradient-aa`,
+    Square is `square` (the gradient-free check), anything after it `late-aa`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        eps: float,
+        version: str,
+        seed: int,
+        num_classes: int,
+        target: str = "base",
+    ) -> None:
         require()
         self.name, self.eps, self.version = name, eps, version
         self.seed, self.num_classes = seed, num_classes
@@ -70,6 +86,16 @@ class AutoAttackCascade:
             f"{name}: {'' if i == 0 else '+'}{COMPONENT_NAMES[c]}"
             for i, c in enumerate(self.components)
         ]
+        self.roles: dict[str, str] = {}
+        self.params: dict[str, dict[str, Any]] = {}
+        late = False
+        for col, comp in zip(self.columns, self.components, strict=True):
+            self.roles[col] = (
+                "late-aa" if late else ("square" if comp == "square" else "gradient-aa")
+            )
+            late = late or comp == "square"
+            self.params[col] = {"kind": "autoattack", "component": comp, **self.settings()}
+            self.params[col]["target"] = target
         self.flags: list[str] = []
         self.seconds: dict[str, float] = {}
 
@@ -83,6 +109,10 @@ class AutoAttackCascade:
         progress: Callable[[str, int, int], None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Per column, which examples are still classified correctly after the cascade so far."""
+        with eval_mode(model):
+            return self._run(model, x, y, alive, batch_size, progress)
+
+    def _run(self, model, x, y, alive, batch_size, progress) -> dict[str, torch.Tensor]:
         AutoAttack = require()
         aa = AutoAttack(model, eps=self.eps, version=self.version, seed=self.seed, device=x.device)
         n_targets = max(1, min(9, self.num_classes - 1))
@@ -110,7 +140,7 @@ class AutoAttackCascade:
         self.flags = handler.messages
         return out
 
-    def params(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         return {
             "eps": self.eps,
             "version": self.version,
@@ -118,3 +148,30 @@ class AutoAttackCascade:
             "seed": self.seed,
             "cumulative": True,
         }
+
+
+@ATTACKS.register("autoattack")
+class AutoAttackColumn(AttackColumn):
+    """Croce & Hein's AutoAttack at the checkpoint's eps, one cumulative column per component."""
+
+    kind: Literal["autoattack"]
+    eps: Unit | None = None
+    version: Literal["standard", "plus", "rand"] = "standard"  # AutoAttack's own versions
+
+    per_example: ClassVar[bool] = False
+
+    @field_validator("source")
+    @classmethod
+    def _white_box(cls, source: str) -> str:
+        if source != "self":
+            raise ValueError("AutoAttack runs white-box only")
+        return source
+
+    def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
+        return {"eps": cfg.attack.eps if self.eps is None else self.eps, "version": self.version}
+
+    @staticmethod
+    def entry(
+        name: str, params: dict[str, Any], seed: int, num_classes: int, target: str
+    ) -> AutoAttackCascade:
+        return AutoAttackCascade(name, params["eps"], params["version"], seed, num_classes, target)

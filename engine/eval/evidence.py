@@ -1,21 +1,27 @@
-"""Where evaluations are saved and how they are listed, without importing torch.
+"""The evidence of an evaluation: what it records, where it is saved, how it is listed.
 
 Every evaluation leaves `eval/<suite>-<time>.json` in the checkpoint's run
 directory (or an `eval/` folder beside a loose checkpoint), so `inspect` and
-the app can show a checkpoint's evaluation history quickly.
+the app can show a checkpoint's evaluation history quickly. Torch-free at
+import time (the listing runs in `workbench inspect`); `suite_document` reads
+the versions of the libraries an evaluation ran with.
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from engine import __version__
+from engine.catalog import resolve_suite
 from engine.checkpoint import atomic_write_bytes
 
-REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent.parent  # engine/: its git checkout, if any
 
 
 def evaluation_dir(path: Path) -> tuple[Path, Path | None]:
@@ -33,12 +39,10 @@ def stamp() -> str:
 
 def code_version() -> dict[str, Any]:
     """The engine version and, when the code is a git checkout, its commit and dirtiness."""
-    from engine import __version__
-
     out: dict[str, Any] = {"engine": __version__, "commit": None, "dirty": None}
     try:
         head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            ["git", "-C", str(PACKAGE), "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
@@ -46,7 +50,7 @@ def code_version() -> dict[str, Any]:
         if head.returncode == 0:
             out["commit"] = head.stdout.strip()
             st = subprocess.run(
-                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                ["git", "-C", str(PACKAGE), "status", "--porcelain", "--untracked-files=no"],
                 capture_output=True,
                 text=True,
                 timeout=5,
@@ -55,6 +59,62 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
+
+
+def suite_document(
+    spec: Any,
+    suite_arg: str,
+    path: Path,
+    source: Path | None,
+    cfg: Any,
+    device: Any,
+    seed: int,
+    ev: Any,
+    defended: bool,
+) -> dict[str, Any]:
+    """Everything an evaluation did and found, per example, as the saved JSON holds it."""
+    result = ev.result
+    n = result.n
+    table = result.table()
+    attacked = sum(1 for k in result.correct if k != "clean")
+    return {
+        "kind": "suite",
+        "suite": spec.name,
+        "suite_file": str(resolve_suite(suite_arg)),
+        "description": spec.description,
+        "checkpoint": str(path),
+        "source": None if source is None else str(source),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n": n,
+        "indices": list(range(n)),
+        "dataset": cfg.data.dataset,
+        "split": "test",
+        "eps": cfg.attack.eps,
+        "step": cfg.attack.step,
+        "restarts": cfg.eval.restarts,
+        "seed": seed,
+        "device": str(device),
+        "batch_size": ev.batch_size,
+        "columns": ev.plan.params,
+        "accuracy": table,
+        "table": table,
+        "seconds": result.seconds,
+        "examples_per_s": n * attacked / ev.seconds if ev.seconds > 0 else 0.0,
+        "column_examples_per_s": result.rates(),
+        "per_example": {k: v.int().tolist() for k, v in result.correct.items()},
+        "sanity": [c.to_dict() for c in ev.checks],
+        "sanity_runs": ev.sanity_runs,
+        "defense": cfg.defense.model_dump() if defended else None,
+        "code": code_version(),
+        "torch_version": versions()["torch"],
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the libraries that produced a number (torch is already imported then)."""
+    torch = sys.modules.get("torch")
+    return {"torch": getattr(torch, "__version__", None)}
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

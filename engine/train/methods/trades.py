@@ -6,13 +6,22 @@ with the model in eval mode while crafting (as the reference code does).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.attacks import eval_mode
-from engine.config import AttackConfig, TradesMethod
-from engine.methods.base import attack_model
+from engine.attacks import ascend, ball, eval_mode
+from engine.attacks.objectives import kl_from
+from engine.config import MethodSection, NonNegReal, PresetConfig
+from engine.registry import METHODS
+from engine.train.distributed import attack_model
+
+
+class TradesConfig(MethodSection):
+    name: Literal["trades"]
+    beta: NonNegReal = 6.0
 
 
 def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
@@ -25,28 +34,23 @@ def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.
     )
 
 
+@METHODS.register("trades")
 class Trades:
-    name = "trades"
+    config = TradesConfig
 
-    def __init__(self, cfg: TradesMethod, attack: AttackConfig) -> None:
-        self.beta = cfg.beta
-        self.attack = attack
+    def __init__(self, cfg: PresetConfig) -> None:
+        self.beta = cfg.method.beta
+        self.attack = cfg.attack
 
     def adversary(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         a = self.attack
         model = attack_model(model)  # input gradients only: never through a DDP view
-        lower, upper = (x - a.eps).clamp(min=0), (x + a.eps).clamp(max=1)
+        lower, upper = ball(x, a.eps)
         with eval_mode(model):
             with torch.no_grad():
                 p_clean = F.log_softmax(model(x), 1)
-            x_adv = torch.clamp(x + 0.001 * torch.randn_like(x), min=lower, max=upper)
-            for _ in range(a.steps):
-                x_adv.requires_grad_(True)
-                kl = F.kl_div(
-                    F.log_softmax(model(x_adv), 1), p_clean, reduction="sum", log_target=True
-                )
-                (grad,) = torch.autograd.grad(kl, x_adv)
-                x_adv = torch.clamp(x_adv.detach() + a.step * grad.sign(), min=lower, max=upper)
+            start = torch.clamp(x + 0.001 * torch.randn_like(x), min=lower, max=upper)
+            x_adv = ascend(model, start, lower, upper, kl_from(p_clean), a.step, a.steps)
         return x_adv.detach()
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):

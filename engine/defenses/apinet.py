@@ -8,7 +8,11 @@ predicts softmax_c[log p(c | z_c)]. The C searches run as one PGD over a
 The returned scores are differentiable w.r.t. x in the BPDA sense
 (dz_c/dx = I): z_c = x + stop_gradient(z_c - x). Attacking `APINet` with an
 ordinary white-box attack is therefore the paper's BPDA attack; the transfer
-and adaptive strategies live with the attacks.
+and adaptive strategies are in engine/defenses/strategies.py.
+
+Both searches are the workbench's one PGD (`engine.attacks.ascend`) with the
+objective log p(c | z): signed steps for the defence itself, and
+differentiable max-normalised steps for the adaptive attacker's unrolled copy.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.attacks import eval_mode
+from engine.attacks import ascend, ball, eval_mode
+from engine.attacks.objectives import log_likelihood
+from engine.attacks.pgd import max_normalised, offset_start
+from engine.config import PresetConfig
 
 Start = Literal["zero", "noise"]
 
@@ -62,15 +69,9 @@ class AntiPerturbation:
     def _pgd(
         self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
-        lower = (x - self.eps_ap).clamp_(min=0.0)
-        upper = (x + self.eps_ap).clamp_(max=1.0)
-        z = x.clone() if noise is None else torch.clamp(x + noise, min=lower, max=upper)
-        for _ in range(self.steps):
-            z.requires_grad_(True)
-            logp = F.log_softmax(model(z), 1).gather(1, c[:, None]).sum()
-            (grad,) = torch.autograd.grad(logp, z)
-            z = torch.clamp(z.detach() + self.step * grad.sign(), min=lower, max=upper)
-        return z.detach()
+        lower, upper = ball(x, self.eps_ap)
+        z = offset_start(x, noise, lower, upper)
+        return ascend(model, z, lower, upper, log_likelihood(c), self.step, self.steps).detach()
 
 
 def class_scores(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -140,20 +141,36 @@ class UnrolledAPINet(nn.Module):
             z = xr
             if self.ap.start == "noise" or self.eot > 1:
                 z = torch.clamp(xr + 0.001 * torch.randn_like(xr), min=lower, max=upper)
-            for _ in range(self.steps):
-                logp = F.log_softmax(self.model(z), 1).gather(1, cr[:, None]).sum()
-                (g,) = torch.autograd.grad(logp, z, create_graph=True)
-                scale = g.abs().flatten(1).amax(1).clamp(min=1e-12)
-                direction = g / scale.view(-1, *([1] * (g.dim() - 1)))
-                z = torch.clamp(z + self.ap.step * direction, min=lower, max=upper)
-            logp = F.log_softmax(self.model(z), 1).gather(1, cr[:, None]).view(b, k)
-            total = total + logp
+            goal = log_likelihood(cr)
+            z = ascend(
+                self.model,
+                z,
+                lower,
+                upper,
+                goal,
+                self.ap.step,
+                self.steps,
+                direction=max_normalised,
+                create_graph=True,
+            )
+            total = total + goal(self.model(z)).view(b, k)
         return total / self.eot
 
 
-def build_defense(cfg, model: nn.Module, num_classes: int) -> APINet | None:
-    """The defence a config names, wrapped around `model` (None when there is none)."""
+def anti_perturbation(cfg: PresetConfig) -> AntiPerturbation:
+    """The inner search a config's `[defense]` describes."""
     d = cfg.defense
-    if d.name == "none":
+    return AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk)
+
+
+def build_defense(cfg: PresetConfig, model: nn.Module, num_classes: int) -> APINet | None:
+    """The defence a config names, wrapped around `model` (None when there is none)."""
+    if cfg.defense.name == "none":
         return None
-    return APINet(model, num_classes, AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk))
+    return APINet(model, num_classes, anti_perturbation(cfg))
+
+
+def unrolled(cfg: PresetConfig, model: nn.Module, num_classes: int) -> UnrolledAPINet:
+    """The adaptive attacker's differentiable copy of the defence a config describes."""
+    d = cfg.defense
+    return UnrolledAPINet(model, num_classes, anti_perturbation(cfg), d.adaptive_steps, d.eot)

@@ -11,7 +11,6 @@ run with `run_failed` and leaves the last good checkpoint untouched.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
@@ -20,81 +19,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from engine import checkpoint as ckpt
-from engine import distributed, perf
+from engine import checkpoint_io as ckpt
 from engine.config import PresetConfig
 from engine.data import Augment, Dataset, TensorLoader, epoch_generator
-from engine.distributed import SINGLE, World
-from engine.errors import CheckpointError, TrainingDiverged, WorkbenchError
-from engine.evaluate import run_suite, suite_attacks
+from engine.errors import TrainingDiverged, WorkbenchError
 from engine.events import EventWriter
-from engine.methods import build_method
 from engine.models import build
-
-
-def resolve_device(name: str, source: str = "device") -> torch.device:
-    """`auto` picks CUDA when present; asking for CUDA on a machine without it is bad input."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise WorkbenchError(
-                f"{source}: key 'train.device': given {name!r} but CUDA is not available here"
-            )
-        idx = int(name.split(":")[1]) if ":" in name else 0
-        if idx >= torch.cuda.device_count():
-            raise WorkbenchError(
-                f"train.device: given {name!r}, this machine has {torch.cuda.device_count()} GPU(s)"
-            )
-    return torch.device(name)
-
-
-def lr_at(cfg: PresetConfig, epoch_float: float) -> float:
-    """Learning rate after `epoch_float` epochs (0-based, fractional within an epoch)."""
-    base, s = cfg.optim.lr, cfg.schedule
-    if s.kind == "multistep":
-        done = int(epoch_float) + 1  # the 1-based epoch being trained
-        return base * s.gamma ** sum(1 for m in s.milestones if done >= m)
-    if s.kind == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * epoch_float / cfg.train.epochs))
-    return base
-
-
-def build_optimizer(cfg: PresetConfig, model: nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=o.lr,
-            momentum=o.momentum,
-            weight_decay=o.weight_decay,
-            nesterov=o.nesterov,
-        )
-    return torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+from engine.train import distributed, perf
+from engine.train.distributed import SINGLE, World
+from engine.train.methods.base import build_method
+from engine.train.schedule import build_optimizer, lr_at
+from engine.train.state import TrainState, load_full, save_full
+from engine.train.validation import EpochEvaluation
 
 
 @dataclass
 class Outcome:
-    """How a run ended, for the faces: status, exit code and what is on disk."""
+    """How a run ended: finished | failed | interrupted, and what is on disk."""
 
-    status: str  # finished | failed | interrupted
-    exit_code: int
+    status: str
     run_dir: Path
     final: dict[str, Any] = field(default_factory=dict)
     error: str = ""
-
-
-@dataclass
-class _State:
-    epoch: int = 0  # completed epochs
-    step_in_epoch: int = 0  # batches done in the epoch in progress
-    global_step: int = 0
-    best_robust: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    sums: dict[str, float] = field(default_factory=dict)
-    count: int = 0
+    saved: bool = True  # False: interrupted twice, so no final checkpoint was written
 
 
 class Trainer:
@@ -110,7 +58,8 @@ class Trainer:
         stop: threading.Event | None = None,
         world: World = SINGLE,
     ) -> None:
-        self.cfg = cfg
+        # a copy: the resolved batch size is written into it (config.toml, checkpoints record it)
+        self.cfg = cfg = cfg.model_copy(deep=True)
         self.world = world
         self.data = data
         self.run_dir = run_dir
@@ -123,11 +72,7 @@ class Trainer:
         self.model = build(cfg).to(device)
         init_from = getattr(cfg.method, "init_from", "")
         if init_from:  # e.g. API-Net fine-tuning starts from a Madry-trained model
-            try:
-                tensors, _ = ckpt.load(init_from)
-                ckpt.unpack_model(self.model, tensors, init_from)
-            except CheckpointError as exc:
-                raise CheckpointError(f"key 'method.init_from': {exc}") from None
+            ckpt.load_weights(self.model, init_from, "method.init_from")
         self.model = distributed.convert_sync_bn(self.model, cfg.distributed, world)
         self.method = build_method(cfg)
         self.optim = build_optimizer(cfg, self.model)
@@ -139,8 +84,8 @@ class Trainer:
             if cfg.data.augment
             else None
         )
-        # [perf] fast path and batch_size = "auto" (engine/perf.py); the resolved batch is
-        # written back into the config, so config.toml, checkpoints and resume record it.
+        # [perf] fast path and batch_size = "auto" (engine/train/perf.py); the resolved batch
+        # goes into this run's copy of the config, so config.toml, checkpoints and resume see it.
         # Under DDP the batch is global: "auto" probes one rank's share, the smallest wins.
         self.fast = perf.setup(
             cfg.perf,
@@ -176,11 +121,8 @@ class Trainer:
             self.model, self.fast.model, world, device, bool(self.fast.info.get("compiled"))
         )
         distributed.rank_seed(cfg.train.seed, world)
-        n_eval = cfg.eval.samples or len(data.test_y)
-        self.test_x = data.test_x.to(device).float().div_(255.0)
-        self.test_y = data.test_y.to(device)
-        self.eval_x, self.eval_y = self.test_x[:n_eval], self.test_y[:n_eval]
-        self.state = _State()
+        self.evaluation = EpochEvaluation(cfg, self.model, data, device)
+        self.state = TrainState()
 
     # ------------------------------------------------------------ checkpoints
 
@@ -190,55 +132,12 @@ class Trainer:
         return meta
 
     def _save_full(self, path: Path) -> Path:
-        s = self.state
-        tensors = ckpt.pack_model(self.model)
-        opt_tensors, opt_blob = ckpt.pack_optimizer(self.optim)
-        tensors.update(opt_tensors)
-        tensors.update(ckpt.pack_rng())
-        tensors["sched.last_epoch"] = torch.tensor(s.epoch, dtype=torch.int64)
-        meta = self._meta("full", self._metrics())
-        meta["optim"] = opt_blob
-        meta["progress"] = json.dumps(
-            {
-                "step_in_epoch": s.step_in_epoch,
-                "global_step": s.global_step,
-                "best_robust": s.best_robust,
-                "history": s.history,
-                "sums": s.sums,
-                "count": s.count,
-            }
-        )
-        return ckpt.save(path, tensors, meta)
-
-    def _metrics(self) -> dict[str, Any]:
-        s = self.state
-        last = s.history[-1] if s.history else {}
-        return {"best_robust_acc": s.best_robust, "last": last, "history": s.history}
+        meta = self._meta("full", self.state.metrics())
+        return save_full(path, self.model, self.optim, self.state, meta)
 
     def resume(self, path: Path) -> None:
         """Load model, optimiser, RNG and progress from a full checkpoint."""
-        tensors, meta = ckpt.load(path)
-        if meta.get("kind") != "full":
-            raise CheckpointError(f"{path}: key 'kind': a weights-only checkpoint cannot resume")
-        ckpt.unpack_model(self.model, tensors, str(path))
-        self.model.to(self.device)
-        try:
-            ckpt.unpack_optimizer(self.optim, tensors, meta["optim"])
-            ckpt.unpack_rng(tensors)
-            p = json.loads(meta["progress"])
-            self.state = _State(
-                int(meta["epoch"]),
-                p["step_in_epoch"],
-                p["global_step"],
-                p["best_robust"],
-                p["history"],
-                p["sums"],
-                p["count"],
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CheckpointError(
-                f"{path}: key {exc!s}: resumable state is missing or malformed"
-            ) from None
+        self.state = load_full(path, self.model, self.optim, self.device)
         distributed.rank_seed(self.cfg.train.seed, self.world, self.state.global_step)
 
     def _prune(self) -> None:
@@ -253,49 +152,8 @@ class Trainer:
 
         Under DDP rank 0 evaluates and every rank receives its numbers.
         """
-        result = self._evaluate() if self.world.is_main else None
+        result = self.evaluation(self.state.epoch) if self.world.is_main else None
         return distributed.broadcast(result, self.world)
-
-    def _evaluate(self) -> tuple[float, float]:
-        """Test clean accuracy (all examples) and robust accuracy (eval subset).
-
-        With an inference-time defence both are the defended classifier's, on
-        the eval subset, and robust accuracy is the transfer attack's (cheap
-        enough to run every epoch; `workbench eval --defense` runs the others).
-        """
-        cfg = self.cfg
-        if cfg.defense.name != "none":
-            return self._evaluate_defended()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            clean = run_suite(
-                self.model, self.test_x, self.test_y, {}, cfg.data.eval_batch_size
-            ).accuracy("clean")
-            res = run_suite(
-                self.model,
-                self.eval_x,
-                self.eval_y,
-                suite_attacks(cfg, "quick"),
-                cfg.data.eval_batch_size,
-                seed=cfg.train.seed + self.state.epoch,
-            )
-        return clean, 100.0 * res.worst_case.float().mean().item()
-
-    def _evaluate_defended(self) -> tuple[float, float]:
-        from engine.defenses import build_defense
-
-        cfg = self.cfg
-        defended = build_defense(cfg, self.model, self.data.num_classes)
-        attack = suite_attacks(cfg, "quick")[f"PGD-{cfg.eval.steps}"]
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            res = run_suite(
-                defended,
-                self.eval_x,
-                self.eval_y,
-                {"transfer": lambda m, x, y: attack(self.model, x, y)},
-                cfg.data.eval_batch_size,
-                seed=cfg.train.seed + self.state.epoch,
-            )
-        return res.accuracy("clean"), res.accuracy("transfer")
 
     # ------------------------------------------------------------ the loop
 
@@ -307,8 +165,8 @@ class Trainer:
             config=cfg.to_dict(),
             device=str(self.device),
             train_size=len(self.train_loader.y),
-            test_size=len(self.test_y),
-            eval_samples=len(self.eval_y),
+            test_size=len(self.data.test_y),
+            eval_samples=self.evaluation.size,
             resumed=s.epoch > 0 or s.step_in_epoch > 0,
             start_epoch=s.epoch,
             steps_per_epoch=len(self.train_loader),
@@ -328,11 +186,11 @@ class Trainer:
                 self._end_epoch()
         except TrainingDiverged as exc:
             w.emit("run_failed", error=str(exc), epoch=s.epoch + 1, step=s.global_step)
-            return Outcome("failed", 1, self.run_dir, self._metrics(), str(exc))
-        final = self._metrics()
+            return Outcome("failed", self.run_dir, self.state.metrics(), str(exc))
+        final = self.state.metrics()
         w.emit("run_finished", status="finished", epoch=s.epoch, **final)
         distributed.barrier(self.world)
-        return Outcome("finished", 0, self.run_dir, final)
+        return Outcome("finished", self.run_dir, final)
 
     def _train_epoch(self) -> bool:
         """Train the rest of the current epoch; True if a stop was requested."""
@@ -461,7 +319,7 @@ class Trainer:
             best = ckpt.save(
                 self.run_dir / "best.safetensors",
                 ckpt.pack_model(self.model),
-                self._meta("weights", self._metrics()),
+                self._meta("weights", self.state.metrics()),
             )
             self.writer.emit("checkpoint_saved", path=str(best), epoch=s.epoch, kind="best")
 
@@ -476,6 +334,6 @@ class Trainer:
             status="interrupted",
             epoch=self.state.epoch,
             step=self.state.global_step,
-            **self._metrics(),
+            **self.state.metrics(),
         )
-        return Outcome("interrupted", 130, self.run_dir, self._metrics())
+        return Outcome("interrupted", self.run_dir, self.state.metrics())

@@ -1,0 +1,56 @@
+"""L-infinity attacks with one call shape, `attack(model, x, y) -> x_adv`, one file per kind.
+
+Importing this package imports every attack file in it, and each registers its
+suite column class under its `kind` (engine/registry.py `ATTACKS`), so a new
+attack is a new file here: suites, training adversaries and evidence pick it up.
+"""
+
+from __future__ import annotations
+
+from engine.attacks.base import Attack, AttackColumn, LossName, ball, eval_mode
+from engine.attacks.fgsm import FGSM
+from engine.attacks.objectives import cw_margin, objective
+from engine.attacks.pgd import PGD, ascend
+from engine.registry import ATTACKS, import_submodules
+
+import_submodules(__name__, __path__)
+
+
+def build_attack(
+    kind: str,
+    eps: float,
+    step: float = 0.01,
+    steps: int = 40,
+    restarts: int = 1,
+    loss: LossName = "ce",
+    kappa: float = 50.0,
+    random_start: bool = True,
+    keep_best: bool = True,
+) -> Attack:
+    """A registered per-example attack from threat-model numbers (training adversaries, sweeps)."""
+    params = {
+        "eps": eps,
+        "step": step,
+        "steps": steps,
+        "restarts": restarts,
+        "loss": loss,
+        "kappa": kappa,
+        "random_start": random_start,
+        "keep_best": keep_best,
+    }
+    return ATTACKS.get(kind).build(params)
+
+
+__all__ = [
+    "ATTACKS",
+    "FGSM",
+    "PGD",
+    "Attack",
+    "AttackColumn",
+    "ascend",
+    "ball",
+    "build_attack",
+    "cw_margin",
+    "eval_mode",
+    "objective",
+]

@@ -1,0 +1,162 @@
+"""Checkpoints with torch: atomic save, validated load, state packing, and models from files.
+
+The format and the torch-free header read are in engine/checkpoint.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+from torch import nn
+
+from engine import __version__
+from engine import config as C
+from engine.checkpoint import FORMAT, atomic_write_bytes, read_header
+from engine.errors import CheckpointError
+from engine.models import build
+
+
+def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Atomically save tensors and metadata as one safetensors file."""
+    path = Path(path)
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in sorted(tensors.items())}
+    meta = {k: str(v) for k, v in sorted(metadata.items())}
+    atomic_write_bytes(path, st_save(flat, metadata=meta))
+    return path
+
+
+def load(path: str | Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Validate the header, then load every tensor (no pickle involved)."""
+    _, meta = read_header(path)
+    try:
+        tensors = load_file(str(path), device=device)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from None
+    return tensors, meta
+
+
+# ------------------------------------------------------------ state packing
+
+
+def base_metadata(config: Any, epoch: int, metrics: dict[str, Any], kind: str) -> dict[str, str]:
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "config": config.to_json(),
+        "epoch": str(epoch),
+        "metrics": json.dumps(metrics, sort_keys=True),
+        "method": config.method.name,
+        "arch": config.model.arch,
+        "head": config.model.head,
+        "dataset": config.data.dataset,
+        "defense": "none"
+        if config.defense.name == "none"
+        else json.dumps(config.defense.model_dump(), sort_keys=True),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "engine_version": __version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def pack_model(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {f"model.{k}": v for k, v in model.state_dict().items()}
+
+
+def unpack_model(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[0]
+        raise CheckpointError(
+            f"{source}: tensor 'model.{bad}' does not match the architecture in its config"
+        )
+
+
+def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
+    """Optimizer state as tensors plus a JSON string for the non-tensor parts."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    extra: dict[str, Any] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.state.{idx}.{key}"] = value
+            else:
+                extra[f"{idx}.{key}"] = value
+    groups = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+        for g in sd["param_groups"]
+    ]
+    return tensors, json.dumps({"param_groups": groups, "extra": extra})
+
+
+def unpack_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], blob: str
+) -> None:
+    info = json.loads(blob)
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim.state."):
+            idx, key = name[len("optim.state.") :].split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in info["extra"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    groups = [
+        {k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in info["param_groups"]
+    ]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def pack_rng() -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def unpack_rng(tensors: dict[str, torch.Tensor]) -> None:
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"].to("cpu", torch.uint8))
+    if torch.cuda.is_available():
+        states = [
+            tensors[f"rng.cuda.{i}"]
+            for i in range(torch.cuda.device_count())
+            if f"rng.cuda.{i}" in tensors
+        ]
+        if states and len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in states])
+
+
+def load_model(
+    path: Path, sets: list[str] | None = None, device: torch.device | str = "cpu"
+) -> tuple[C.PresetConfig, nn.Module]:
+    """(resolved config with `--set` overrides, frozen model in eval mode on `device`).
+
+    The weights are frozen (`requires_grad=False`): attacks need gradients
+    with respect to the input only, and autograd then keeps no weight graph.
+    """
+    _, meta = read_header(path)
+    cfg = C.from_json(meta["config"], f"{path}")
+    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
+    tensors, _ = load(path)
+    model = build(cfg)
+    unpack_model(model, tensors, str(path))
+    model.to(device).eval().requires_grad_(False)
+    return cfg, model
+
+
+def load_weights(model: nn.Module, path: str | Path, key: str) -> None:
+    """Copy a checkpoint's model weights into `model`; errors name the preset key that asked."""
+    try:
+        tensors, _ = load(path)
+        unpack_model(model, tensors, str(path))
+    except CheckpointError as exc:
+        raise CheckpointError(f"key {key!r}: {exc}") from None

@@ -1,0 +1,4 @@
+"""Evaluation: suites, plans, attack runs, sanity checks, evidence, sweeps, ablations, gallery.
+
+Kept free of imports so `engine.eval.evidence` (torch-free) stays light.
+"""

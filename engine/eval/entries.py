@@ -1,0 +1,83 @@
+"""Plan entries: what runs one or more columns of a suite and says which examples survived.
+
+Most attacks craft examples batch by batch (`Crafted`); AutoAttack
+(engine/attacks/autoattack.py) runs its cascade over the whole set and yields
+a column per component. Both have the shape of `Entry`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from engine.attacks import Attack, eval_mode
+
+Progress = Callable[[str, int, int], None]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Predicted labels in eval mode (the caller's mode is restored)."""
+    with eval_mode(model):
+        return torch.cat(
+            [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
+        )
+
+
+class Entry(Protocol):
+    """Something a plan runs: its columns, and per column which examples survived."""
+
+    columns: list[str]
+    roles: dict[str, str]
+    params: dict[str, dict[str, Any]]
+    seconds: dict[str, float]
+
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        clean: torch.Tensor,
+        batch_size: int,
+        progress: Progress | None,
+    ) -> dict[str, torch.Tensor]: ...
+
+
+@dataclass
+class Crafted:
+    """One column crafted batch by batch by a per-example attack, judged by the model run on."""
+
+    name: str
+    attack: Attack
+    role: str = "white"
+    info: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.name]
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return {self.name: self.role}
+
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        return {self.name: self.info}
+
+    def run(self, model, x, y, clean, batch_size, progress) -> dict[str, torch.Tensor]:
+        t0 = time.perf_counter()
+        survived = []
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+            x_adv = self.attack(model, xb, yb)
+            survived.append(predict(model, x_adv, batch_size) == yb)
+            if progress is not None:
+                progress(self.name, min(i + batch_size, len(x)), len(x))
+        self.seconds[self.name] = time.perf_counter() - t0
+        return {self.name: torch.cat(survived)}

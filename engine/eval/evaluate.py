@@ -1,0 +1,187 @@
+"""A suite on one model: in memory (`evaluate_model`) or on a checkpoint, saving the evidence.
+
+The plan (engine/eval/plan.py) says what runs, `run_suite` runs it, the sanity
+checks read the outcome and run their extra attacks, and for a checkpoint the
+whole record goes to `eval/<suite>-<time>.json` (engine/eval/evidence.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.checkpoint_io import load_model
+from engine.config import PresetConfig
+from engine.data import dataset_info, load_dataset
+from engine.defenses.apinet import build_defense
+from engine.defenses.strategies import Strategy, every_strategy
+from engine.devices import resolve_device
+from engine.errors import WorkbenchError
+from engine.eval import evidence, sanity
+from engine.eval.plan import Plan, plan_suite
+from engine.eval.run import SuiteResult, pick_batch_size, run_suite
+from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
+from engine.events import EventWriter
+
+ColumnProgress = Callable[[str, int, int, int], None]  # name, done, total, number of columns
+
+
+@dataclass
+class Evaluation:
+    """A suite's outcome on one model: per-example results, the plan behind them, the checks."""
+
+    result: SuiteResult
+    plan: Plan
+    checks: list[sanity.Check]
+    sanity_runs: dict[str, Any]
+    batch_size: int
+    seconds: float
+
+
+def evaluate_model(
+    spec: SuiteSpec,
+    cols: list[Column],
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    seed: int = 0,
+    defended: nn.Module | None = None,
+    strategies: Sequence[Strategy] = (),
+    source: nn.Module | None = None,
+    batch_size: int | None = None,
+    default_batch: int = 500,
+    progress: ColumnProgress | None = None,
+    on_result: Callable[[str, float, float], None] | None = None,
+) -> Evaluation:
+    """Run a suite and its sanity checks on a model in memory (no files read or written)."""
+    classifier = model if defended is None else defended
+    plan = plan_suite(cols, model, num_classes, seed, defended, source, strategies)
+    bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
+    extra_cols = (len(spec.sanity.eps_fractions) + 3) if spec.sanity.enabled else 0
+    total_cols = len(plan.entries) + extra_cols
+
+    def report(name: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(name, done, total, total_cols)
+
+    t0 = time.perf_counter()
+    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result)
+    roles = {k: r for k, r in plan.roles.items() if k in result.correct}
+    checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
+    sanity_doc: dict[str, Any] = {}
+    if spec.sanity.enabled:
+        extra, sanity_doc = sanity.sanity_runs(
+            spec,
+            cols,
+            classifier,
+            x,
+            y,
+            result.correct["clean"].to(x.device),
+            result.table(),
+            bs,
+            seed,
+            report,
+            "" if defended is None else "BPDA ",
+        )
+        checks = extra + checks
+    for e in plan.entries.values():
+        for flag in getattr(e, "flags", []):
+            checks.append(sanity.Check("AutoAttack's own checks", sanity.WARN, flag))
+    return Evaluation(result, plan, checks, sanity_doc, bs, time.perf_counter() - t0)
+
+
+def eval_inputs(
+    cfg: PresetConfig, samples: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `samples` test examples (0: all) of the checkpoint's dataset, on `device`."""
+    data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+    n = min(samples or len(data.test_y), len(data.test_y))
+    return data.test_x[:n].to(device).float().div_(255.0), data.test_y[:n].to(device)
+
+
+def load_source(path: Path, cfg: PresetConfig, device: torch.device) -> nn.Module:
+    """The substitute model of a black-box column; it must share the target's data."""
+    try:
+        scfg, source = load_model(path, None, device)
+    except WorkbenchError as exc:
+        raise WorkbenchError(f"--source: {exc}") from None
+    if scfg.data.dataset != cfg.data.dataset:
+        raise WorkbenchError(
+            f"--source {path}: trained on {scfg.data.dataset!r}, the target on "
+            f"{cfg.data.dataset!r}; a substitute must see the same inputs and classes"
+        )
+    return source
+
+
+def evaluate_checkpoint(
+    path: Path,
+    suite: str = "paper",
+    sets: list[str] | None = None,
+    samples: int = 0,
+    device: str = "auto",
+    seed: int = 0,
+    progress: ColumnProgress | None = None,
+    on_result: Callable[[str, float, float], None] | None = None,
+    defense: str | None = None,
+    source: Path | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint, run a suite (and its sanity checks), save the evidence, return it.
+
+    `progress(name, done, total, n_columns)` is called as batches finish and
+    `on_result(name, accuracy, seconds)` as each column finishes. `batch_size`
+    None picks the largest that fits (see `pick_batch_size`).
+    """
+    spec = load_suite(suite)
+    if defense is not None:
+        sets = [f"defense.name={defense}", *(sets or [])]
+    dev = resolve_device(device, f"--device {device}")
+    cfg, model = load_model(path, sets, dev)
+    cols = resolve_columns(spec, cfg, source is not None)
+    src = load_source(source, cfg, dev) if source is not None else None
+    x, y = eval_inputs(cfg, samples, dev)
+    n_cls = dataset_info(cfg.data.dataset).num_classes
+    defended = build_defense(cfg, model, n_cls)
+    ev = evaluate_model(
+        spec,
+        cols,
+        model,
+        x,
+        y,
+        n_cls,
+        seed,
+        defended=defended,
+        strategies=() if defended is None else every_strategy(cfg, model, defended, n_cls),
+        source=src,
+        batch_size=batch_size,
+        default_batch=cfg.data.eval_batch_size,
+        progress=progress,
+        on_result=on_result,
+    )
+    out_dir, run_dir = evidence.evaluation_dir(path)
+    out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
+    doc = evidence.suite_document(
+        spec, suite, path, source, cfg, dev, seed, ev, defended is not None
+    )
+    evidence.write_json(out_path, doc)
+    doc["saved"] = str(out_path)
+    if run_dir is not None:
+        w = EventWriter(run_dir / "events.jsonl")
+        w.emit(
+            "eval_result",
+            suite=spec.name,
+            checkpoint=str(path),
+            table=doc["table"],
+            path=str(out_path),
+            defense=doc["defense"],
+            warnings=sum(1 for c in ev.checks if c.status == sanity.WARN),
+        )
+        w.close()
+    return doc

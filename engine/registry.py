@@ -1,0 +1,84 @@
+"""Names -> the things a preset or suite names: methods, attacks, model archs, datasets.
+
+Each entry is registered by the file that defines it (`@METHODS.register("atblr")`),
+so a new method, attack, arch or dataset is one new file and nothing else. The
+built-in files live in one package per registry; the first lookup imports that
+package, which imports every module in it. Registering from anywhere else (a
+test, a user's plug-in) works the same way, as long as it happens before the
+name is used.
+
+Torch-free: the packages are imported by name on first lookup, not here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> entry table for one kind of thing, filled by the files that define them."""
+
+    def __init__(self, kind: str, key: str, package: str) -> None:
+        self.kind = kind  # "method", for messages
+        self.key = key  # the preset or suite key that names an entry, e.g. "method.name"
+        self.package = package  # imported on first lookup: its modules register the built-ins
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: `@REGISTRY.register("name")` over a class or function."""
+
+        def add(entry: T) -> T:
+            known = self._entries.get(name)
+            if known is not None and known is not entry:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = entry
+            return entry
+
+        return add
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self.package)
+
+    def get(self, name: str) -> T:
+        """The entry, or KeyError with the allowed names (callers turn it into a ConfigError)."""
+        self._load()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; allowed: {self.allowed()}") from None
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def allowed(self) -> str:
+        return ", ".join(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def items(self) -> Iterator[tuple[str, T]]:
+        self._load()
+        yield from sorted(self._entries.items())
+
+
+def import_submodules(package: str, path: list[str]) -> None:
+    """Import every module of a package (its `__path__`): how a new file registers itself."""
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+
+
+METHODS: Registry[Any] = Registry("method", "method.name", "engine.train.methods")
+ATTACKS: Registry[Any] = Registry("attack", "kind", "engine.attacks")
+MODELS: Registry[Any] = Registry("model", "model.arch", "engine.models")
+DATASETS: Registry[Any] = Registry("dataset", "data.dataset", "engine.data")

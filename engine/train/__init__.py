@@ -1,0 +1,1 @@
+"""Training: the run session (run dirs, locking, crash handling), the loop, methods, fast path."""

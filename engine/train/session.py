@@ -1,0 +1,172 @@
+"""A training run from request to outcome: everything around the loop that makes it safe.
+
+`prepare` loads and checks the preset, the run name and the device before
+anything is written; `run` then creates (or reopens) the run directory, holds
+its lock, writes the resolved `config.toml`, coordinates DDP ranks (one run
+name, rank 0 downloads alone and alone writes), trains, and turns a crash
+into `crash.log` plus a `run_failed` event. The faces add the live view and
+the exit code (engine/train/trainer.py `Outcome.status`).
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import config as C
+from engine.catalog import resolve_preset
+from engine.checkpoint import atomic_write_bytes
+from engine.data import load_dataset
+from engine.devices import resolve_device
+from engine.errors import WorkbenchError
+from engine.events import EventWriter, Listener
+from engine.runs import RunLock, check_name, create_run_dir, default_name, is_placeholder
+from engine.train import distributed
+from engine.train.trainer import Outcome, Trainer
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `workbench run` was asked for, as typed: a launcher forwards it to its ranks."""
+
+    preset: str | None
+    sets: list[str]
+    name: str | None
+    runs_dir: Path
+    resume: Path | None
+    device: str | None
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A request checked against everything that can be checked before writing anything."""
+
+    request: RunRequest
+    cfg: C.PresetConfig
+    source: str  # the preset file (or the resumed run's config.toml)
+    preset_path: Path | None  # the preset file a bare name resolved to (new runs only)
+    run_dir: Path
+    device: torch.device
+
+
+def prepare(req: RunRequest, nproc: int = 1, new_run: bool = True) -> PreparedRun:
+    """Load and check a run's preset, name, device and distributed settings; write nothing.
+
+    `new_run=False` skips the "name already taken" check (DDP ranks > 0, whose
+    rank 0 may already have made the folder).
+    """
+    sets = req.sets if req.device is None else [*req.sets, f"train.device={req.device}"]
+    preset_path = None
+    if req.resume is not None:
+        resume = req.resume
+        if not (resume / "config.toml").is_file() or not (resume / "last.safetensors").is_file():
+            raise WorkbenchError(
+                f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
+            )
+        source = str(resume / "config.toml")
+        cfg, run_dir = C.load_preset(source, sets), resume
+    elif req.preset is None:
+        raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
+    else:
+        preset_path = resolve_preset(req.preset)
+        source = str(preset_path)
+        cfg = C.load_preset(preset_path, sets)
+        run_dir = req.runs_dir / (check_name(req.name) if req.name else default_name(cfg.name))
+        if new_run and run_dir.exists() and not is_placeholder(run_dir):
+            raise WorkbenchError(
+                f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
+            )
+    dev = resolve_device(cfg.train.device, f"--device {req.device}" if req.device else source)
+    distributed.check(cfg.distributed, dev, nproc, source)
+    return PreparedRun(req, cfg, source, preset_path, run_dir, dev)
+
+
+def run(
+    req: RunRequest,
+    stop: threading.Event,
+    listeners: list[Listener] | None = None,
+    around_training: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Outcome:
+    """Train the request in this process (one rank of a DDP job, or the whole run).
+
+    `listeners` see every event as it is written (the headless view);
+    `around_training` wraps the loop itself (the live display), so errors found
+    while setting up end before any display starts. Bad input raises
+    WorkbenchError with nothing written; a crash in the loop is recorded and
+    returned as a failed outcome; a second interrupt returns at once with
+    `saved=False`.
+    """
+    world = distributed.env_world()  # set by torchrun or --nproc; rank 0 of 1 otherwise
+    prep = prepare(req, world.local_size, new_run=world.is_main)
+    dev = distributed.init(world, prep.cfg.distributed, prep.device)
+    cfg, run_dir = prep.cfg, prep.run_dir
+    try:
+        if world.enabled and req.resume is None and req.name is None:  # one name: rank 0's
+            run_dir = req.runs_dir / distributed.broadcast(run_dir.name, world)
+        if cfg.data.download and not world.is_main:
+            distributed.barrier(world)  # rank 0 downloads alone
+        data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+        if cfg.data.download and world.is_main:
+            distributed.barrier(world)
+        trainer = Trainer(cfg, data, run_dir, EventWriter(None), dev, stop, world)
+        if not world.is_main:  # ranks > 0 write nothing: no folder, lock, config or events
+            if req.resume is not None:
+                trainer.resume(run_dir / "last.safetensors")
+            return _train(trainer, around_training, quiet=True)
+        if req.resume is not None:
+            lock = RunLock(run_dir).acquire()
+            try:
+                trainer.resume(run_dir / "last.safetensors")
+            except BaseException:
+                lock.release()
+                raise
+        else:
+            run_dir = create_run_dir(req.runs_dir, run_dir.name)
+            lock = RunLock(run_dir).acquire()
+        writer = None
+        try:
+            atomic_write_bytes(run_dir / "config.toml", trainer.cfg.to_toml().encode())
+            writer = trainer.writer = EventWriter(run_dir / "events.jsonl")
+            writer.listeners.extend(listeners or [])
+            return _train(trainer, around_training)
+        finally:
+            if writer is not None:
+                writer.close()
+            lock.release()
+    finally:
+        distributed.shutdown()
+
+
+def _train(
+    trainer: Trainer,
+    around_training: Callable[[], AbstractContextManager[Any]],
+    quiet: bool = False,
+) -> Outcome:
+    """The loop, with an abort (a second Ctrl-C) and a crash each leaving a last word.
+
+    `quiet`: a DDP rank > 0, which writes nothing (rank 0 records the job).
+    """
+    writer = trainer.writer
+    try:
+        with nullcontext() if quiet else around_training():
+            return trainer.run()
+    except KeyboardInterrupt:
+        writer.emit("run_finished", status="interrupted", saved=False)
+        return Outcome("interrupted", trainer.run_dir, trainer.state.metrics(), saved=False)
+    except Exception as exc:  # a crash: keep the last good checkpoint, log the traceback
+        error = f"{type(exc).__name__}: {exc}"
+        if quiet:
+            return Outcome("failed", trainer.run_dir, trainer.state.metrics(), error)
+        log = trainer.run_dir / "crash.log"
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        writer.emit("run_failed", error=error, log=str(log))
+        return Outcome(
+            "failed", trainer.run_dir, trainer.state.metrics(), f"{error} (traceback in {log})"
+        )

@@ -1,0 +1,134 @@
+"""What the command line prints: rich tables built from the rows in workbench/views.py."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine import catalog
+from engine.runs import RunInfo
+from workbench import views
+
+out = Console()
+err = Console(stderr=True)
+
+
+def table(
+    title: str | None, columns: tuple[str, ...], rows: list[tuple[str, ...]], right: int = 99
+) -> Table:
+    """A rich table; columns from index `right` on are right-aligned (numbers)."""
+    t = Table(title=title)
+    for i, col in enumerate(columns):
+        t.add_column(col, justify="right" if i >= right else "left")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+class Progress:
+    """A transient progress bar over every column of a suite or sweep, on stderr.
+
+    `with Progress() as progress:` gives the `progress(name, done, total,
+    n_columns)` callback the engine calls as batches finish.
+    """
+
+    def __enter__(self) -> Any:
+        from rich.progress import Progress as Bar
+
+        self.bar = Bar(console=err, transient=True)
+        self.bar.__enter__()
+        task = self.bar.add_task("loading", total=None)
+        done_before: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int, n_columns: int) -> None:
+            done_before[name] = done
+            self.bar.update(
+                task, total=n_columns * total, description=name, completed=sum(done_before.values())
+            )
+
+        return progress
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+
+def evaluation(doc: dict[str, Any]) -> None:
+    """The suite's table (accuracy, seconds, examples/s per column), then the sanity list."""
+    title = f"{doc['checkpoint']} — {doc['suite']} suite, eps {doc['eps']:.4g}, {doc['n']} examples"
+    if doc.get("source"):
+        title += f"\nblack-box columns crafted on {doc['source']}"
+    if doc.get("defense"):
+        d = doc["defense"]
+        title += (
+            f"\ndefence {d['name']}: eps_ap {d['eps_ap']:.4g}, {d['steps']} steps of "
+            f"{d['step']:.4g}, {d['start']} start; adaptive: {d['adaptive_steps']} "
+            f"inner steps, EOT {d['eot']}"
+        )
+    out.print(table(title, views.EVALUATION_COLUMNS, views.evaluation_rows(doc), right=1))
+    for line in views.sanity_lines(doc):
+        out.print(line, highlight=False)
+    out.print(
+        f"saved {doc['saved']}  (batch {doc['batch_size']}, "
+        f"{doc['examples_per_s']:.0f} attacked examples/s)",
+        highlight=False,
+    )
+
+
+def sweep(doc: dict[str, Any], steps: int) -> None:
+    """The curves as a terminal plot, then the same numbers as a table."""
+    from workbench.plots import sweep_plot
+
+    sys.stdout.write(sweep_plot(doc, colour=sys.stdout.isatty()) + "\n")
+    sys.stdout.flush()
+    rows = [
+        (f"{e:.4g}", *(views.num(c["accuracy"][i]) for c in doc["curves"]))
+        for i, e in enumerate(doc["eps"])
+    ]
+    labels = tuple(c["label"] for c in doc["curves"])
+    title = f"accuracy % under PGD-{steps}, {doc['n']} examples"
+    out.print(table(title, ("eps", *labels), rows, right=1))
+    out.print(f"saved {doc['saved_json']} and {doc['saved_csv']}", highlight=False)
+
+
+def checkpoint(
+    path: Path, header: dict[str, Any], meta: dict[str, str], evals: list[dict[str, Any]]
+) -> None:
+    """A checkpoint's summary, config, tensors and saved evaluations."""
+    t = Table(title=f"{path}", show_header=False)
+    t.add_column("key", style="bold")
+    t.add_column("value")
+    for row in views.checkpoint_rows(header, meta):
+        t.add_row(*row)
+    out.print(t)
+    cfg = views.parsed_metadata(meta).get("config")
+    if isinstance(cfg, dict):
+        import tomli_w
+
+        out.print("[bold]config[/]")
+        out.print(tomli_w.dumps(cfg), highlight=False, markup=False)
+    out.print(table("tensors", views.TENSOR_COLUMNS, views.tensor_rows(header), right=3))
+    if not evals:
+        out.print("no evaluations yet: `workbench eval CKPT --suite paper`")
+        return
+    rows = [(*views.saved_evaluation_row(e), e["file"]) for e in evals]
+    out.print(table("evaluations", (*views.SAVED_EVALUATION_COLUMNS, "file"), rows))
+
+
+def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
+    if not infos:
+        out.print(f"no runs under {runs_dir} yet: try `workbench run demo --headless`")
+        return
+    rows = [(r[0], views.run_status(r[1]), *r[2:]) for r in map(views.run_row, infos)]
+    out.print(table(f"runs in {runs_dir}", views.RUN_COLUMNS, rows))
+
+
+def presets() -> None:
+    rows = [views.preset_row(e) for e in catalog.presets()]
+    out.print(table("presets (workbench run NAME)", ("preset", "description"), rows))
+    rows = [views.preset_row(e) for e in catalog.suites()]
+    title = "evaluation suites (workbench eval --suite NAME or FILE)"
+    out.print(table(title, ("suite", "description"), rows))

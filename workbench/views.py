@@ -1,0 +1,194 @@
+"""What the CLI and the app show: rows of cells and formatted numbers, shared by both faces.
+
+No rich or textual objects here, only strings (colour as rich markup style
+names), so a table reads the same in `workbench inspect` and in the app's
+inspector, and a change of wording happens once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.catalog import Entry
+from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel
+from engine.runs import RunInfo
+
+RUN_STATUS_STYLE = {
+    "running": "bold green",
+    "finished": "cyan",
+    "failed": "bold red",
+    "interrupted": "yellow",
+    "stale": "magenta",
+    "starting": "dim",
+}
+SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
+
+RUN_COLUMNS = ("run", "status", "method", "epoch", "clean %", "best robust %")
+EVALUATION_COLUMNS = ("attack", "accuracy %", "seconds", "examples/s")
+SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "clean %", "worst case %", "sanity")
+TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
+
+
+def num(value: Any, digits: int = 2) -> str:
+    """A number with `digits` decimals, "-" for none (and anything else as it is)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.{digits}f}"
+    return "-" if value is None else str(value)
+
+
+def duration(seconds: float | None) -> str:
+    """h:mm:ss (or m:ss); "?" when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def styled(text: str, style: str) -> str:
+    return f"[{style}]{text}[/]" if style else text
+
+
+def run_status(status: str) -> str:
+    return styled(status, RUN_STATUS_STYLE.get(status, "dim"))
+
+
+def run_row(r: RunInfo) -> tuple[str, ...]:
+    """One run in a listing (status uncoloured; `run_status` colours it)."""
+    return (
+        r.name,
+        r.status,
+        r.method,
+        f"{r.epoch}/{r.epochs}",
+        num(r.last_clean_acc),
+        num(r.best_robust_acc),
+    )
+
+
+def preset_row(e: Entry) -> tuple[str, str]:
+    """A preset or suite: its name (marked when it is the user's own file), its description."""
+    return (e.name if e.builtin else f"{e.name} ({e.path})", e.description)
+
+
+def parsed_metadata(meta: dict[str, str]) -> dict[str, Any]:
+    """Checkpoint metadata with its JSON fields decoded (others left as strings)."""
+    parsed: dict[str, Any] = {}
+    for k, v in meta.items():
+        if k in ("config", "metrics", "optim", "progress", "defense"):
+            try:
+                parsed[k] = json.loads(v)
+                continue
+            except json.JSONDecodeError:
+                pass
+        parsed[k] = v
+    return parsed
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def checkpoint_rows(header: dict[str, Any], meta: dict[str, str]) -> list[tuple[str, str]]:
+    """The summary of a checkpoint: what it is, how big, how robust, under which threat model."""
+    parsed = parsed_metadata(meta)
+    rows = [(k, meta[k]) for k in SUMMARY_KEYS if k in meta]
+    rows.append(("model parameters", f"{model_parameters(header):,}"))
+    metrics = _dict(parsed.get("metrics"))
+    last = _dict(metrics.get("last"))
+    attack = _dict(_dict(parsed.get("config")).get("attack"))
+    rows.append(("best robust acc", num(metrics.get("best_robust_acc"))))
+    rows.append(
+        ("last clean / robust acc", f"{num(last.get('clean_acc'))} / {num(last.get('robust_acc'))}")
+    )
+    rows.append(("eps / step", f"{attack.get('eps')} / {attack.get('step')}"))
+    return rows
+
+
+def tensor_rows(header: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [
+        (
+            name,
+            info["dtype"],
+            "x".join(map(str, info["shape"])) or "scalar",
+            f"{numel(info['shape']):,}",
+        )
+        for name, info in sorted(header.items())
+    ]
+
+
+def history_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A checkpoint's per-epoch history: epoch, clean, robust, seconds, training means."""
+    rows = []
+    for rec in metrics.get("history", []):
+        means = ", ".join(f"{k} {v:.4g}" for k, v in (rec.get("train") or {}).items())
+        rows.append(
+            (
+                str(rec.get("epoch")),
+                num(rec.get("clean_acc")),
+                num(rec.get("robust_acc")),
+                f"{rec.get('seconds', 0):.1f}",
+                means,
+            )
+        )
+    return rows
+
+
+def evaluation_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """An evaluation's table: per column its accuracy, seconds and examples/s."""
+    seconds = doc.get("seconds") or {}
+    rates = doc.get("column_examples_per_s") or {}
+    rows = []
+    for k, v in (doc.get("accuracy") or doc.get("table") or {}).items():
+        secs, rate = seconds.get(k), rates.get(k)
+        rows.append(
+            (
+                k,
+                num(v),
+                f"{secs:.1f}" if secs is not None else "",
+                f"{rate:,.0f}" if rate is not None else "",
+            )
+        )
+    return rows
+
+
+def sanity_lines(doc: dict[str, Any]) -> list[str]:
+    """The sanity checks as rich-markup lines, each WARN followed by what it suggests."""
+    lines = []
+    for c in doc.get("sanity") or []:
+        status = str(c.get("status"))
+        lines.append(
+            f"{styled(escape(status), SANITY_STYLE.get(status, 'dim'))} "
+            f"{escape(str(c.get('name')))}: {escape(str(c.get('figure')))}"
+        )
+        if status == "WARN" and c.get("advice"):
+            lines.append(f"     {styled(escape(str(c['advice'])), 'yellow')}")
+    return lines
+
+
+def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
+    """One saved evaluation in a checkpoint's list: when, what, how many, how it came out."""
+    if "error" in row:
+        return ("-", f"{Path(row['file']).name}: {row['error']}", "", "", "", "", "")
+    suite = str(row.get("suite"))
+    if row.get("defense"):
+        suite += f" + {row['defense']}"
+    # warnings only: "0 WARN" can also mean every check was skipped, so never "PASS"
+    sanity = f"{row.get('warnings', 0)} WARN" if row.get("checks") else "-"
+    when = str(row.get("time") or "-")[:16].replace("T", " ")
+    eps = row.get("eps")
+    return (
+        when,
+        suite,
+        str(row.get("n")),
+        f"{eps:.4g}" if isinstance(eps, int | float) else "-",
+        num(row.get("clean")),
+        num(row.get("worst case")),
+        sanity,
+    )
+
+
+def escape(text: str) -> str:
+    """Rich markup escaping (square brackets), for text that comes from files."""
+    return text.replace("[", r"\[")
