@@ -55,7 +55,7 @@ from _common import add_common_args, cpu_count, pin_malloc
 
 from engine.config import PresetConfig, validate
 from engine.data import Dataset, load_dataset
-from engine.devices import resolve_device
+from engine.devices import release_memory, resolve_device
 from engine.events import EventWriter
 from engine.train import perf
 from engine.train.trainer import Trainer
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         batch = prober.fast.batch_size
         log(f"  batch_size = auto -> {batch}: {json.dumps(prober.fast.info.get('batch_probe'))}")
         del prober, probe
-        perf.release_memory(device)
+        release_memory(device)
     n = batch * args.steps
     data = tiled(raw, n)
     cfg = make_config(args, dataset, batch, n)

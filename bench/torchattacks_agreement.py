@@ -77,32 +77,33 @@ def main() -> int:
         pin_malloc()
 
     import torch
-    from engine.evaluate import column_attack, predict, run_suite
-    from engine.evaluate import load_checkpoint as load
 
     from engine.attacks.autoattack import AutoAttackCascade
+    from engine.checkpoint_io import load_model
     from engine.data import dataset_info
     from engine.errors import WorkbenchError
+    from engine.eval.entries import predict
+    from engine.eval.evaluate import eval_inputs
+    from engine.eval.run import run_suite
     from engine.eval.suites import load_suite, resolve_columns
 
     path = Path(args.checkpoint)
     try:
-        cfg, model, data = load(path, None, args.device)
+        cfg, model = load_model(path, None, args.device)
+        x, y = eval_inputs(cfg, args.samples, torch.device(args.device))
     except WorkbenchError as exc:
         log(f"error: {exc}")
         return 2
     col = next(c for c in resolve_columns(load_suite("paper"), cfg, False) if c.name == "PGD-40")
     prm = col.params
-    n = min(args.samples, len(data.test_y))
-    x = data.test_x[:n].to(args.device).float().div_(255.0)
-    y = data.test_y[:n].to(args.device)
+    n = len(y)
     log(f"{path}: {cfg.data.dataset} {cfg.model.arch}, PGD-40 {prm}, {n} examples")
 
     torchattacks, where = import_torchattacks()
     clean = predict(model, x, args.batch) == y
 
     t0 = time.perf_counter()
-    ours = run_suite(model, x, y, {"PGD-40": column_attack(col)}, args.batch, args.seed)
+    ours = run_suite(model, x, y, {"PGD-40": col.spec.build(prm)}, args.batch, args.seed)
     t_ours = time.perf_counter() - t0
     ours_ok = ours.correct["PGD-40"].to(y.device)
 

@@ -3,7 +3,7 @@
 What it measures: samples per second of Madry PGD adversarial training on the
 bundled mnist-5k split (4000 training images), CPU, for
 
-  * ours: the real `engine.trainer.Trainer`, built and run the way
+  * ours: the real `engine.train.trainer.Trainer`, built and run the way
     `workbench run --headless` does (preset `presets/mnist_madry.toml` with
     `--set` overrides, events to `events.jsonl`, checkpoints on disk), only
     without the live view. Training throughput = training samples / training
@@ -62,15 +62,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_common_args, cpu_count, minor_faults, pin_malloc
 
-from engine.config import PresetConfig, load_preset
+from engine.catalog import resolve_preset
+from engine.config import PresetConfig
 from engine.data import Dataset, load_dataset
 from engine.events import EventWriter, read_events
 from engine.models import build_model
+from engine.preset_files import load_preset
 from engine.train.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
 TARGET = 0.97
-PRESET = REPO / "presets" / "mnist_madry.toml"
+PRESET = resolve_preset("mnist_madry")
 
 
 def make_config(args: argparse.Namespace, limit: int | None) -> PresetConfig:

@@ -16,10 +16,11 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from engine import __version__
-from engine import config as C
 from engine.checkpoint import FORMAT, atomic_write_bytes, read_header
+from engine.config import PresetConfig
 from engine.errors import CheckpointError
 from engine.models import build
+from engine.preset_files import from_json, with_overrides
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
@@ -137,15 +138,15 @@ def unpack_rng(tensors: dict[str, torch.Tensor]) -> None:
 
 def load_model(
     path: Path, sets: list[str] | None = None, device: torch.device | str = "cpu"
-) -> tuple[C.PresetConfig, nn.Module]:
+) -> tuple[PresetConfig, nn.Module]:
     """(resolved config with `--set` overrides, frozen model in eval mode on `device`).
 
     The weights are frozen (`requires_grad=False`): attacks need gradients
     with respect to the input only, and autograd then keeps no weight graph.
     """
     _, meta = read_header(path)
-    cfg = C.from_json(meta["config"], f"{path}")
-    cfg = C.with_overrides(cfg, sets, f"{path}") if sets else cfg
+    cfg = from_json(meta["config"], f"{path}")
+    cfg = with_overrides(cfg, sets, f"{path}") if sets else cfg
     tensors, _ = load(path)
     model = build(cfg)
     unpack_model(model, tensors, str(path))

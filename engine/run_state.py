@@ -40,6 +40,7 @@ class RunState:
             self.start_step = int(e.get("start_epoch", 0) or 0) * self.steps_per_epoch
             self.started = self.started or e.get("time")
             self.resumed_at = e.get("time")
+            self.last_step = {}  # a restart's progress starts from its own first step
             self.status = "running"
         elif t == "step":
             self.last_step = e

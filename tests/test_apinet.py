@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from engine import checkpoint_io as ckpt
-from engine.config import load_preset
 from engine.defenses.apinet import AntiPerturbation, APINet
 from engine.defenses.strategies import every_strategy
 from engine.errors import ConfigError
@@ -16,6 +15,7 @@ from engine.eval.evaluate import evaluate_checkpoint
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
 from engine.eval.suites import load_suite, resolve_columns
+from engine.preset_files import load_preset
 from tests.test_trainer import make
 
 

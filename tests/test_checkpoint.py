@@ -11,9 +11,9 @@ import torch
 
 from engine import checkpoint_io as ckpt
 from engine.checkpoint import REQUIRED_META, atomic_write_bytes
-from engine.config import load_preset
 from engine.errors import CheckpointError
 from engine.models import build
+from engine.preset_files import load_preset
 
 
 @pytest.fixture
@@ -61,8 +61,8 @@ def test_round_trip_is_bit_exact(saved, tmp_path):
 def test_plain_pytorch_can_load_a_checkpoint(saved):
     from safetensors.torch import load_file
 
-    from engine.config import from_json
     from engine.models import build as build_model
+    from engine.preset_files import from_json
 
     path, _cfg, model, *_ = saved
     _header, meta = ckpt.read_header(path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import load_preset, parse_fraction, with_overrides
+from engine.config import parse_fraction
 from engine.errors import ConfigError
+from engine.preset_files import load_preset, with_overrides
 from tests.conftest import ROOT, TINY_PRESET, write_preset
 
 
@@ -92,7 +93,7 @@ def test_unknown_key_in_parent_names_the_parent_file(tmp_path):
 
 
 def test_resolved_config_round_trips_through_toml_and_json(tiny_preset, tmp_path):
-    from engine.config import from_json
+    from engine.preset_files import from_json
 
     cfg = load_preset(tiny_preset, ["method.name=atblr", "model.head=gaussian"])
     again = write_preset(tmp_path / "again.toml", cfg.to_toml())

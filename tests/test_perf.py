@@ -17,11 +17,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine import checkpoint_io as ckpt
 from engine import devices
-from engine.config import load_preset
 from engine.data import TensorLoader, epoch_generator, load_dataset
 from engine.errors import ConfigError, WorkbenchError
 from engine.events import EventWriter, read_events
 from engine.models import build
+from engine.preset_files import load_preset
 from engine.train import perf
 from engine.train.methods.base import build_method
 from engine.train.schedule import build_optimizer

@@ -12,11 +12,11 @@ from torch import nn
 
 from engine import catalog
 from engine import checkpoint_io as ckpt
-from engine.config import load_preset
 from engine.data import DatasetInfo, dataset_info, load_dataset
 from engine.eval.suites import load_suite
 from engine.events import read_events
 from engine.models import MODELS, build, build_model
+from engine.preset_files import load_preset
 
 PRESETS = sorted(catalog.BUILTIN_PRESETS.glob("*.toml"))
 

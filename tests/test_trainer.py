@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from engine import checkpoint_io as ckpt
-from engine.config import load_preset
 from engine.data import load_dataset
 from engine.events import EventWriter, read_events
+from engine.preset_files import load_preset
 from engine.train.schedule import lr_at
 from engine.train.trainer import Trainer
 
@@ -173,3 +173,18 @@ def test_run_summary_follows_the_events_file_and_liveness(tiny_preset, tmp_path)
     info = run_info(tmp_path / "r")
     assert info.epoch == 2 and info.best_robust_acc == 99.0
     assert info.status == "stale"  # "running" in its events, but nobody holds the lock
+
+
+def test_the_epoch_evaluation_is_the_packaged_suite_that_eval_suite_names(
+    tiny_preset, tmp_path, monkeypatch
+):
+    stray = tmp_path / "presets" / "suites" / "quick.toml"  # a user's file must not change it
+    stray.parent.mkdir(parents=True)
+    stray.write_text('name = "quick"\n[[attack]]\nname = "FGSM"\nkind = "fgsm"\n')
+    monkeypatch.chdir(tmp_path)
+    quick = make(load_preset(tiny_preset), tmp_path / "q")
+    assert quick.evaluation.plan.columns() == ["PGD-2"]
+    paper = make(load_preset(tiny_preset, ["eval.suite=paper"]), tmp_path / "p")
+    assert paper.evaluation.plan.columns() == ["FGSM", "PGD-40", "PGD-100", "CW-40", "CW-100"]
+    clean, robust = paper.evaluation(0)
+    assert 0 <= robust <= clean <= 100

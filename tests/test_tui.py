@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from engine import checkpoint_io as ckpt
-from engine.config import load_preset
 from engine.models import build
+from engine.preset_files import load_preset
 from tests.conftest import TINY_PRESET, write_preset
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.home import HomeScreen

@@ -19,7 +19,6 @@ import torch
 
 from engine.checkpoint import atomic_write_bytes, read_header
 from engine.checkpoint_io import load_model
-from engine.config import from_json
 from engine.data import dataset_info
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import bpda, transfer
@@ -31,6 +30,7 @@ from engine.eval.evidence import code_version, evaluation_dir, stamp, write_json
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
 from engine.eval.suites import Column
+from engine.preset_files import from_json
 
 
 def eps_grid(eps_max: float, points: int) -> list[float]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config import PresetConfig, from_json, validate
+from engine.config import PresetConfig, validate
 from engine.data import DatasetInfo, dataset_info
 from engine.models.classifier import Classifier
 from engine.models.heads import GaussianHead, LinearHead, build_head
 from engine.models.normalize import Normalize
+from engine.preset_files import from_json
 from engine.registry import MODELS, import_submodules
 
 import_submodules(__name__, __path__)

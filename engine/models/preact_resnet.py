@@ -1,7 +1,7 @@
 """Pre-activation ResNet-18 (He et al., ECCV 2016), the robust-overfitting reference net.
 
-Layout of Rice, Wong and Kolter (ICML 2020, locuslab/robust_overfitting),
-whose PGD-10 numbers REFERENCE.md quotes: kuangliu's PreActResNet18 plus a
+Layout of Rice, Wong and Kolter (ICML 2020, locuslab/robust_overfitting;
+CIFAR-10 PGD-10 AT, best epoch 82.9 clean / 53.5 PGD-10): kuangliu's PreActResNet18 plus a
 final BN-ReLU before pooling (without it the last block's sum is never
 normalised). 1x1 conv shortcuts without BN, taken after the first BN-ReLU.
 """

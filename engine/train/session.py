@@ -20,13 +20,14 @@ from typing import Any
 
 import torch
 
-from engine import config as C
 from engine.catalog import resolve_preset
 from engine.checkpoint import atomic_write_bytes
+from engine.config import PresetConfig
 from engine.data import load_dataset
 from engine.devices import resolve_device
 from engine.errors import WorkbenchError
 from engine.events import EventWriter, Listener
+from engine.preset_files import load_preset
 from engine.runs import RunLock, check_name, create_run_dir, default_name, is_placeholder
 from engine.train import distributed
 from engine.train.trainer import Outcome, Trainer
@@ -49,7 +50,7 @@ class PreparedRun:
     """A request checked against everything that can be checked before writing anything."""
 
     request: RunRequest
-    cfg: C.PresetConfig
+    cfg: PresetConfig
     source: str  # the preset file (or the resumed run's config.toml)
     preset_path: Path | None  # the preset file a bare name resolved to (new runs only)
     run_dir: Path
@@ -71,13 +72,13 @@ def prepare(req: RunRequest, nproc: int = 1, new_run: bool = True) -> PreparedRu
                 f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
             )
         source = str(resume / "config.toml")
-        cfg, run_dir = C.load_preset(source, sets), resume
+        cfg, run_dir = load_preset(source, sets), resume
     elif req.preset is None:
         raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
     else:
         preset_path = resolve_preset(req.preset)
         source = str(preset_path)
-        cfg = C.load_preset(preset_path, sets)
+        cfg = load_preset(preset_path, sets)
         run_dir = req.runs_dir / (check_name(req.name) if req.name else default_name(cfg.name))
         if new_run and run_dir.exists() and not is_placeholder(run_dir):
             raise WorkbenchError(

@@ -9,8 +9,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from engine.config import load_preset
 from engine.errors import WorkbenchError
+from engine.preset_files import load_preset
 from engine.runs import check_name, default_name
 from workbench.tui.keys import keys
 
