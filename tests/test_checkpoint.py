@@ -128,10 +128,18 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
 
 def test_header_read_and_inspect_do_not_import_torch(saved):
     path = saved[0]
+    commands = [
+        ["inspect", str(path), "--json"],
+        ["runs", "--runs-dir", str(path.parent)],
+        ["presets"],
+    ]
     code = (
         "import sys; from engine.checkpoint import read_header; "
         f"read_header({str(path)!r}); "
         "from workbench.cli import app; "
+        f"[app(c, standalone_mode=False) for c in {commands!r}]; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert '"model_parameters"' in res.stdout and "mnist_atblr" in res.stdout

@@ -2,9 +2,9 @@
 
 The engine does the work, `workbench/printing.py` prints it and
 `workbench/views.py` decides what a table says. Every bad input ends in one
-line and exit 2. Heavy modules (torch, the
-engine's math) are imported inside the commands that need them, so `inspect`,
-`runs` and `presets` start fast and torch-free.
+line and exit 2. The modules that import torch (training, evaluation) or
+textual (the app) are imported inside the commands that need them, so
+`inspect`, `runs` and `presets` start fast and torch-free.
 """
 
 from __future__ import annotations
@@ -18,9 +18,14 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from engine.checkpoint import model_parameters, numel, read_header
+from engine.config import parse_fraction
 from engine.errors import WorkbenchError
+from engine.eval.evidence import list_evaluations
+from engine.runs import list_runs, runs_json
 from workbench import printing, views
 from workbench.printing import err, out
+from workbench.process import pin_malloc
 
 app = typer.Typer(
     add_completion=False,
@@ -160,8 +165,6 @@ def _batch_size(text: str) -> int | None:
 
 def _fraction(option: str, text: str, low: float, high: float, open_low: bool = False) -> float:
     """A number or fraction like 8/255 within [low, high] ((low, high] when `open_low`)."""
-    from engine.config import parse_fraction
-
     try:
         value = float(parse_fraction(text))
     except ValueError:
@@ -246,9 +249,6 @@ def inspect(
     as_json: JsonOpt = False,
 ) -> None:
     """Metadata, config, metrics and the tensor table of a checkpoint (no torch needed)."""
-    from engine.checkpoint import model_parameters, numel, read_header
-    from engine.eval.evidence import list_evaluations
-
     try:
         header, meta = read_header(checkpoint)
     except WorkbenchError as exc:
@@ -275,8 +275,6 @@ def inspect(
 @app.command()
 def runs(runs_dir: RunsDirOpt = Path("runs"), as_json: JsonOpt = False) -> None:
     """Runs under the runs directory with status, epoch and best robust accuracy."""
-    from engine.runs import list_runs, runs_json
-
     infos = list_runs(runs_dir)
     if as_json:
         sys.stdout.write(runs_json(infos) + "\n")
@@ -293,8 +291,6 @@ def presets() -> None:
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from workbench.process import pin_malloc
-
     pin_malloc()
     # Typer vendors click in recent versions and imports it in older ones: take the
     # usage-error classes from the MRO of the BadParameter it exports either way.

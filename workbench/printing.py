@@ -6,12 +6,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from rich.console import Console
+from rich.progress import Progress as Bar
 from rich.table import Table
 
 from engine import catalog
 from engine.runs import RunInfo
 from workbench import views
+from workbench.plots import sweep_plot
 
 out = Console()
 err = Console(stderr=True)
@@ -37,8 +40,6 @@ class Progress:
     """
 
     def __enter__(self) -> Any:
-        from rich.progress import Progress as Bar
-
         self.bar = Bar(console=err, transient=True)
         self.bar.__enter__()
         task = self.bar.add_task("loading", total=None)
@@ -80,8 +81,6 @@ def evaluation(doc: dict[str, Any]) -> None:
 
 def sweep(doc: dict[str, Any], steps: int) -> None:
     """The curves as a terminal plot, then the same numbers as a table."""
-    from workbench.plots import sweep_plot
-
     sys.stdout.write(sweep_plot(doc, colour=sys.stdout.isatty()) + "\n")
     sys.stdout.flush()
     rows = [
@@ -106,8 +105,6 @@ def checkpoint(
     out.print(t)
     cfg = views.parsed_metadata(meta).get("config")
     if isinstance(cfg, dict):
-        import tomli_w
-
         out.print("[bold]config[/]")
         out.print(tomli_w.dumps(cfg), highlight=False, markup=False)
     out.print(table("tensors", views.TENSOR_COLUMNS, views.tensor_rows(header), right=3))

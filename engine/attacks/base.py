@@ -73,5 +73,10 @@ class AttackColumn(Section):
 
     @classmethod
     def build(cls, params: dict[str, Any]) -> Attack:
-        """The attack a resolved column (or a training `[attack]`) describes."""
+        """The attack a resolved column (or a training `[attack]`) describes (`per_example`)."""
         raise TypeError(f"attack kind {cls.__name__} has no per-example form")
+
+    @staticmethod
+    def entry(name: str, params: dict[str, Any], seed: int, num_classes: int, target: str) -> Any:
+        """The whole-set plan entry of a kind that is not `per_example` (engine/eval/entries.py)."""
+        raise TypeError("a per-example attack kind is planned through `build`")

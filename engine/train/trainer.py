@@ -2,8 +2,9 @@
 
 Per step: method loss -> backward -> optimiser step, with metrics summed on
 the device and read only every `train.log_every` steps (the single host sync).
-Per epoch: clean accuracy on the test split, robust accuracy by PGD on the
-first `eval.samples` test examples, `last` (resumable), `epoch-NNNN` (every N,
+Per epoch: clean accuracy on the test split, robust accuracy under the built-in
+suite `eval.suite` on the first `eval.samples` test examples
+(engine/train/validation.py), `last` (resumable), `epoch-NNNN` (every N,
 keep K) and `best` (by robust accuracy) checkpoints. A stop request (Ctrl-C,
 SIGTERM) saves a resumable checkpoint at the current step; a NaN/inf stops the
 run with `run_failed` and leaves the last good checkpoint untouched.

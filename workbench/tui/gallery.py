@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from engine.errors import WorkbenchError
 from workbench.tui.images import half_blocks, shrink
 from workbench.tui.keys import keys
 
@@ -38,8 +39,7 @@ class GalleryScreen(Screen):
 
     @work(thread=True, exclusive=True)
     def compute(self) -> None:
-        from engine.errors import WorkbenchError
-        from engine.eval.gallery import gallery
+        from engine.eval.gallery import gallery  # torch: only once the screen opens
 
         try:
             eps, rows = gallery(self.path)
