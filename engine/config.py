@@ -240,7 +240,8 @@ def _allowed_keys(section: str, raw: dict) -> list[str]:
         if field is None or rest:
             return []
         if head == "method":
-            name = (raw.get("method") or {}).get("name", "standard")
+            table = raw.get("method")
+            name = table.get("name", "standard") if isinstance(table, dict) else None
             model = METHODS.get(name).config if name in METHODS else None
         else:
             model = field.annotation
@@ -281,6 +282,8 @@ def validate(
 ) -> PresetConfig:
     """Validate a plain dict into a PresetConfig, raising ConfigError with one clear line."""
     origin = origin or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a table of sections, given {type(raw).__name__}")
     method, errs = _validate_method(raw)
     cfg = None
     try:
@@ -288,8 +291,13 @@ def validate(
     except ValidationError as exc:
         errs += list(exc.errors())
     if errs:
-        order = list(PresetConfig.model_fields)
-        errs.sort(key=lambda e: order.index(e["loc"][0]) if e["loc"][0] in order else -1)
+        order = list(PresetConfig.model_fields)  # report the first error in the file's order
+
+        def rank(e: dict) -> int:
+            loc = e["loc"]
+            return order.index(loc[0]) if loc and loc[0] in order else -1
+
+        errs.sort(key=rank)
         first = _format_error(errs[0], raw, origin, source)
         more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
         raise ConfigError(first + more) from None

@@ -100,3 +100,23 @@ def test_resolved_config_round_trips_through_toml_and_json(tiny_preset, tmp_path
     assert load_preset(again) == cfg
     assert from_json(cfg.to_json()) == cfg
     assert "lambda = 0.1" in cfg.to_toml()
+
+
+def test_a_foreign_config_and_a_bad_method_table_are_one_line_errors():
+    from engine.preset_files import from_json
+
+    cases = {
+        "[1, 2]": "expected a table of sections, given list",
+        '{"name": "x", "method": "atblr"}': "key 'method': given 'atblr': expected a table",
+        '{"name": "x", "method": {"lambda": 1}}': "key 'method.name': required key is missing",
+        '{"name": "x", "method": {"name": "madry", "lam": 1}}': (
+            "key 'method.lam': unknown key; allowed keys: name, clean_weight"
+        ),
+        '{"name": "x", "data": {"zz": 1}, "method": {"name": "madry", "lam": 1}}': (
+            "key 'data.zz': unknown key"  # the first error in the file's order, then a count
+        ),
+    }
+    for text, needle in cases.items():
+        with pytest.raises(ConfigError) as exc:
+            from_json(text, "ck.safetensors")
+        assert str(exc.value).startswith("ck.safetensors: ") and needle in str(exc.value), text
