@@ -70,15 +70,8 @@ class Crafted:
     def params(self) -> dict[str, dict[str, Any]]:
         return {self.name: self.info}
 
-    def run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        clean: torch.Tensor,
-        batch_size: int,
-        progress: Progress | None,
-    ) -> dict[str, torch.Tensor]:
+    def run(self, model, x, y, clean, batch_size, progress) -> dict[str, torch.Tensor]:
+        """`Entry.run`: craft each batch on `model`, judge it by `model`."""
         t0 = time.perf_counter()
         survived = []
         for i in range(0, len(x), batch_size):
