@@ -28,6 +28,14 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_runs_dir(runs_dir: str | Path) -> Path:
+    """The runs folder, which may not exist yet but must not be something else."""
+    path = Path(runs_dir)
+    if path.exists() and not path.is_dir():
+        raise WorkbenchError(f"--runs-dir {path}: is a file, not a folder for runs")
+    return path
+
+
 def default_name(preset_name: str) -> str:
     return f"{preset_name}-{time.strftime('%Y%m%d-%H%M%S')}"
 

@@ -225,3 +225,15 @@ def test_ablate_sweeps_eps_ap_and_zero_is_the_base_model(finished_run):
     assert doc["rows"][0]["accuracy"]["clean"] == json.loads(base.stdout)["accuracy"]["clean"]
     bad = wb("ablate", "runs/t1/best.safetensors", "--eps-ap", "0,abc", cwd=root)
     assert bad.returncode == 2 and "--eps-ap" in bad.stderr
+
+
+def test_a_runs_dir_that_is_a_file_is_exit_2_before_any_work(tmp_path):
+    write_preset(tmp_path / "tiny.toml", TINY_PRESET)
+    (tmp_path / "runs").write_text("not a folder")
+    before = snapshot(tmp_path)
+    for args in (["run", "tiny.toml", "--headless"], ["runs"], []):
+        res = wb(*args, "--runs-dir", "runs", cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "--runs-dir runs: is a file" in res.stderr and "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert snapshot(tmp_path) == before

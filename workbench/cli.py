@@ -22,7 +22,7 @@ from engine.checkpoint import model_parameters, numel, read_header
 from engine.config import parse_fraction
 from engine.errors import WorkbenchError
 from engine.eval.evidence import list_evaluations
-from engine.runs import list_runs, runs_json
+from engine.runs import check_runs_dir, list_runs, runs_json
 from workbench import printing, views
 from workbench.printing import err, out
 from workbench.process import pin_malloc
@@ -62,6 +62,10 @@ def root(ctx: typer.Context, runs_dir: RunsDirOpt = Path("runs")) -> None:
     if ctx.invoked_subcommand is None:
         from workbench.tui.app import WorkbenchApp
 
+        try:
+            check_runs_dir(runs_dir)
+        except WorkbenchError as exc:
+            raise fail(str(exc)) from None
         WorkbenchApp(runs_dir).run()
         raise typer.Exit(0)
 
@@ -275,7 +279,10 @@ def inspect(
 @app.command()
 def runs(runs_dir: RunsDirOpt = Path("runs"), as_json: JsonOpt = False) -> None:
     """Runs under the runs directory with status, epoch and best robust accuracy."""
-    infos = list_runs(runs_dir)
+    try:
+        infos = list_runs(check_runs_dir(runs_dir))
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
     if as_json:
         sys.stdout.write(runs_json(infos) + "\n")
     else:

@@ -28,7 +28,14 @@ from engine.devices import resolve_device
 from engine.errors import WorkbenchError
 from engine.events import EventWriter, Listener
 from engine.preset_files import load_preset
-from engine.runs import RunLock, check_name, create_run_dir, default_name, is_placeholder
+from engine.runs import (
+    RunLock,
+    check_name,
+    check_runs_dir,
+    create_run_dir,
+    default_name,
+    is_placeholder,
+)
 from engine.train import distributed
 from engine.train.trainer import Outcome, Trainer
 
@@ -79,7 +86,8 @@ def prepare(req: RunRequest, nproc: int = 1, new_run: bool = True) -> PreparedRu
         preset_path = resolve_preset(req.preset)
         source = str(preset_path)
         cfg = load_preset(preset_path, sets)
-        run_dir = req.runs_dir / (check_name(req.name) if req.name else default_name(cfg.name))
+        name = check_name(req.name) if req.name else default_name(cfg.name)
+        run_dir = check_runs_dir(req.runs_dir) / name
         if new_run and run_dir.exists() and not is_placeholder(run_dir):
             raise WorkbenchError(
                 f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
