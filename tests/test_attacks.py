@@ -154,3 +154,9 @@ def test_attack_restores_each_module_mode():
     with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert [m.training for m in model.modules()] == before
+
+
+def test_restarts_without_keeping_the_best_are_refused():
+    with pytest.raises(ValueError, match="restarts > 1 needs keep_best"):
+        PGD(0.1, 0.02, 5, restarts=3, keep_best=False)
+    assert PGD(0.1, 0.02, 5, restarts=3).restarts == 3

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import PresetConfig, validate
+from engine.errors import ConfigError
 from engine.models import Classifier, GaussianHead, build_model
 from engine.train.methods.atblr import Atblr
 from engine.train.methods.trades import Trades, kl_batchmean
@@ -173,3 +174,13 @@ def test_cifar_net_features_feed_the_gaussian_head_and_statistics_follow_the_mod
     model.double()  # buffers move with the model, so a float64 check needs no extra step
     assert model.body.norm.mean.dtype == torch.float64
     assert model(torch.rand(1, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("kind", "fgsm"), ("loss", "cw"), ("restarts", 2), ("random_start", False)],
+)
+def test_trades_refuses_adversary_settings_it_cannot_honour(key, value):
+    with pytest.raises(ConfigError, match=rf"key 'attack\.{key}': method 'trades'"):
+        preset({"name": "trades"}, {key: value}, "linear")
+    assert preset({"name": "trades"}, {"steps": 3}, "linear").attack.steps == 3  # the rest is free

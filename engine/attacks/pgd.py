@@ -115,6 +115,13 @@ class PGD:
     keep_best: bool = True
     scorer: nn.Module | None = None  # judges iterates when `model` is only a gradient surrogate
 
+    def __post_init__(self) -> None:
+        if self.restarts > 1 and not self.keep_best:
+            raise ValueError(
+                "PGD: restarts > 1 needs keep_best=True (without it there is no per-example "
+                "best to keep, and only one restart would run)"
+            )
+
     def __call__(
         self,
         model: nn.Module,

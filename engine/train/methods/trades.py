@@ -23,6 +23,22 @@ class TradesConfig(MethodSection):
     name: Literal["trades"]
     beta: NonNegReal = 6.0
 
+    def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
+        """TRADES' inner search is its own: one KL-PGD from x + 0.001 N(0, 1), nothing else."""
+        a = cfg.attack
+        for key, given, allowed in (
+            ("attack.kind", a.kind, "pgd"),
+            ("attack.loss", a.loss, "ce"),
+            ("attack.restarts", a.restarts, 1),
+            ("attack.random_start", a.random_start, True),
+        ):
+            if given != allowed:
+                return key, (
+                    f"method 'trades' maximises its own KL term from x + 0.001 * N(0, 1) in "
+                    f"one run of PGD and cannot honour it; given {given!r}, allowed: {allowed!r}"
+                )
+        return None
+
 
 def kl_batchmean(logits_clean: torch.Tensor, logits_adv: torch.Tensor) -> torch.Tensor:
     """KL(p_clean || p_adv) summed over classes, averaged over the batch."""
