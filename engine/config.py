@@ -139,9 +139,20 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
+    """The learning rate per epoch.
+
+    `multistep` multiplies it by `gamma` at each milestone. With
+    `convention = "paper"` (the default) milestone m is the first 1-based epoch
+    trained at the lower rate, as the TRADES and Madry code write it
+    (`if epoch >= m`); with "torch" it is the number of epochs completed
+    before the decay, as `torch.optim.lr_scheduler.MultiStepLR` counts, which
+    decays one epoch later for the same numbers.
+    """
+
     kind: Literal["constant", "multistep", "cosine"] = "constant"
     milestones: list[int] = Field(default_factory=list)
     gamma: PosReal = 0.1
+    convention: Literal["paper", "torch"] = "paper"
 
 
 class TrainConfig(Section):

@@ -188,3 +188,22 @@ def test_the_epoch_evaluation_is_the_packaged_suite_that_eval_suite_names(
     assert paper.evaluation.plan.columns() == ["FGSM", "PGD-40", "PGD-100", "CW-40", "CW-100"]
     clean, robust = paper.evaluation(0)
     assert 0 <= robust <= clean <= 100
+
+
+def test_multistep_torch_convention_matches_multisteplr_and_paper_is_one_epoch_earlier(
+    tiny_preset,
+):
+    sets = ["schedule.kind=multistep", "schedule.milestones=[2, 5]", "train.epochs=8"]
+    torch_cfg = load_preset(tiny_preset, [*sets, "schedule.convention=torch"])
+    paper_cfg = load_preset(tiny_preset, sets)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=torch_cfg.optim.lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 5], gamma=0.1)
+    reference = []
+    for _ in range(8):  # the rate each epoch trains at, then the scheduler's step
+        reference.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    ours = [lr_at(torch_cfg, e) for e in range(8)]
+    assert ours == pytest.approx(reference)
+    paper = [lr_at(paper_cfg, e) for e in range(8)]
+    assert paper[:-1] == pytest.approx(reference[1:])  # paper: epoch m (1-based) is decayed

@@ -14,8 +14,9 @@ def lr_at(cfg: PresetConfig, epoch_float: float) -> float:
     """Learning rate after `epoch_float` epochs (0-based, fractional within an epoch)."""
     base, s = cfg.optim.lr, cfg.schedule
     if s.kind == "multistep":
-        done = int(epoch_float) + 1  # the 1-based epoch being trained
-        return base * s.gamma ** sum(1 for m in s.milestones if done >= m)
+        # "paper": m is the first (1-based) epoch at the lower rate; "torch": epochs completed
+        epoch = int(epoch_float) + (1 if s.convention == "paper" else 0)
+        return base * s.gamma ** sum(1 for m in s.milestones if epoch >= m)
     if s.kind == "cosine":
         return base * 0.5 * (1.0 + math.cos(math.pi * epoch_float / cfg.train.epochs))
     return base
