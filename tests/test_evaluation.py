@@ -275,6 +275,20 @@ def test_bad_suite_input_is_exit_2_naming_the_file_and_key(lenet_ckpts, tmp_path
         ("--suite", "quick", "--batch-size", "0"): "--batch-size",
         ("--suite", "quick", "--source", str(tmp_path / "missing.safetensors")): "--source",
     }
+    columns = (
+        '[[attack]]\nname = "FGSM"\nkind = "fgsm"\n'
+        '[[attack]]\nname = "P"\nkind = "pgd"\nsteps = 3\ndefended = false\n'
+        '[[attack]]\nname = "T"\nkind = "pgd"\nsteps = 3\nsource = "substitute"\n'
+    )
+    for base, why in (
+        ("FGSM", "a fgsm column"),
+        ("P", "a pgd column that a defence skips"),
+        ("T", "a transfer column"),
+    ):
+        text = f'name = "s"\n{columns}[sanity]\nenabled = true\nbase = "{base}"\n'
+        path = tmp_path / f"base-{base}.toml"
+        path.write_text(text)
+        cases[("--suite", str(path))] = f"key 'sanity.base': '{base}' is {why}"
     for args, expected in cases.items():
         res = wb("eval", str(target), *args, "--samples", "8", cwd=tmp_path)
         assert res.returncode == 2, (args, res.stderr)

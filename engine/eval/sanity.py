@@ -18,7 +18,7 @@ from torch import nn
 
 from engine.attacks.pgd import PGDColumn
 from engine.eval.run import run_suite
-from engine.eval.suites import Column, SuiteSpec
+from engine.eval.suites import Column, SuiteSpec, can_vary
 
 PASS, WARN, SKIP = "PASS", "WARN", "SKIP"
 
@@ -212,17 +212,11 @@ def sanity_runs(
     the same relative step as the suite's own column. For a defended model
     `classifier` is the full defence, so these are its BPDA attacks.
     """
-    base = next(
-        (c for c in cols if c.name == spec.sanity.base),
-        next(
-            (
-                c
-                for c in cols
-                if c.kind == "pgd" and c.source == "self" and c.params["loss"] == "ce"
-            ),
-            None,
-        ),
-    )
+    defended = bool(prefix)  # the suite ran against a defence: only its defended columns exist
+    usable = [c for c in cols if can_vary(c.kind, c.source, c.defended or not defended)]
+    named = [c for c in usable if c.name == spec.sanity.base]
+    ce = [c for c in usable if c.params["loss"] == "ce"]
+    base = (named or ce or [None])[0]
     if base is None:
         return [Check("extra sanity runs", SKIP, "no white-box PGD column")], {}
     p = base.params

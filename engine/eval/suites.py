@@ -54,6 +54,11 @@ class Column:
         return ATTACKS.get(self.kind)
 
 
+def can_vary(kind: str, source: str, defended: bool) -> bool:
+    """Whether the sanity runs can vary a column: a white-box PGD on the model being judged."""
+    return kind == "pgd" and source == "self" and defended
+
+
 def _message(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
@@ -99,8 +104,18 @@ def read_suite(path: Path) -> SuiteSpec:
     names = [c.name for c in spec.attack]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: key 'attack': column names repeat ({', '.join(names)})")
-    if spec.sanity.base is not None and spec.sanity.base not in names:
-        raise ConfigError(f"{path}: key 'sanity.base': no column named {spec.sanity.base!r}")
+    if spec.sanity.base is not None:
+        col = next((c for c in spec.attack if c.name == spec.sanity.base), None)
+        if col is None:
+            raise ConfigError(f"{path}: key 'sanity.base': no column named {spec.sanity.base!r}")
+        if not can_vary(col.kind, col.source, col.defended):
+            what = "a transfer" if col.source != "self" else f"a {col.kind}"
+            what += " column" if col.defended else " column that a defence skips"
+            raise ConfigError(
+                f"{path}: key 'sanity.base': {col.name!r} is {what}; the sanity runs vary "
+                "the eps, steps and restarts of a white-box PGD column (kind = 'pgd', "
+                "source = 'self', defended = true)"
+            )
     return spec
 
 
