@@ -226,6 +226,11 @@ def test_same_seed_gives_the_same_numbers_and_evidence_is_complete(lenet_ckpts, 
         "source": "self",
     }
     assert saved["columns"]["CW-10"]["kappa"] == 50.0
+    assert (saved["eps"], saved["step"], saved["restarts"]) == (0.1, 0.025, 1)  # all agree
+    attack_seconds = sum(v for k, v in saved["seconds"].items() if k != "clean")
+    attacked = len(saved["seconds"]) - 1
+    assert saved["examples_per_s"] == pytest.approx(64 * attacked / attack_seconds)
+    assert saved["seconds_total"] > attack_seconds  # the sanity runs are not in examples/s
     assert saved["torch_version"] == torch.__version__ and saved["code"]["engine"]
     assert len(saved["per_example"]["CW-10"]) == 64
     assert {c["name"] for c in saved["sanity"]} >= {"eps = 1 drives accuracy to ~0"}
@@ -296,3 +301,17 @@ def test_bad_suite_input_is_exit_2_naming_the_file_and_key(lenet_ckpts, tmp_path
         if args[1] == str(bad):
             assert str(bad) in res.stderr
     assert sorted(p.name for p in (target.parent).rglob("*")) == before
+
+
+def test_the_evidence_header_says_mixed_when_columns_override_the_threat_model(
+    lenet_ckpts, tmp_path
+):
+    target, _ = lenet_ckpts
+    suite = small_suite(
+        tmp_path,
+        'name = "two"\n[[attack]]\nname = "PGD-a"\nkind = "pgd"\nsteps = 2\n'
+        '[[attack]]\nname = "PGD-b"\nkind = "pgd"\nsteps = 2\neps = 0.05\nstep = 0.01\n',
+    )
+    doc = evaluate_checkpoint(target, str(suite), samples=16, device="cpu")
+    assert doc["columns"]["PGD-a"]["eps"] == 0.1 and doc["columns"]["PGD-b"]["eps"] == 0.05
+    assert doc["eps"] is None and doc["step"] is None and doc["restarts"] == 1

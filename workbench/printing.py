@@ -59,7 +59,10 @@ class Progress:
 
 def evaluation(doc: dict[str, Any]) -> None:
     """The suite's table (accuracy, seconds, examples/s per column), then the sanity list."""
-    title = f"{doc['checkpoint']} — {doc['suite']} suite, eps {doc['eps']:.4g}, {doc['n']} examples"
+    title = (
+        f"{doc['checkpoint']} — {doc['suite']} suite, eps {views.eps(doc['eps'])}, "
+        f"{doc['n']} examples"
+    )
     if doc.get("source"):
         title += f"\nblack-box columns crafted on {doc['source']}"
     if doc.get("defense"):

@@ -38,6 +38,11 @@ def num(value: Any, digits: int = 2) -> str:
     return "-" if value is None else str(value)
 
 
+def eps(value: Any) -> str:
+    """An evaluation's eps ("mixed" when its columns use different ones)."""
+    return f"{value:.4g}" if isinstance(value, int | float) else "mixed"
+
+
 def duration(seconds: float | None) -> str:
     """h:mm:ss (or m:ss); "?" when unknown."""
     if seconds is None or seconds != seconds or seconds < 0:
@@ -177,12 +182,11 @@ def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
     # warnings only: "0 WARN" can also mean every check was skipped, so never "PASS"
     sanity = f"{row.get('warnings', 0)} WARN" if row.get("checks") else "-"
     when = str(row.get("time") or "-")[:16].replace("T", " ")
-    eps = row.get("eps")
     return (
         when,
         suite,
         str(row.get("n")),
-        f"{eps:.4g}" if isinstance(eps, int | float) else "-",
+        eps(row.get("eps")),
         num(row.get("clean")),
         num(row.get("worst case")),
         sanity,

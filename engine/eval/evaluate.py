@@ -41,7 +41,8 @@ class Evaluation:
     checks: list[sanity.Check]
     sanity_runs: dict[str, Any]
     batch_size: int
-    seconds: float
+    seconds: float  # everything: the suite, its sanity runs, the batch probe
+    attack_seconds: float  # the suite's attack columns alone (what examples/s is of)
 
 
 def evaluate_model(
@@ -94,7 +95,10 @@ def evaluate_model(
     for e in plan.entries.values():
         for flag in getattr(e, "flags", []):
             checks.append(sanity.Check("AutoAttack's own checks", sanity.WARN, flag))
-    return Evaluation(result, plan, checks, sanity_doc, bs, time.perf_counter() - t0)
+    attack_seconds = sum(v for k, v in result.seconds.items() if k != "clean")
+    return Evaluation(
+        result, plan, checks, sanity_doc, bs, time.perf_counter() - t0, attack_seconds
+    )
 
 
 def eval_inputs(

@@ -89,9 +89,10 @@ def suite_document(
         "indices": list(range(n)),
         "dataset": cfg.data.dataset,
         "split": "test",
-        "eps": cfg.attack.eps,
-        "step": cfg.attack.step,
-        "restarts": cfg.eval.restarts,
+        # the numbers every column shares (None where they differ: see "columns")
+        "eps": common(ev.plan.params, "eps"),
+        "step": common(ev.plan.params, "step"),
+        "restarts": common(ev.plan.params, "restarts"),
         "seed": seed,
         "device": str(device),
         "batch_size": ev.batch_size,
@@ -99,7 +100,8 @@ def suite_document(
         "accuracy": table,
         "table": table,
         "seconds": result.seconds,
-        "examples_per_s": n * attacked / ev.seconds if ev.seconds > 0 else 0.0,
+        "seconds_total": ev.seconds,  # the suite, its sanity runs, the batch probe
+        "examples_per_s": n * attacked / ev.attack_seconds if ev.attack_seconds > 0 else 0.0,
         "column_examples_per_s": result.rates(),
         "per_example": {k: v.int().tolist() for k, v in result.correct.items()},
         "sanity": [c.to_dict() for c in ev.checks],
@@ -109,6 +111,12 @@ def suite_document(
         "torch_version": versions()["torch"],
         "python": platform.python_version(),
     }
+
+
+def common(columns: dict[str, dict[str, Any]], key: str) -> Any:
+    """The value of `key` shared by every column that has it; None if they differ or none has it."""
+    values = {json.dumps(p[key]) for p in columns.values() if key in p}
+    return json.loads(values.pop()) if len(values) == 1 else None
 
 
 def versions() -> dict[str, str | None]:

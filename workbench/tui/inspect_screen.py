@@ -42,6 +42,7 @@ from workbench.views import (
     SAVED_EVALUATION_COLUMNS,
     TENSOR_COLUMNS,
     checkpoint_rows,
+    eps,
     evaluation_rows,
     history_rows,
     num,
@@ -250,7 +251,7 @@ class InspectScreen(Screen):
         self.running = False
         self.query_one("#eval-run", Button).disabled = False
         self._show(doc, f"saved {doc['saved']}")
-        self._status(f"done: the {doc['suite']} suite, {doc['n']} examples, eps {doc['eps']:.4g}")
+        self._status(f"done: the {doc['suite']} suite, {doc['n']} examples, eps {eps(doc['eps'])}")
         self.refresh_evaluations()
 
     def _show(self, doc: dict[str, Any], footnote: str) -> None:
