@@ -14,6 +14,7 @@ from torch import nn
 
 from engine import checkpoint_io as ckpt
 from engine.config import validate
+from engine.data import load_dataset
 from engine.eval.evaluate import evaluate_checkpoint, evaluate_model
 from engine.eval.run import run_suite
 from engine.eval.suites import load_suite, resolve_columns
@@ -162,6 +163,21 @@ def wb(*args: str, cwd: Path, pre: str = "") -> subprocess.CompletedProcess:
     )
 
 
+def evaluate_checkpoint_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two LeNets (seeds 0 and 1) evaluated by the small suite on the same 64 examples."""
+    from tests.conftest import train_lenet
+
+    data = load_dataset("mnist-5k")
+    paths = []
+    for seed in (0, 1):
+        ckpt_path = save_checkpoint(
+            tmp_path / f"m{seed}" / "best.safetensors", train_lenet(data, seed), lenet_config()
+        )
+        doc = evaluate_checkpoint(ckpt_path, str(small_suite(tmp_path)), samples=64, device="cpu")
+        paths.append(Path(doc["saved"]))
+    return paths[0], paths[1]
+
+
 def test_eps_sweep_is_non_increasing_for_a_trained_model(lenet_ckpts, tmp_path):
     from engine.eval.sweep import eps_sweep
 
@@ -172,8 +188,9 @@ def test_eps_sweep_is_non_increasing_for_a_trained_model(lenet_ckpts, tmp_path):
     assert all(b <= a for a, b in itertools.pairwise(acc)), acc
     assert acc[0] > 90 and acc[-1] < 5
     csv_rows = Path(doc["saved_csv"]).read_text().splitlines()
-    assert csv_rows[0] == "eps,target" and len(csv_rows) == 6
-    assert float(csv_rows[3].split(",")[1]) == pytest.approx(acc[2], abs=1e-3)
+    assert csv_rows[0] == "eps,target,target lo95,target hi95" and len(csv_rows) == 6
+    value, lo, hi = (float(v) for v in csv_rows[3].split(",")[1:])
+    assert value == pytest.approx(acc[2], abs=1e-3) and lo <= value <= hi
     own = json.loads(Path(doc["curves"][0]["saved"]).read_text())
     assert len(own["per_example"]) == 5 and len(own["per_example"][2]) == 200
 
@@ -231,6 +248,9 @@ def test_same_seed_gives_the_same_numbers_and_evidence_is_complete(lenet_ckpts, 
     attacked = len(saved["seconds"]) - 1
     assert saved["examples_per_s"] == pytest.approx(64 * attacked / attack_seconds)
     assert saved["seconds_total"] > attack_seconds  # the sanity runs are not in examples/s
+    for col, acc in saved["accuracy"].items():  # a 95% interval on every number
+        lo, hi = saved["intervals"][col]
+        assert lo <= acc <= hi and hi - lo > 5  # 64 examples: several points wide
     assert saved["torch_version"] == torch.__version__ and saved["code"]["engine"]
     assert len(saved["per_example"]["CW-10"]) == 64
     assert {c["name"] for c in saved["sanity"]} >= {"eps = 1 drives accuracy to ~0"}

@@ -244,6 +244,25 @@ def ablate(
         out.print(f"saved {summary['saved']}")
 
 
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="An evaluation (eval/<suite>-<time>.json).")],
+    b: Annotated[Path, typer.Argument(help="The evaluation to compare it with.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """A minus B per column on their shared examples: difference, 95% interval, McNemar p."""
+    from engine.eval.compare import compare
+
+    try:
+        doc = compare(a, b)
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print_json(doc)
+    else:
+        printing.comparison(doc)
+
+
 # ---------------------------------------------------------------- inspect, runs, presets
 
 

@@ -82,15 +82,30 @@ def evaluation(doc: dict[str, Any]) -> None:
     )
 
 
+def comparison(doc: dict[str, Any]) -> None:
+    """A paired comparison of two evaluations, a row per column, then one line per caveat."""
+    title = f"A = {doc['a']}\nB = {doc['b']}\n{doc['n']} shared {doc['dataset']} test examples"
+    out.print(table(title, views.DIFF_COLUMNS, views.diff_rows(doc), right=1))
+    out.print(f"[dim]{doc['method']}[/]", highlight=False)
+    for note in doc["notes"]:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 def sweep(doc: dict[str, Any], steps: int) -> None:
     """The curves as a terminal plot, then the same numbers as a table."""
     sys.stdout.write(sweep_plot(doc, colour=sys.stdout.isatty()) + "\n")
     sys.stdout.flush()
     rows = [
-        (f"{e:.4g}", *(views.num(c["accuracy"][i]) for c in doc["curves"]))
+        (
+            f"{e:.4g}",
+            *(
+                f"{views.num(c['accuracy'][i])} {views.interval(c['intervals'][i])}"
+                for c in doc["curves"]
+            ),
+        )
         for i, e in enumerate(doc["eps"])
     ]
-    labels = tuple(c["label"] for c in doc["curves"])
+    labels = tuple(f"{c['label']} [95%]" for c in doc["curves"])
     title = f"accuracy % under PGD-{steps}, {doc['n']} examples"
     out.print(table(title, ("eps", *labels), rows, right=1))
     out.print(f"saved {doc['saved_json']} and {doc['saved_csv']}", highlight=False)

@@ -26,7 +26,7 @@ RUN_STATUS_STYLE = {
 SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 
 RUN_COLUMNS = ("run", "status", "method", "epoch", "clean %", "best robust %")
-EVALUATION_COLUMNS = ("attack", "accuracy %", "seconds", "examples/s")
+EVALUATION_COLUMNS = ("attack", "accuracy %", "95% interval", "seconds", "examples/s")
 SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "clean %", "worst case %", "sanity")
 TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
 
@@ -140,10 +140,18 @@ def history_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def evaluation_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """An evaluation's table: per column its accuracy, seconds and examples/s."""
+def interval(bounds: Any) -> str:
+    """A 95% interval as [lo, hi] in points ("" when there is none, as in older evidence)."""
+    if isinstance(bounds, list | tuple) and len(bounds) == 2:
+        return f"[{num(bounds[0], 1)}, {num(bounds[1], 1)}]"
+    return ""
+
+
+def evaluation_rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """An evaluation's table: per column its accuracy, interval, seconds and examples/s."""
     seconds = doc.get("seconds") or {}
     rates = doc.get("column_examples_per_s") or {}
+    bounds = doc.get("intervals") or {}
     rows = []
     for k, v in (doc.get("accuracy") or doc.get("table") or {}).items():
         secs, rate = seconds.get(k), rates.get(k)
@@ -151,11 +159,41 @@ def evaluation_rows(doc: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (
                 k,
                 num(v),
+                interval(bounds.get(k)),
                 f"{secs:.1f}" if secs is not None else "",
                 f"{rate:,.0f}" if rate is not None else "",
             )
         )
     return rows
+
+
+DIFF_COLUMNS = (
+    "column",
+    "A %",
+    "B %",
+    "A - B points",
+    "95% interval",
+    "McNemar p",
+    "A only",
+    "B only",
+)
+
+
+def diff_rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A paired comparison, a row per shared column."""
+    return [
+        (
+            r["column"],
+            num(r["a"]),
+            num(r["b"]),
+            f"{r['diff']:+.2f}",
+            interval([r["low"], r["high"]]),
+            f"{r['p']:.3g}",
+            str(r["a_only"]),
+            str(r["b_only"]),
+        )
+        for r in doc["rows"]
+    ]
 
 
 def sanity_lines(doc: dict[str, Any]) -> list[str]:

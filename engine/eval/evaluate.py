@@ -23,7 +23,7 @@ from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
 from engine.errors import WorkbenchError
-from engine.eval import evidence, sanity
+from engine.eval import evidence, sanity, stats
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
@@ -171,8 +171,19 @@ def evaluate_checkpoint(
     )
     out_dir, run_dir = evidence.evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
+    per_example = {k: v.tolist() for k, v in ev.result.correct.items()}
     doc = evidence.suite_document(
-        spec, suite, path, source, cfg, dev, seed, ev, defended is not None
+        spec,
+        suite,
+        path,
+        source,
+        cfg,
+        dev,
+        seed,
+        ev,
+        defended is not None,
+        stats.intervals(per_example),
+        stats.METHOD,
     )
     evidence.write_json(out_path, doc)
     doc["saved"] = str(out_path)

@@ -71,6 +71,8 @@ def suite_document(
     seed: int,
     ev: Any,
     defended: bool,
+    intervals: dict[str, list[float]],
+    interval_method: str,
 ) -> dict[str, Any]:
     """Everything an evaluation did and found, per example, as the saved JSON holds it."""
     result = ev.result
@@ -99,6 +101,8 @@ def suite_document(
         "columns": ev.plan.params,
         "accuracy": table,
         "table": table,
+        "intervals": intervals,  # 95% Wilson score, percent, per column (and the worst case)
+        "interval_method": interval_method,
         "seconds": result.seconds,
         "seconds_total": ev.seconds,  # the suite, its sanity runs, the batch probe
         "examples_per_s": n * attacked / ev.attack_seconds if ev.attack_seconds > 0 else 0.0,

@@ -29,6 +29,7 @@ from engine.eval.evaluate import eval_inputs
 from engine.eval.evidence import code_version, evaluation_dir, stamp, write_json
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
+from engine.eval.stats import wilson
 from engine.eval.suites import Column
 from engine.preset_files import from_json
 
@@ -61,7 +62,7 @@ def sweep_checkpoint(
     bs = min(cfg.data.eval_batch_size, n)
     clean = predict(classifier, x, bs) == y
     ratio = cfg.attack.step / cfg.attack.eps if cfg.attack.eps > 0 else 0.0
-    accuracy, per_example = [], []
+    accuracy, bounds, per_example = [], [], []
     for eps in eps_values:
         if eps == 0:
             ok = clean.cpu()
@@ -79,6 +80,7 @@ def sweep_checkpoint(
             res = run_suite(classifier, x, y, plan.entries, bs, seed, progress, clean=clean)
             ok = res.worst_case
         accuracy.append(100.0 * ok.float().mean().item())
+        bounds.append(list(wilson(int(ok.sum()), len(ok))))
         per_example.append(ok.int().tolist())
     return {
         "checkpoint": str(path),
@@ -89,6 +91,7 @@ def sweep_checkpoint(
         "strategy": "worst of transfer and BPDA" if defended is not None else "white-box",
         "n": n,
         "accuracy": accuracy,
+        "intervals": bounds,  # 95% Wilson score, percent
         "per_example": per_example,
     }
 
@@ -165,9 +168,10 @@ def eps_sweep(
     write_json(json_path, doc)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["eps", *(c["label"] for c in curves)])
+    w.writerow(["eps", *(f"{c['label']}{s}" for c in curves for s in ("", " lo95", " hi95"))])
     for i, e in enumerate(grid):
-        w.writerow([f"{e:.6g}", *(f"{c['accuracy'][i]:.4f}" for c in curves)])
+        cells = [f"{v:.4f}" for c in curves for v in (c["accuracy"][i], *c["intervals"][i])]
+        w.writerow([f"{e:.6g}", *cells])
     atomic_write_bytes(csv_path, buf.getvalue().encode())
     doc["saved_json"], doc["saved_csv"] = str(json_path), str(csv_path)
     return doc

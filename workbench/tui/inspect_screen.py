@@ -236,7 +236,8 @@ class InspectScreen(Screen):
         self._status(f"{escape(name)}: {done}/{total}")
 
     def _row(self, name: str, acc: float, seconds: float) -> None:
-        self.query_one("#eval-table", DataTable).add_row(name, num(acc), f"{seconds:.1f}", "")
+        # the interval and examples/s arrive with the finished evaluation's document
+        self.query_one("#eval-table", DataTable).add_row(name, num(acc), "", f"{seconds:.1f}", "")
 
     def _status(self, text: str) -> None:
         self.query_one("#eval-status", Label).update(text)
