@@ -58,6 +58,7 @@ SUMMARY_KEYS = (
     "head",
     "dataset",
     "defense",
+    "splits",
     "epoch",
     "created",
     "engine_version",

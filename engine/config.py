@@ -84,6 +84,10 @@ class DataConfig(Section):
     crop_padding: int = Field(0, ge=0, le=16)
     pad_mode: Literal["zeros", "reflect"] = "zeros"
     train_limit: int | None = Field(None, ge=1)
+    # the validation split carved from train (selection, per-epoch curves); None: the
+    # dataset's size (mnist-5k 400, MNIST/CIFAR/SVHN 1000); its own seed, not train.seed
+    val_size: int | None = Field(None, ge=1)
+    val_seed: int = 0
 
 
 class ModelConfig(Section):

@@ -24,7 +24,7 @@ def mnist5k():
 
 def train_lenet(data, seed: int):
     """LeNet trained with plain CE for two epochs: ~95% clean, not robust."""
-    from engine.data import TensorLoader, epoch_generator
+    from engine.loader import TensorLoader, epoch_generator
     from engine.models import build_model
 
     torch.manual_seed(seed)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.data import Augment, TensorLoader, epoch_generator, load_dataset
+from engine.data import load_dataset
 from engine.errors import DataMissingError
+from engine.loader import Augment, TensorLoader, epoch_generator
 
 
 def test_bundled_subset_is_real_stratified_and_shuffled(mnist5k):
@@ -151,3 +152,22 @@ def test_reflection_padding_crops_come_from_the_mirrored_border():
         seen.update(hits)
         assert (out > 0).all()  # reflection never brings in the zeros of constant padding
     assert len(seen) > 5
+
+
+def test_the_validation_split_is_stratified_seeded_and_disjoint(mnist5k):
+    from engine.splits import split, stratified
+
+    s = split(mnist5k)
+    assert (len(s.train), len(s.val), s.test_size) == (3600, 400, 1000)  # mnist-5k's split
+    assert set(s.train.tolist()).isdisjoint(s.val.tolist())
+    assert sorted(s.train.tolist() + s.val.tolist()) == list(range(4000))
+    counts = torch.bincount(mnist5k.train_y[s.val], minlength=10)
+    assert counts.tolist() == [40] * 10  # 400 per class in train: 40 each held out
+    again = split(mnist5k)
+    assert torch.equal(again.val, s.val)  # the same examples for every run (train.seed aside)
+    other = split(mnist5k, seed=1)
+    assert not torch.equal(other.val, s.val) and len(other.val) == 400
+    y = torch.tensor([0] * 7 + [1] * 3)  # shares by largest remainder add up exactly
+    keep, drawn = stratified(y, 4, seed=0)  # shares 2.8 and 1.2: the larger remainder rounds up
+    assert len(drawn) == 4 and torch.bincount(y[drawn]).tolist() == [3, 1]
+    assert len(keep) == 6

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from engine.checkpoint_io import load
-from engine.data import Augment, TensorLoader, epoch_generator, shard_range
+from engine.loader import Augment, TensorLoader, epoch_generator, shard_range
 from tests.conftest import TINY_PRESET, cli_env, write_preset
 from tests.conftest import wb as cli
 
@@ -26,6 +26,7 @@ from tests.conftest import wb as cli
 # so the per-rank loss weighting is exercised, not only the even case
 DDP_SETS = [
     "attack.random_start=false",
+    "data.val_size=12",  # 512 synthetic training examples: 500 train, 12 validation
     "data.train_limit=500",
     "data.batch_size=63",
     "train.log_every=1",

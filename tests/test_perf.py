@@ -17,11 +17,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from engine import checkpoint_io as ckpt
 from engine import devices
-from engine.data import TensorLoader, epoch_generator, load_dataset
+from engine.data import load_dataset
 from engine.errors import ConfigError, WorkbenchError
 from engine.events import EventWriter, read_events
+from engine.loader import TensorLoader, epoch_generator
 from engine.models import build
 from engine.preset_files import load_preset
+from engine.splits import split
 from engine.train import perf
 from engine.train.methods.base import build_method
 from engine.train.schedule import build_optimizer
@@ -62,9 +64,10 @@ def test_default_perf_is_bit_identical_to_the_plain_loop(tiny_preset, tmp_path):
     model = build(ref_cfg)
     method, optim = build_method(ref_cfg), build_optimizer(ref_cfg, model)
     data = load_dataset(ref_cfg.data.dataset)
+    train = split(data).train[:96]  # the run's training split (validation held out), limited
     loader = TensorLoader(
-        data.train_x[:96],
-        data.train_y[:96],
+        data.train_x[train],
+        data.train_y[train],
         32,
         CPU,
         shuffle=True,
@@ -111,7 +114,8 @@ def test_bf16_autocast_covers_training_forwards_but_never_evaluation(tiny_preset
     assert dtypes and set(dtypes) == {torch.bfloat16}  # PGD steps and the update
     assert all(p.dtype == torch.float32 for p in t.model.parameters())
     dtypes.clear()
-    clean, robust = t.evaluate()
+    m = t.evaluate()
+    clean, robust = m["clean_acc"], m["robust_acc"]
     hook.remove()
     assert dtypes and set(dtypes) == {torch.float32}
     assert 0.0 <= robust <= clean <= 100.0

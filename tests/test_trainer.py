@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from pathlib import Path
@@ -62,13 +63,14 @@ def test_stop_mid_epoch_saves_and_resume_equals_uninterrupted(tiny_preset, tmp_p
     out = t.run()
     assert out.status == "interrupted" and out.saved
     _, meta = ckpt.read_header(tmp_path / "cut" / "last.safetensors")
-    assert meta["epoch"] == "1"  # one full epoch of 8 batches, then 3 more
+    per_epoch = len(t.train_loader)  # 448 training examples (512 less validation) / 64
+    assert per_epoch == 7 and meta["epoch"] == "1"  # one full epoch, then 4 more steps
     events = read_events(tmp_path / "cut" / "events.jsonl")
     assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "interrupted"
     t.writer.close()
     again = make(load_preset(tiny_preset, sets), tmp_path / "cut")
     again.resume(tmp_path / "cut" / "last.safetensors")
-    assert again.state.step_in_epoch == 3
+    assert again.state.step_in_epoch == 11 - per_epoch
     assert again.run().status == "finished"
     assert_same(
         weights(tmp_path / "full" / "last.safetensors"),
@@ -186,8 +188,11 @@ def test_the_epoch_evaluation_is_the_packaged_suite_that_eval_suite_names(
     assert quick.evaluation.plan.columns() == ["PGD-2"]
     paper = make(load_preset(tiny_preset, ["eval.suite=paper"]), tmp_path / "p")
     assert paper.evaluation.plan.columns() == ["FGSM", "PGD-40", "PGD-100", "CW-40", "CW-100"]
-    clean, robust = paper.evaluation(0)
-    assert 0 <= robust <= clean <= 100
+    m = paper.evaluation(0)
+    assert m["split"] == "val" and m["clean_n"] == m["robust_n"] == 64  # synthetic: 64 held out
+    assert 0 <= m["robust_acc"] <= m["clean_acc"] <= 100
+    lo, hi = m["robust_interval"]
+    assert lo <= m["robust_acc"] <= hi
 
 
 def test_multistep_torch_convention_matches_multisteplr_and_paper_is_one_epoch_earlier(
@@ -207,3 +212,59 @@ def test_multistep_torch_convention_matches_multisteplr_and_paper_is_one_epoch_e
     assert ours == pytest.approx(reference)
     paper = [lr_at(paper_cfg, e) for e in range(8)]
     assert paper[:-1] == pytest.approx(reference[1:])  # paper: epoch m (1-based) is decayed
+
+
+def test_the_test_split_never_reaches_training_or_selection(tiny_preset, tmp_path):
+    from dataclasses import replace
+
+    cfg = load_preset(tiny_preset, ["train.epochs=3"])
+    data = load_dataset(cfg.data.dataset)
+    g = torch.Generator().manual_seed(0)
+    noise = replace(  # the test split replaced by noise with random labels
+        data,
+        test_x=torch.randint(0, 256, data.test_x.shape, dtype=torch.uint8, generator=g),
+        test_y=torch.randint(0, 10, data.test_y.shape, generator=g),
+    )
+    runs = {}
+    for name, d in (("real", data), ("noise", noise)):
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        t = Trainer(cfg, d, run, EventWriter(run / "events.jsonl"), torch.device("cpu"))
+        assert t.run().status == "finished"
+        t.writer.close()
+        runs[name] = read_events(run / "events.jsonl")
+    for kind in ("last", "best"):
+        assert_same(
+            weights(tmp_path / "real" / f"{kind}.safetensors"),
+            weights(tmp_path / "noise" / f"{kind}.safetensors"),
+        )
+
+    def epochs(events):
+        keep = ("epoch", "split", "clean_acc", "robust_acc", "best_robust_acc", "robust_n")
+        return [{k: e[k] for k in keep} for e in events if e["type"] == "epoch_end"]
+
+    assert epochs(runs["real"]) == epochs(runs["noise"])  # selected on validation alone
+    assert all(e["split"] == "val" for e in epochs(runs["real"]))
+    real, noisy = (r[-1]["test"] for r in (runs["real"], runs["noise"]))
+    assert real["split"] == "test" and real["clean_n"] == len(data.test_y) == 256
+    assert real["epoch"] == noisy["epoch"]  # the same checkpoint met the test split
+    assert real["clean_acc"] > 50 and noisy["clean_acc"] < 25  # and only there it differs
+    _, meta = ckpt.read_header(tmp_path / "real" / "best.safetensors")
+    assert json.loads(meta["splits"]) == {"train": 448, "val": 64, "test": 256, "val_seed": 0}
+
+
+def test_resume_refuses_a_checkpoint_split_otherwise(tiny_preset, tmp_path):
+    from engine.errors import CheckpointError
+
+    t = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "r")
+    t.run()
+    t.writer.close()
+    other = make(load_preset(tiny_preset, ["data.val_size=32"]), tmp_path / "r")
+    with pytest.raises(CheckpointError, match=r"key 'splits'.*data\.val_size"):
+        other.resume(tmp_path / "r" / "last.safetensors")
+    tensors, meta = ckpt.load(tmp_path / "r" / "last.safetensors")
+    del meta["splits"]  # as a run started before validation splits
+    ckpt.save(tmp_path / "old.safetensors", tensors, meta)
+    again = make(load_preset(tiny_preset), tmp_path / "r")
+    with pytest.raises(CheckpointError, match="before runs had a validation split"):
+        again.resume(tmp_path / "old.safetensors")

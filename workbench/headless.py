@@ -25,7 +25,7 @@ from engine.run_state import RunState
 from engine.train import session
 from engine.train.session import RunRequest
 from engine.train.trainer import Outcome
-from workbench.views import duration, num
+from workbench.views import duration, interval, num
 
 
 class RunView:
@@ -54,7 +54,7 @@ class RunView:
             elif t == "epoch_end" and self.plain:
                 parts = " ".join(f"{k}={v:.4g}" for k, v in self.last_parts.items())
                 self.console.print(
-                    f"epoch {e['epoch']}/{s.epochs_total}  clean {num(e.get('clean_acc'))}%  "
+                    f"epoch {e['epoch']}/{s.epochs_total}  val clean {num(e.get('clean_acc'))}%  "
                     f"robust {num(e.get('robust_acc'))}%  {parts}  "
                     f"({num(e.get('seconds'), 1)} s)"
                 )
@@ -100,8 +100,8 @@ class RunView:
         parts.add_row(*[num(v, 4) for v in cols.values()])
         e = st.last_epoch
         last = Text(
-            f"last epoch {e.get('epoch', '-')}: clean {num(e.get('clean_acc'))}%  "
-            f"robust {num(e.get('robust_acc'))}%  best robust {num(e.get('best_robust_acc'))}%"
+            f"last epoch {e.get('epoch', '-')}, validation: clean {measured(e, 'clean')}  "
+            f"robust {measured(e, 'robust')}  best robust {num(e.get('best_robust_acc'))}%"
             if e
             else "first epoch in progress"
         )
@@ -116,23 +116,31 @@ def follow(console: Console, view: RunView) -> Live | None:
 
 
 def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any]) -> Table:
-    """The closing summary: accuracies, L_lkd, and where the checkpoints are."""
+    """The closing summary: what was selected on validation, how it does on test, L_lkd, files."""
     history = outcome.final.get("history") or []
     last = history[-1] if history else {}
     steps = cfg.get("eval", {}).get("steps", 20)
+    defense = cfg.get("defense", {}).get("name", "none")
+    robust = f"PGD-{steps}"
+    if defense != "none":  # the trainer attacks a defence by transfer and BPDA, worst of both
+        robust = f"{defense}: worst of transfer and BPDA PGD-{steps}"
     table = Table(title=f"{cfg.get('name')}: {outcome.status}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     table.add_row("epochs", str(last.get("epoch", 0)))
-    defense = cfg.get("defense", {}).get("name", "none")
-    robust = f"PGD-{steps}"
-    clean = "clean accuracy (test)"
-    if defense != "none":  # the trainer evaluates a defence on the eval subset, by transfer
-        robust, clean = f"{defense}: transfer PGD-{steps}", f"{defense}: clean accuracy"
-    table.add_row(clean, f"{num(last.get('clean_acc'))}%")
-    table.add_row(f"{robust} accuracy", f"{num(last.get('robust_acc'))}%")
+    table.add_row(
+        f"last epoch, validation: clean / {robust}",
+        f"{measured(last, 'clean')} / {measured(last, 'robust')}",
+    )
     best = outcome.final.get("best_robust_acc")
-    table.add_row(f"best {robust} accuracy", f"{num(best)}%")
+    table.add_row(f"best validation {robust} accuracy", f"{num(best)}%")
+    test = outcome.final.get("test")
+    if test:
+        table.add_row("selected (best) checkpoint", f"epoch {test['epoch']}")
+        table.add_row("test clean accuracy (selected)", measured(test, "clean"))
+        table.add_row(f"test {robust} accuracy (selected)", measured(test, "robust"))
+    else:
+        table.add_row("test accuracy", "not measured (the run did not finish)")
     for key, label in (("lkd_clean", "final L_lkd clean"), ("lkd_adv", "final L_lkd adversarial")):
         if key in last_parts:
             table.add_row(label, num(last_parts[key], 4))
@@ -141,6 +149,15 @@ def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any])
         if (run_dir / name).exists():
             table.add_row(name.split(".")[0] + " checkpoint", str(run_dir / name))
     return table
+
+
+def measured(record: dict[str, Any], name: str) -> str:
+    """An accuracy with its 95% interval and n, as the engine measured it."""
+    acc = record.get(f"{name}_acc")
+    if acc is None:
+        return "-"
+    n = record.get(f"{name}_n")
+    return f"{num(acc)}% {interval(record.get(f'{name}_interval'))}" + (f" n={n}" if n else "")
 
 
 def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:

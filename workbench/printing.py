@@ -138,7 +138,9 @@ def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
         out.print(f"no runs under {runs_dir} yet: try `workbench run demo --headless`")
         return
     rows = [(r[0], views.run_status(r[1]), *r[2:]) for r in map(views.run_row, infos)]
-    out.print(table(f"runs in {runs_dir}", views.RUN_COLUMNS, rows))
+    out.print(
+        table(f"runs in {runs_dir} (accuracy on the validation split)", views.RUN_COLUMNS, rows)
+    )
 
 
 def presets() -> None:

@@ -76,7 +76,7 @@ class RunSeries:
             self.log.append(
                 (
                     "",
-                    f"epoch {e.get('epoch')}: clean {_pct(e.get('clean_acc'))} "
+                    f"epoch {e.get('epoch')}: val clean {_pct(e.get('clean_acc'))} "
                     f"robust {_pct(e.get('robust_acc'))}",
                 )
             )

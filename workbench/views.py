@@ -25,7 +25,7 @@ RUN_STATUS_STYLE = {
 }
 SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 
-RUN_COLUMNS = ("run", "status", "method", "epoch", "clean %", "best robust %")
+RUN_COLUMNS = ("run", "status", "method", "epoch", "clean %", "best robust %")  # validation
 EVALUATION_COLUMNS = ("attack", "accuracy %", "95% interval", "seconds", "examples/s")
 SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "clean %", "worst case %", "sanity")
 TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")

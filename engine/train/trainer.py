@@ -2,16 +2,18 @@
 
 Per step: method loss -> backward -> optimiser step, with metrics summed on
 the device and read only every `train.log_every` steps (the single host sync).
-Per epoch: clean accuracy on the test split, robust accuracy under the built-in
-suite `eval.suite` on the first `eval.samples` test examples
+Per epoch: clean and robust accuracy on the validation split (carved from
+train, engine/splits.py) under the built-in suite `eval.suite`
 (engine/train/validation.py), `last` (resumable), `epoch-NNNN` (every N,
-keep K) and `best` (by robust accuracy) checkpoints. A stop request (Ctrl-C,
+keep K) and `best` (by validation robust accuracy) checkpoints. A finished run
+then measures its best checkpoint on the test split, once. A stop request (Ctrl-C,
 SIGTERM) saves a resumable checkpoint at the current step; a NaN/inf stops the
 run with `run_failed` and leaves the last good checkpoint untouched.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -22,17 +24,20 @@ from typing import Any
 import torch
 
 from engine import checkpoint_io as ckpt
+from engine.checkpoint import read_header
 from engine.config import PresetConfig
-from engine.data import Augment, Dataset, TensorLoader, epoch_generator
-from engine.errors import TrainingDiverged, WorkbenchError
+from engine.data import Dataset
+from engine.errors import CheckpointError, TrainingDiverged, WorkbenchError
 from engine.events import EventWriter
+from engine.loader import Augment, TensorLoader, epoch_generator
 from engine.models import build
+from engine.splits import split
 from engine.train import distributed, perf
 from engine.train.distributed import SINGLE, World
 from engine.train.methods.base import build_method
 from engine.train.schedule import build_optimizer, lr_at
 from engine.train.state import TrainState, load_full, save_full
-from engine.train.validation import EpochEvaluation
+from engine.train.validation import SplitEvaluation
 
 
 @dataclass
@@ -77,7 +82,8 @@ class Trainer:
         self.model = distributed.convert_sync_bn(self.model, cfg.distributed, world)
         self.method = build_method(cfg)
         self.optim = build_optimizer(cfg, self.model)
-        train_x, train_y = data.train_x, data.train_y
+        self.splits = split(data, cfg.data.val_size, cfg.data.val_seed)
+        train_x, train_y = data.train_x[self.splits.train], data.train_y[self.splits.train]
         if cfg.data.train_limit:
             train_x, train_y = train_x[: cfg.data.train_limit], train_y[: cfg.data.train_limit]
         aug = (
@@ -122,7 +128,10 @@ class Trainer:
             self.model, self.fast.model, world, device, bool(self.fast.info.get("compiled"))
         )
         distributed.rank_seed(cfg.train.seed, world)
-        self.evaluation = EpochEvaluation(cfg, self.model, data, device)
+        val_x, val_y = data.train_x[self.splits.val], data.train_y[self.splits.val]
+        self.evaluation = SplitEvaluation(
+            cfg, self.model, val_x, val_y, data.num_classes, device, "val"
+        )
         self.state = TrainState()
 
     # ------------------------------------------------------------ checkpoints
@@ -130,6 +139,7 @@ class Trainer:
     def _meta(self, kind: str, metrics: dict[str, Any]) -> dict[str, str]:
         meta = ckpt.base_metadata(self.cfg, self.state.epoch, metrics, kind)
         meta["device"] = str(self.device)
+        meta["splits"] = json.dumps(self.splits.record(), sort_keys=True)
         return meta
 
     def _save_full(self, path: Path) -> Path:
@@ -137,7 +147,20 @@ class Trainer:
         return save_full(path, self.model, self.optim, self.state, meta)
 
     def resume(self, path: Path) -> None:
-        """Load model, optimiser, RNG and progress from a full checkpoint."""
+        """Load model, optimiser, RNG and progress from a full checkpoint of this same split."""
+        _, meta = read_header(path)
+        recorded = meta.get("splits")
+        if recorded is None:
+            raise CheckpointError(
+                f"{path}: key 'splits': this run started before runs had a validation split; "
+                "resuming it now would change its training set (start a new run instead)"
+            )
+        if json.loads(recorded) != self.splits.record():
+            raise CheckpointError(
+                f"{path}: key 'splits': the run was split as {recorded}, the resumed config "
+                f"gives {json.dumps(self.splits.record(), sort_keys=True)} (data.val_size, "
+                "data.val_seed and data.dataset must stay as they were)"
+            )
         self.state = load_full(path, self.model, self.optim, self.device)
         distributed.rank_seed(self.cfg.train.seed, self.world, self.state.global_step)
 
@@ -148,13 +171,29 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
 
-    def evaluate(self) -> tuple[float, float]:
-        """Test clean accuracy (all examples) and robust accuracy (eval subset), on rank 0.
+    def evaluate(self) -> dict[str, Any]:
+        """Validation accuracies with n and intervals, measured on rank 0.
 
         Under DDP rank 0 evaluates and every rank receives its numbers.
         """
-        result = self.evaluation(self.state.epoch) if self.world.is_main else None
+        seed = self.cfg.train.seed + self.state.epoch
+        result = self.evaluation(seed) if self.world.is_main else None
         return distributed.broadcast(result, self.world)
+
+    def test_selected(self) -> dict[str, Any] | None:
+        """The best checkpoint on the whole test split, once, at the end (rank 0)."""
+        best = self.run_dir / "best.safetensors"
+        if not self.world.is_main or not best.exists():
+            return None
+        cfg, model = ckpt.load_model(best, None, self.device)
+        data = self.data
+        n = len(data.test_y)
+        test = SplitEvaluation(
+            cfg, model, data.test_x, data.test_y, data.num_classes, self.device, "test", n
+        )
+        record = test(self.cfg.train.seed)
+        _, meta = read_header(best)
+        return {**record, "checkpoint": str(best), "epoch": int(meta["epoch"])}
 
     # ------------------------------------------------------------ the loop
 
@@ -166,6 +205,7 @@ class Trainer:
             config=cfg.to_dict(),
             device=str(self.device),
             train_size=len(self.train_loader.y),
+            val_size=len(self.splits.val),
             test_size=len(self.data.test_y),
             eval_samples=self.evaluation.size,
             resumed=s.epoch > 0 or s.step_in_epoch > 0,
@@ -189,6 +229,7 @@ class Trainer:
             w.emit("run_failed", error=str(exc), epoch=s.epoch + 1, step=s.global_step)
             return Outcome("failed", self.run_dir, self.state.metrics(), str(exc))
         final = self.state.metrics()
+        final["test"] = self.test_selected()
         w.emit("run_finished", status="finished", epoch=s.epoch, **final)
         distributed.barrier(self.world)
         return Outcome("finished", self.run_dir, final)
@@ -287,16 +328,16 @@ class Trainer:
         s.step_in_epoch = 0
         s.sums, s.count = {}, 0
         final = s.epoch == cfg.train.epochs
-        clean, robust = None, None
+        measured: dict[str, Any] = {"clean_acc": None, "robust_acc": None}
         t_eval = time.perf_counter()
         if s.epoch % cfg.eval.every == 0 or final:
-            clean, robust = self.evaluate()
+            measured = self.evaluate()
+        robust = measured["robust_acc"]
         seconds = time.perf_counter() - self._epoch_t0
         record = {
             "epoch": s.epoch,
             "train": train_means,
-            "clean_acc": clean,
-            "robust_acc": robust,
+            **measured,
             "seconds": seconds,
             "eval_seconds": time.perf_counter() - t_eval,
         }

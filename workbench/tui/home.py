@@ -39,7 +39,10 @@ class HomeScreen(Screen):
                 yield Label("Presets  [dim](n: start)[/]", classes="pane-title")
                 yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
             with Vertical(id="right"):
-                yield Label("Runs  [dim](a: attach, s: stop, c: compare)[/]", classes="pane-title")
+                yield Label(
+                    "Runs (val %)  [dim](a attach, s stop, c compare)[/]",
+                    classes="pane-title",
+                )
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
                 yield Static("no runs yet: press n to start one", id="runs-empty")
                 yield Label(

@@ -148,7 +148,7 @@ class RunScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("test accuracy % per epoch")
+        plt.title("validation accuracy % per epoch")
         xs = [float(e) for e in s.state.epochs]
         pairs = (("clean", s.state.clean_acc), ("robust", s.state.robust_acc))
         for i, (name, ys) in enumerate(pairs):
