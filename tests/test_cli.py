@@ -33,7 +33,8 @@ def test_run_leaves_the_contracted_run_directory(finished_run):
     run = root / "runs" / "t1"
     for name in ("config.toml", "events.jsonl", "last.safetensors", "best.safetensors"):
         assert (run / name).is_file(), name
-    assert "best checkpoint" in res.stdout and "PGD-2 accuracy" in res.stdout
+    assert "best checkpoint" in res.stdout and "test (256), selected: PGD-2" in res.stdout
+    assert "validation (64), best: PGD-2" in res.stdout
     lines = (run / "events.jsonl").read_text().splitlines()
     assert all(json.loads(line)["type"] for line in lines)
     assert 'name = "tiny"' in (run / "config.toml").read_text()

@@ -123,24 +123,23 @@ def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any])
     defense = cfg.get("defense", {}).get("name", "none")
     robust = f"PGD-{steps}"
     if defense != "none":  # the trainer attacks a defence by transfer and BPDA, worst of both
-        robust = f"{defense}: worst of transfer and BPDA PGD-{steps}"
+        robust = f"{defense} vs transfer/BPDA PGD-{steps}"
     table = Table(title=f"{cfg.get('name')}: {outcome.status}", show_header=False)
     table.add_column("what", style="bold")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     table.add_row("epochs", str(last.get("epoch", 0)))
-    table.add_row(
-        f"last epoch, validation: clean / {robust}",
-        f"{measured(last, 'clean')} / {measured(last, 'robust')}",
-    )
-    best = outcome.final.get("best_robust_acc")
-    table.add_row(f"best validation {robust} accuracy", f"{num(best)}%")
+    val = f"validation ({last.get('robust_n', '?')})"
+    table.add_row(f"validation ({last.get('clean_n', '?')}), last: clean", measured(last, "clean"))
+    table.add_row(f"{val}, last: {robust}", measured(last, "robust"))
     test = outcome.final.get("test")
+    best = num(outcome.final.get("best_robust_acc"))
+    chosen = f" (epoch {test['epoch']}, selected)" if test else ""
+    table.add_row(f"{val}, best: {robust}", f"{best}%{chosen}")
     if test:
-        table.add_row("selected (best) checkpoint", f"epoch {test['epoch']}")
-        table.add_row("test clean accuracy (selected)", measured(test, "clean"))
-        table.add_row(f"test {robust} accuracy (selected)", measured(test, "robust"))
+        table.add_row(f"test ({test['clean_n']}), selected: clean", measured(test, "clean"))
+        table.add_row(f"test ({test['robust_n']}), selected: {robust}", measured(test, "robust"))
     else:
-        table.add_row("test accuracy", "not measured (the run did not finish)")
+        table.add_row("test", "not measured (the run did not finish)")
     for key, label in (("lkd_clean", "final L_lkd clean"), ("lkd_adv", "final L_lkd adversarial")):
         if key in last_parts:
             table.add_row(label, num(last_parts[key], 4))
@@ -152,12 +151,9 @@ def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any])
 
 
 def measured(record: dict[str, Any], name: str) -> str:
-    """An accuracy with its 95% interval and n, as the engine measured it."""
+    """An accuracy with its 95% interval, as the engine measured it."""
     acc = record.get(f"{name}_acc")
-    if acc is None:
-        return "-"
-    n = record.get(f"{name}_n")
-    return f"{num(acc)}% {interval(record.get(f'{name}_interval'))}" + (f" n={n}" if n else "")
+    return "-" if acc is None else f"{num(acc)}% {interval(record.get(f'{name}_interval'))}"
 
 
 def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
