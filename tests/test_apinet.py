@@ -11,6 +11,7 @@ from engine import checkpoint_io as ckpt
 from engine.defenses.apinet import AntiPerturbation, APINet
 from engine.defenses.strategies import every_strategy
 from engine.errors import ConfigError
+from engine.eval import WORST
 from engine.eval.evaluate import evaluate_checkpoint
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
@@ -60,8 +61,8 @@ def test_worst_case_is_the_per_example_and_and_never_above_a_column(
     x, y = test_batch[0][:40], test_batch[1][:40]
     res = run_suite(net, x, y, defended_entries(cfg, trained_lenet, net), 40)
     table = res.table()
-    cols = [k for k in table if k != "worst case"]
-    assert len(cols) == 4 and all(table["worst case"] <= table[c] for c in cols)
+    cols = [k for k in table if k != WORST]
+    assert len(cols) == 4 and all(table[WORST] <= table[c] for c in cols)
     anded = torch.stack([res.correct[c] for c in cols]).all(0)
     assert torch.equal(anded, res.worst_case)
 
@@ -96,7 +97,7 @@ def test_short_fine_tune_starts_from_its_init_and_names_the_defence(tiny_preset,
         tmp_path / "api" / "best.safetensors", "quick", samples=16, device="cpu"
     )
     assert doc["defense"]["name"] == "apinet"
-    assert {"transfer PGD-2", "BPDA PGD-2", "adaptive PGD-2", "worst case"} <= set(doc["accuracy"])
+    assert {"transfer PGD-2", "BPDA PGD-2", "adaptive PGD-2", WORST} <= set(doc["accuracy"])
     from engine.eval.gallery import gallery
 
     _, rows = gallery(tmp_path / "api" / "best.safetensors", steps=2)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from engine.eval import WORST
 from engine.eval.stats import intervals, paired, wilson
 from tests.conftest import wb
 
@@ -60,7 +61,7 @@ def test_mcnemar_is_the_exact_binomial_of_the_discordant_pairs():
 def test_every_column_and_the_worst_case_get_an_interval():
     out = intervals({"clean": [True, True, True, False], "PGD": [True, False, True, False]})
     assert out["clean"] == list(wilson(3, 4)) and out["PGD"] == list(wilson(2, 4))
-    assert out["worst case"] == list(wilson(2, 4))
+    assert out[WORST] == list(wilson(2, 4))
 
 
 def test_diff_pairs_two_saved_evaluations_example_by_example(tmp_path):
@@ -73,7 +74,7 @@ def test_diff_pairs_two_saved_evaluations_example_by_example(tmp_path):
     a, b = (json.loads(p.read_text()) for p in (a_path, b_path))
     assert doc["n"] == 64 and [r["column"] for r in doc["rows"]] == [
         *a["per_example"],
-        "worst case",
+        WORST,
     ]
     for row in doc["rows"][:-1]:
         x, y = a["per_example"][row["column"]], b["per_example"][row["column"]]
@@ -85,7 +86,7 @@ def test_diff_pairs_two_saved_evaluations_example_by_example(tmp_path):
     own = json.loads(wb("diff", str(a_path), str(a_path), "--json", cwd=tmp_path).stdout)
     assert all(r["diff"] == 0 and r["p"] == 1.0 for r in own["rows"])
     text = wb("diff", str(a_path), str(b_path), cwd=tmp_path)
-    assert "McNemar" in text.stdout and "worst case" in text.stdout
+    assert "McNemar" in text.stdout and WORST in text.stdout
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**a, "dataset": "cifar10"}))
     res = wb("diff", str(a_path), str(bad), cwd=tmp_path)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from engine import checkpoint_io as ckpt
+from engine.eval import WORST
 from engine.models import build
 from engine.preset_files import load_preset
 from tests.conftest import TINY_PRESET, write_preset
@@ -75,15 +76,15 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
             table = inspector.query_one("#eval-table")
 
             def has_worst_case() -> bool:
-                return any(table.get_row_at(i)[0] == "worst case" for i in range(table.row_count))
+                return any(table.get_row_at(i)[0] == WORST for i in range(table.row_count))
 
             await wait_for(pilot, has_worst_case)
             rows = {
                 table.get_row_at(i)[0]: float(table.get_row_at(i)[1])
                 for i in range(table.row_count)
             }
-            assert set(rows) == {"clean", "PGD-2", "worst case"}
-            assert rows["worst case"] <= rows["PGD-2"] <= rows["clean"]
+            assert set(rows) == {"clean", "PGD-2", WORST}
+            assert rows[WORST] <= rows["PGD-2"] <= rows["clean"]
 
     asyncio.run(scenario())
     run_dir = tmp_path / "runs" / "from-form"
@@ -283,7 +284,7 @@ def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
             evals = screen.query_one("#evals")
             assert evals.row_count == 1
             row = evals.get_row_at(0)
-            assert row[1:3] == ["quick", "20"] and row[4] == clean
+            assert row[1:3] == ["quick", "20"] and row[5] == clean
             assert row[6] == "0 WARN"  # its checks were skipped, none warned
             assert "1 saved" in str(screen.query_one("#evals-hint").render())
             screen.query_one("#tabs").active = "tab-6"
@@ -294,7 +295,7 @@ def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
             assert screen.query_one("#tabs").active == "tab-5"
             table = screen.query_one("#eval-table")
             assert cells(table, 0) == list(doc["accuracy"])
-            assert cells(table, 1)[0] == clean
+            assert cells(table, 1)[1] == clean  # clean comes second, after the headline
             assert Path(doc["saved"]).name in str(screen.query_one("#eval-sanity").render())
 
     asyncio.run(scenario())
@@ -348,7 +349,7 @@ def test_quick_suite_from_the_inspector_adds_an_evaluation(static_dir):
             await wait_for(pilot, lambda: evals.row_count == 1)
             assert not screen.running
             assert evals.get_row_at(0)[1:3] == ["quick", "20"]
-            assert cells(screen.query_one("#eval-table"), 0) == ["clean", "PGD-2", "worst case"]
+            assert cells(screen.query_one("#eval-table"), 0) == [WORST, "clean", "PGD-2"]
             sanity = str(screen.query_one("#eval-sanity").render())
             saved = sorted((static_dir / "runs/alpha/eval").glob("quick-*.json"))
             assert len(saved) == 1 and saved[0].name in sanity

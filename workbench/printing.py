@@ -63,6 +63,8 @@ def evaluation(doc: dict[str, Any]) -> None:
         f"{doc['checkpoint']} — {doc['suite']} suite, eps {views.eps(doc['eps'])}, "
         f"{doc['n']} examples"
     )
+    if views.paper_columns(doc):
+        title += f"\n{views.paper_columns(doc)}"
     if doc.get("source"):
         title += f"\nblack-box columns crafted on {doc['source']}"
     if doc.get("defense"):

@@ -27,7 +27,7 @@ SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 
 RUN_COLUMNS = ("run", "status", "method", "epoch", "clean %", "best robust %")  # validation
 EVALUATION_COLUMNS = ("attack", "accuracy %", "95% interval", "seconds", "examples/s")
-SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "clean %", "worst case %", "sanity")
+SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "robust %", "clean %", "sanity")
 TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
 
 
@@ -147,6 +147,17 @@ def interval(bounds: Any) -> str:
     return ""
 
 
+def paper_columns(doc: dict[str, Any]) -> str:
+    """Which columns are the papers' own (the rest strengthen the worst case), or ""."""
+    cols = doc.get("columns") or {}
+    mine = [k for k, p in cols.items() if p.get("paper")]
+    if not mine:
+        return ""
+    rest = [k for k in cols if k not in mine]
+    text = f"papers' columns: {', '.join(mine)}"
+    return text + (f"; also {', '.join(rest)} (for the worst case)" if rest else "")
+
+
 def evaluation_rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
     """An evaluation's table: per column its accuracy, interval, seconds and examples/s."""
     seconds = doc.get("seconds") or {}
@@ -225,8 +236,8 @@ def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
         suite,
         str(row.get("n")),
         eps(row.get("eps")),
-        num(row.get("clean")),
         num(row.get("worst case")),
+        num(row.get("clean")),
         sanity,
     )
 

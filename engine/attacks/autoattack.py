@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from engine.attacks.base import AttackColumn, eval_mode
@@ -22,7 +22,7 @@ from engine.config import PresetConfig, Unit
 from engine.errors import WorkbenchError
 from engine.registry import ATTACKS
 
-EXTRA_HINT = "pip install -e '.[autoattack]' (or pip install pyautoattack)"
+HINT = "it is a dependency of the workbench: reinstall it (pip install pyautoattack)"
 COMPONENT_NAMES = {
     "apgd-ce": "APGD-CE",
     "apgd-dlr": "APGD-DLR",
@@ -31,6 +31,7 @@ COMPONENT_NAMES = {
     "fab-t": "FAB-T",
     "square": "Square",
 }
+Component = Literal["apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square"]
 COMPONENTS = {  # what each AutoAttack version runs, in order (pyautoattack's _set_version)
     "standard": ["apgd-ce", "apgd-t", "fab-t", "square"],
     "plus": ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"],
@@ -44,7 +45,7 @@ def require() -> Any:
         from pyautoattack import AutoAttack
     except ImportError:
         raise WorkbenchError(
-            f"the autoattack suite needs the optional pyautoattack package: {EXTRA_HINT}"
+            f"AutoAttack's attacks (the paper and autoattack suites) need pyautoattack; {HINT}"
         ) from None
     return AutoAttack
 
@@ -77,11 +78,15 @@ class AutoAttackCascade:
         seed: int,
         num_classes: int,
         target: str = "base",
+        tuning: dict[str, Any] | None = None,
     ) -> None:
         require()
         self.name, self.eps, self.version = name, eps, version
         self.seed, self.num_classes = seed, num_classes
-        self.components = COMPONENTS[version]
+        self.tuning = {k: v for k, v in (tuning or {}).items() if v is not None}
+        self.components = list(self.tuning.pop("components", None) or COMPONENTS[version])
+        # the examples it starts from: clean-correct ones, or those every column before left
+        self.from_survivors = bool(self.tuning.pop("from_survivors", False))
         self.columns = [
             f"{name}: {'' if i == 0 else '+'}{COMPONENT_NAMES[c]}"
             for i, c in enumerate(self.components)
@@ -115,9 +120,15 @@ class AutoAttackCascade:
     def _run(self, model, x, y, alive, batch_size, progress) -> dict[str, torch.Tensor]:
         AutoAttack = require()
         aa = AutoAttack(model, eps=self.eps, version=self.version, seed=self.seed, device=x.device)
-        n_targets = max(1, min(9, self.num_classes - 1))
+        n_targets = max(1, min(self.tuning.get("target_classes", 9), self.num_classes - 1))
         aa.apgd_targeted.n_target_classes = n_targets
         aa.fab.n_target_classes = n_targets
+        if "iterations" in self.tuning:
+            aa.apgd.n_iter = aa.apgd_targeted.n_iter = self.tuning["iterations"]
+        if "restarts" in self.tuning:
+            aa.apgd.n_restarts = self.tuning["restarts"]
+        elif self.version == "custom":
+            aa.apgd.n_restarts = 1  # as the standard version runs APGD-CE
         handler = _Collect()
         aa.logger.addHandler(handler)
         aa.logger.propagate = False
@@ -145,8 +156,10 @@ class AutoAttackCascade:
             "eps": self.eps,
             "version": self.version,
             "components": self.components,
+            **self.tuning,
             "seed": self.seed,
             "cumulative": True,
+            "from_survivors": self.from_survivors,
         }
 
 
@@ -156,9 +169,24 @@ class AutoAttackColumn(AttackColumn):
 
     kind: Literal["autoattack"]
     eps: Unit | None = None
-    version: Literal["standard", "plus", "rand"] = "standard"  # AutoAttack's own versions
+    version: Literal["standard", "plus", "rand", "custom"] = "standard"  # AutoAttack's versions
+    # custom: which components, in order, and how hard (APGD's iterations and restarts, the
+    # targeted attacks' number of target classes)
+    components: list[Component] | None = None
+    iterations: int | None = Field(None, ge=1, le=10_000)
+    restarts: int | None = Field(None, ge=1, le=100)
+    target_classes: int | None = Field(None, ge=1, le=99)
+    # start from the examples every column before it left standing: its columns are then
+    # cumulative over the whole suite, and it spends no queries on examples already broken
+    from_survivors: bool = False
 
     per_example: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _custom_names_components(self) -> AutoAttackColumn:
+        if (self.version == "custom") != (self.components is not None):
+            raise ValueError("components are given exactly when version = 'custom'")
+        return self
 
     @field_validator("source")
     @classmethod
@@ -168,10 +196,24 @@ class AutoAttackColumn(AttackColumn):
         return source
 
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
-        return {"eps": cfg.attack.eps if self.eps is None else self.eps, "version": self.version}
+        tuning = {
+            "components": self.components,
+            "iterations": self.iterations,
+            "restarts": self.restarts,
+            "target_classes": self.target_classes,
+            "from_survivors": self.from_survivors or None,
+        }
+        return {
+            "eps": cfg.attack.eps if self.eps is None else self.eps,
+            "version": self.version,
+            **{k: v for k, v in tuning.items() if v is not None},
+        }
 
     @staticmethod
     def entry(
         name: str, params: dict[str, Any], seed: int, num_classes: int, target: str
     ) -> AutoAttackCascade:
-        return AutoAttackCascade(name, params["eps"], params["version"], seed, num_classes, target)
+        tuning = {k: v for k, v in params.items() if k not in ("eps", "version")}
+        return AutoAttackCascade(
+            name, params["eps"], params["version"], seed, num_classes, target, tuning
+        )

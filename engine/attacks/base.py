@@ -55,6 +55,7 @@ class AttackColumn(Section):
     source: Literal["self", "substitute"] = "self"  # substitute: crafted on --source
     optional: bool = False  # skipped (not an error) when its --source is not given
     defended: bool = True  # attacked by every strategy under an inference-time defence
+    paper: bool = False  # one of the papers' own columns (tables say which are)
 
     # What the evaluation needs to know about this kind:
     per_example: ClassVar[bool] = True  # False: it runs the whole set itself (AutoAttack)

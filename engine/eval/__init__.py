@@ -2,3 +2,5 @@
 
 Kept free of imports so `engine.eval.evidence` (torch-free) stays light.
 """
+
+WORST = "robust (worst case)"  # the per-example AND of every column: every table's headline

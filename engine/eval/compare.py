@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import WorkbenchError
-from engine.eval import stats
+from engine.eval import WORST, stats
 
 
 def read_evaluation(path: Path) -> dict[str, Any]:
@@ -65,9 +65,7 @@ def compare(a_path: Path, b_path: Path) -> dict[str, Any]:
         cols = [outcomes(doc, pos, c) for c in doc["per_example"]]
         return [all(v) for v in zip(*cols, strict=True)]
 
-    rows.append(
-        {"column": "worst case", **stats.paired(worst(a, pos_a), worst(b, pos_b)).to_dict()}
-    )
+    rows.append({"column": WORST, **stats.paired(worst(a, pos_a), worst(b, pos_b)).to_dict()})
     return {
         "kind": "diff",
         "a": str(a_path),

@@ -20,6 +20,7 @@ from typing import Any
 from engine import __version__
 from engine.catalog import resolve_suite
 from engine.checkpoint import atomic_write_bytes
+from engine.eval import WORST
 
 PACKAGE = Path(__file__).resolve().parent.parent  # engine/: its git checkout, if any
 
@@ -168,7 +169,7 @@ def list_evaluations(path: Path) -> list[dict[str, Any]]:
                 "source": doc.get("source"),
                 "defense": (doc.get("defense") or {}).get("name"),
                 "clean": table.get("clean"),
-                "worst case": table.get("worst case"),
+                "worst case": table.get(WORST, table.get("worst case")),  # older files
                 "warnings": sum(1 for c in sanity if c.get("status") == "WARN"),
                 "checks": len(sanity),
             }

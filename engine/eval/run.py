@@ -17,6 +17,7 @@ from torch import nn
 
 from engine.attacks import Attack, eval_mode
 from engine.devices import release_memory, search_batch_size
+from engine.eval import WORST
 from engine.eval.entries import Crafted, Entry, Progress, predict
 
 
@@ -40,10 +41,10 @@ class SuiteResult:
         return out
 
     def table(self) -> dict[str, float]:
-        """Accuracy (%) per column, then `worst case` over the attack columns."""
+        """Accuracy (%): the worst case first (the headline number), then clean and each column."""
         cols = {name: self.accuracy(name) for name in self.correct}
         if len(self.correct) > 1:
-            cols["worst case"] = 100.0 * self.worst_case.float().mean().item()
+            return {WORST: 100.0 * self.worst_case.float().mean().item(), **cols}
         return cols
 
     def rates(self) -> dict[str, float]:
@@ -84,8 +85,13 @@ def run_suite(
     done("clean")
     for name, item in attacks.items():
         entry = item if hasattr(item, "columns") else Crafted(name, item)  # type: ignore[arg-type]
+        start = clean
+        if getattr(entry, "from_survivors", False):  # only what every column so far left
+            start = clean.clone()
+            for alive in result.correct.values():
+                start &= alive.to(start.device)
         torch.manual_seed(seed)
-        survived = entry.run(model, x, y, clean, batch_size, progress)  # type: ignore[union-attr]
+        survived = entry.run(model, x, y, start, batch_size, progress)  # type: ignore[union-attr]
         for col, alive in survived.items():
             result.correct[col] = (alive & clean).cpu()
             result.seconds[col] = entry.seconds.get(col, 0.0)  # type: ignore[union-attr]

@@ -20,6 +20,8 @@ from typing import Any
 
 from scipy.stats import binomtest
 
+from engine.eval import WORST
+
 LEVEL = 0.95
 METHOD = "Wilson score 95%; paired: Newcombe (1998) method 10, exact McNemar"
 
@@ -94,5 +96,5 @@ def intervals(correct: dict[str, Sequence[bool]]) -> dict[str, list[float]]:
     out = {k: list(wilson(sum(map(bool, v)), len(v))) for k, v in correct.items()}
     if len(correct) > 1:
         worst = [all(col) for col in zip(*correct.values(), strict=True)]
-        out["worst case"] = list(wilson(sum(worst), len(worst)))
+        out[WORST] = list(wilson(sum(worst), len(worst)))
     return out

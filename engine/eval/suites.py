@@ -145,6 +145,8 @@ def resolve_columns(spec: SuiteSpec, cfg: PresetConfig, has_source: bool) -> lis
                 "give its checkpoint with --source CKPT"
             )
         params = c.resolve(cfg)
+        if c.paper:
+            params["paper"] = True
         cols.append(Column(c.title(params), c.kind, params, c.source, c.defended))
     if has_source and not any(col.source == "substitute" for col in cols):
         raise WorkbenchError(f"suite {spec.name!r} has no transfer column; --source is not used")
