@@ -25,7 +25,9 @@ class RunState:
     last_epoch: dict[str, Any] = field(default_factory=dict)  # the latest epoch_end
     epoch: int = 0  # completed epochs
     best_robust_acc: float | None = None
+    best_robust_interval: list[float] | None = None  # of the epoch that set the best
     last_clean_acc: float | None = None
+    last_clean_interval: list[float] | None = None
     epochs: list[int] = field(default_factory=list)
     clean_acc: list[float | None] = field(default_factory=list)
     robust_acc: list[float | None] = field(default_factory=list)
@@ -50,9 +52,13 @@ class RunState:
             self.epochs.append(self.epoch)
             self.clean_acc.append(_number(e.get("clean_acc")))
             self.robust_acc.append(_number(e.get("robust_acc")))
-            self.best_robust_acc = _number(e.get("best_robust_acc"))
+            best = _number(e.get("best_robust_acc"))
+            if best is not None and best == _number(e.get("robust_acc")):
+                self.best_robust_interval = e.get("robust_interval")
+            self.best_robust_acc = best
             clean = _number(e.get("clean_acc"))
-            self.last_clean_acc = clean if clean is not None else self.last_clean_acc
+            if clean is not None:
+                self.last_clean_acc, self.last_clean_interval = clean, e.get("clean_interval")
         elif t == "run_finished":
             self.status = e.get("status", "finished")
         elif t == "run_failed":

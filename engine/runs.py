@@ -117,9 +117,11 @@ class RunInfo:
     method: str
     epoch: int
     epochs: int
-    best_robust_acc: float | None
+    best_robust_acc: float | None  # validation, as every epoch_end reports it
     last_clean_acc: float | None
     started: float | None
+    best_robust_interval: list[float] | None = None  # 95% Wilson
+    last_clean_interval: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +168,8 @@ def _summarise(run_dir: Path) -> RunInfo:
         state.best_robust_acc,
         state.last_clean_acc,
         state.started,
+        state.best_robust_interval,
+        state.last_clean_interval,
     )
 
 

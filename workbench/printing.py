@@ -139,10 +139,12 @@ def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
     if not infos:
         out.print(f"no runs under {runs_dir} yet: try `workbench run demo --headless`")
         return
-    rows = [(r[0], views.run_status(r[1]), *r[2:]) for r in map(views.run_row, infos)]
-    out.print(
-        table(f"runs in {runs_dir} (accuracy on the validation split)", views.RUN_COLUMNS, rows)
-    )
+    rows = [
+        (row[0], views.run_status(row[1]), *row[2:4], *views.with_intervals(row[4:], info))
+        for row, info in zip(map(views.run_row, infos), infos, strict=True)
+    ]
+    title = f"runs in {runs_dir} (accuracy on the validation split, 95% interval)"
+    out.print(table(title, views.RUN_COLUMNS, rows))
 
 
 def presets() -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.run_state import RunState
-from workbench.views import num
+from workbench.views import interval, num
 
 
 def downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
@@ -76,8 +76,8 @@ class RunSeries:
             self.log.append(
                 (
                     "",
-                    f"epoch {e.get('epoch')}: val clean {_pct(e.get('clean_acc'))} "
-                    f"robust {_pct(e.get('robust_acc'))}",
+                    f"epoch {e.get('epoch')}: val clean {_pct(e, 'clean')} "
+                    f"robust {_pct(e, 'robust')}",
                 )
             )
         elif t == "checkpoint_saved":
@@ -100,5 +100,9 @@ def _num(v: Any) -> float:
         return float("nan")
 
 
-def _pct(v: Any) -> str:
-    return f"{num(v)}%" if isinstance(v, int | float) else "-"
+def _pct(e: dict[str, Any], name: str) -> str:
+    value = e.get(f"{name}_acc")
+    if not isinstance(value, int | float):
+        return "-"
+    bounds = interval(e.get(f"{name}_interval"))
+    return f"{num(value)}%" + (f" {bounds}" if bounds else "")

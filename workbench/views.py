@@ -72,6 +72,15 @@ def run_row(r: RunInfo) -> tuple[str, ...]:
     )
 
 
+def with_intervals(cells: tuple[str, ...], r: RunInfo) -> tuple[str, ...]:
+    """A run row's clean and best robust cells with their 95% intervals appended."""
+    clean, robust = cells
+    return (
+        f"{clean} {interval(r.last_clean_interval)}".strip(),
+        f"{robust} {interval(r.best_robust_interval)}".strip(),
+    )
+
+
 def preset_row(e: Entry) -> tuple[str, str]:
     """A preset or suite: its name (marked when it is the user's own file), its description."""
     return (e.name if e.builtin else f"{e.name} ({e.path})", e.description)
@@ -131,8 +140,8 @@ def history_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append(
             (
                 str(rec.get("epoch")),
-                num(rec.get("clean_acc")),
-                num(rec.get("robust_acc")),
+                accuracy(rec, "clean"),
+                accuracy(rec, "robust"),
                 f"{rec.get('seconds', 0):.1f}",
                 means,
             )
@@ -145,6 +154,13 @@ def interval(bounds: Any) -> str:
     if isinstance(bounds, list | tuple) and len(bounds) == 2:
         return f"[{num(bounds[0], 1)}, {num(bounds[1], 1)}]"
     return ""
+
+
+def accuracy(record: dict[str, Any], name: str) -> str:
+    """`<name>_acc` of an epoch record with its interval when it has one ("-" when none)."""
+    value = record.get(f"{name}_acc")
+    bounds = interval(record.get(f"{name}_interval"))
+    return f"{num(value)} {bounds}" if bounds and value is not None else num(value)
 
 
 def paper_columns(doc: dict[str, Any]) -> str:

@@ -120,7 +120,7 @@ class InspectScreen(Screen):
         cfg = parsed.get("config") if isinstance(parsed.get("config"), dict) else {}
         self.query_one("#config", Static).update(tomli_w.dumps(cfg) if cfg else "(none)")
         hist = self.query_one("#history", DataTable)
-        hist.add_columns("epoch", "clean %", "robust %", "seconds", "train means")
+        hist.add_columns("epoch", "clean % [95%]", "robust % [95%]", "seconds", "train means")
         metrics = parsed.get("metrics")
         for row in history_rows(metrics if isinstance(metrics, dict) else {}):
             hist.add_row(*row)
