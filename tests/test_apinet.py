@@ -85,6 +85,9 @@ def test_short_fine_tune_starts_from_its_init_and_names_the_defence(tiny_preset,
         "eval.samples=32",
     ]
     t = make(load_preset(tiny_preset, sets), tmp_path / "api")
+    # selection under the defence: the per-example worst of transfer and BPDA, on validation
+    assert t.evaluation.plan.columns() == ["transfer PGD-2", "BPDA PGD-2"]
+    assert t.evaluation.split == "val"
     start, _ = ckpt.load(init)
     for k, v in t.model.state_dict().items():
         assert torch.equal(v, start[f"model.{k}"]), k
