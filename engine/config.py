@@ -168,9 +168,14 @@ class TrainConfig(Section):
 
 
 class PerfConfig(Section):
-    """The GPU fast path. All off by default, so CPU runs stay bit-exact; recorded in the config."""
+    """The fast path; what each run really used is in its `run_started` event (`perf`).
 
-    amp: Literal["off", "bf16"] = "off"  # bf16 autocast for forward passes (attack and update)
+    `amp = "auto"` turns bf16 autocast on where the hardware does bf16 natively (CPUs
+    with avx512_bf16 or AMX, CUDA devices with bf16) and leaves fp32 elsewhere; "off"
+    keeps fp32 everywhere (bit-exact with the plain loop). Evaluation is always fp32.
+    """
+
+    amp: Literal["off", "bf16", "auto"] = "auto"  # bf16 autocast of the training step
     channels_last: bool = False  # NHWC memory format for the model and its inputs
     cudnn_benchmark: bool = False  # cuDNN autotuning (fixed shapes make it pay off)
     compile: bool = False  # torch.compile the model

@@ -104,6 +104,8 @@ steps = 2
 [checkpoint]
 every = 1
 keep = 2
+[perf]
+amp = "off"       # fp32: the tests compare runs with each other and with plain loops
 """
 
 

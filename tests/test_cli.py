@@ -36,6 +36,8 @@ def test_run_leaves_the_contracted_run_directory(finished_run):
         assert (run / name).is_file(), name
     assert "best checkpoint" in res.stdout and "test (256), selected: PGD-2" in res.stdout
     assert "validation (64), best: PGD-2" in res.stdout
+    assert "keeps" in res.stdout and "of 256 test examples under PGD-2" in res.stdout
+    assert "Next: workbench eval runs/t1/best.safetensors --suite paper" in res.stdout
     lines = (run / "events.jsonl").read_text().splitlines()
     assert all(json.loads(line)["type"] for line in lines)
     assert 'name = "tiny"' in (run / "config.toml").read_text()

@@ -106,7 +106,8 @@ def test_bf16_autocast_covers_training_forwards_but_never_evaluation(tiny_preset
     """amp on CPU is allowed (bf16 autocast); evaluation runs in fp32 all the same."""
     t = make(load_preset(tiny_preset, [*FAST, "perf.amp=bf16"]), tmp_path / "r")
     assert t.fast.info["autocast_dtype"] == "bfloat16"
-    assert any("perf.amp" in w for w in t.fast.warnings)
+    slow_here = perf.native_bf16(CPU) is None  # bf16 without native support: said so
+    assert any("perf.amp" in w for w in t.fast.warnings) == slow_here
     dtypes: list[torch.dtype] = []
     head = t.model.head
     hook = head.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
@@ -372,10 +373,10 @@ def test_no_host_sync_inside_training_steps(tiny_preset, tmp_path, monkeypatch, 
 @pytest.mark.parametrize(
     ("edit", "needles"),
     [
-        (("[train]\n", '[perf]\namp = "fp8"\n[train]\n'), ["tiny.toml", "perf.amp", "'fp8'"]),
+        (('amp = "off"', 'amp = "fp8"'), ["tiny.toml", "perf.amp", "'fp8'"]),
         (("batch_size = 64\n", 'batch_size = "big"\n'), ["tiny.toml", "data.batch_size", "auto"]),
         (("batch_size = 64\n", "batch_size = 0\n"), ["tiny.toml", "data.batch_size", ">= 1"]),
-        (("[train]\n", "[perf]\nturbo = true\n[train]\n"), ["perf.turbo", "unknown", "compile"]),
+        (("[perf]\n", "[perf]\nturbo = true\n"), ["perf.turbo", "unknown", "compile"]),
     ],
 )
 def test_bad_perf_and_batch_values_name_the_key(tmp_path, edit, needles):
@@ -394,3 +395,45 @@ def test_auto_batch_is_accepted_from_presets_and_overrides(tiny_preset, tmp_path
         tmp_path / "a.toml", TINY_PRESET.replace("batch_size = 64", 'batch_size = "auto"')
     )
     assert load_preset(path).data.batch_size == "auto"
+
+
+def test_amp_auto_is_bf16_where_the_hardware_has_it_and_recorded(
+    tiny_preset, tmp_path, monkeypatch
+):
+    native = perf.native_bf16(CPU)
+    amp, reason = perf.resolve_amp("auto", CPU)
+    assert (amp == "bf16") == (native is not None) and reason.startswith("auto")
+    assert perf.resolve_amp("off", CPU) == ("off", "perf.amp = 'off'")
+    monkeypatch.setattr(perf, "native_bf16", lambda device: None)
+    assert perf.resolve_amp("auto", CPU) == ("off", "auto: no native bf16 on this cpu")
+    monkeypatch.setattr(perf, "native_bf16", lambda device: "AMX")
+    t = make(load_preset(tiny_preset, [*FAST, "perf.amp=auto"]), tmp_path / "r")
+    assert t.fast.amp_dtype == torch.bfloat16 and not t.fast.warnings
+    assert t.run().status == "finished"
+    info = read_events(tmp_path / "r" / "events.jsonl")[0]["perf"]
+    assert (info["amp_requested"], info["amp"], info["amp_reason"]) == (
+        "auto",
+        "bf16",
+        "auto: native bf16 (AMX)",
+    )
+
+
+def test_a_bf16_run_resumed_mid_epoch_equals_the_uninterrupted_one(tiny_preset, tmp_path):
+    from tests.test_trainer import assert_same, weights
+    from tests.test_trainer import make as make_stoppable
+
+    sets = [*FAST, "perf.amp=bf16", "train.log_every=1", "train.epochs=2"]
+    full = make(load_preset(tiny_preset, sets), tmp_path / "full")
+    assert full.run().status == "finished"
+    stop = threading.Event()
+    cut = make_stoppable(load_preset(tiny_preset, sets), tmp_path / "cut", stop)
+    cut.writer.listeners.append(lambda e: stop.set() if e.get("step") == 3 else None)
+    assert cut.run().status == "interrupted"
+    cut.writer.close()
+    again = make(load_preset(tiny_preset, sets), tmp_path / "cut")
+    again.resume(tmp_path / "cut" / "last.safetensors")
+    assert again.run().status == "finished"
+    assert_same(
+        weights(tmp_path / "full" / "last.safetensors"),
+        weights(tmp_path / "cut" / "last.safetensors"),
+    )

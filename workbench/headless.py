@@ -150,6 +150,24 @@ def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any])
     return table
 
 
+def reading(outcome: Any, cfg: dict[str, Any]) -> list[str]:
+    """One line that reads the final table, then the commands to try next."""
+    test = outcome.final.get("test")
+    if not test:
+        return []
+    eps = cfg.get("attack", {}).get("eps")
+    steps = cfg.get("eval", {}).get("steps", 20)
+    best = outcome.run_dir / "best.safetensors"
+    return [
+        f"The checkpoint selected on validation (epoch {test['epoch']}) keeps "
+        f"{measured(test, 'robust')} of {test['robust_n']} test examples under PGD-{steps} "
+        f"at eps {num(eps, 3)} ({num(test['clean_acc'])}% clean). One attack is a lower "
+        "bound on the damage: quote the paper suite's worst case.",
+        f"Next: workbench eval {best} --suite paper   (the headline number, close to AutoAttack)",
+        "      workbench   (the app: this run's curves, the inspector, the gallery)",
+    ]
+
+
 def measured(record: dict[str, Any], name: str) -> str:
     """An accuracy with its 95% interval, as the engine measured it."""
     acc = record.get(f"{name}_acc")
@@ -195,6 +213,8 @@ def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
         err.print("aborted without a final checkpoint; last.safetensors is from the last epoch")
     else:
         out.print(final_table(outcome, view.last_parts, view.state.config))
+        for line in reading(outcome, view.state.config):
+            out.print(line, highlight=False, soft_wrap=True)
         if outcome.status == "failed":
             err.print(f"[bold red]run failed:[/] {escape(outcome.error)}")
         elif outcome.status == "interrupted":
