@@ -75,8 +75,8 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     dataset: str = "mnist-5k"
-    root: str = "data"
-    download: bool = False
+    root: str = ""  # "": $WORKBENCH_DATA, else ~/.cache/workbench/data (engine/data.py)
+    download: bool = True  # missing torchvision files are fetched into root
     batch_size: BatchSize = 128  # "auto": the largest that fits (resolved at start, recorded)
     eval_batch_size: int = Field(500, ge=1)
     augment: bool = False

@@ -9,6 +9,7 @@ is engine/loader.py.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -21,7 +22,22 @@ import torch
 from engine.errors import DataMissingError
 from engine.registry import DATASETS
 
-BUNDLED_HINT = "or use the bundled offline subset: --set data.dataset=mnist-5k"
+OFFLINE_HINT = "or train offline on the bundled subset: --set data.dataset=mnist-5k"
+ROOT_ENV = "WORKBENCH_DATA"  # overrides the default data folder
+
+
+def data_root(root: str = "") -> Path:
+    """Where datasets live: `data.root` if set, else $WORKBENCH_DATA, else the user's cache.
+
+    The cache is $XDG_CACHE_HOME/workbench/data (~/.cache/workbench/data), so a
+    run finds the files it downloaded before wherever it is started.
+    """
+    if root:
+        return Path(root).expanduser()
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "workbench" / "data"
 
 
 @dataclass(frozen=True)
@@ -70,22 +86,26 @@ def _bundled_mnist5k(root: str, download: bool) -> Dataset:
     )
 
 
-def _fetch(
-    name: str, root: str, where: Path, hint: str, make: Callable[[bool], Any]
-) -> tuple[Any, Any]:
-    """torchvision's train and test sets (`make(train)`), its errors turned into one line."""
+def _fetch(name: str, where: Path, download: bool, make: Callable[[bool], Any]) -> tuple[Any, Any]:
+    """torchvision's train and test sets (`make(train)`), its errors turned into one line.
+
+    Missing files are downloaded into `where` unless `data.download = false`; a
+    download that fails (offline, a proxy) names the folder, the key and the way out.
+    """
     try:
         return make(True), make(False)
-    except RuntimeError as exc:
-        raise DataMissingError(
-            f"{name}: files not found under {where} (key 'data.root' = {root!r}; {exc}); "
-            f"put them there, or set data.download = true when online{hint}"
-        ) from None
     except ImportError as exc:  # torchvision reads SVHN's .mat files with scipy
         raise DataMissingError(f"{name}: reading its files needs {exc.name} ({exc})") from None
-    except OSError as exc:  # network failure while downloading
+    except (RuntimeError, OSError) as exc:
+        reason = " ".join(str(exc).split())[:240]
+        if download:
+            raise DataMissingError(
+                f"{name}: could not download it into {where} (key 'data.download'; {reason}); "
+                f"offline? put the files there, {OFFLINE_HINT}"
+            ) from None
         raise DataMissingError(
-            f"{name}: could not download into {root} (key 'data.root'; {exc}){hint}"
+            f"{name}: files not found under {where} (key 'data.download' = false; {reason}); "
+            f"put them there, or let it download, {OFFLINE_HINT}"
         ) from None
 
 
@@ -96,9 +116,8 @@ def _torchvision_mnist_like(cls_name: str, name: str) -> Callable[[str, bool], D
         cls = getattr(torchvision.datasets, cls_name)
         train, test = _fetch(
             name,
-            root,
             Path(root) / cls_name / "raw",
-            f", {BUNDLED_HINT}",
+            download,
             lambda train: cls(root, train=train, download=download),
         )
         return Dataset(
@@ -138,10 +157,6 @@ CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 SVHN_STATS = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
 
 
-def _stand_in(name: str) -> str:
-    return f" (synthetic-{name} is an offline stand-in for smoke tests only)"
-
-
 def _torchvision_cifar(cls_name: str, name: str, folder: str) -> Callable[[str, bool], Dataset]:
     """CIFAR-10/100 from torchvision's python pickles, as uint8 NCHW (the files are NHWC)."""
 
@@ -151,9 +166,8 @@ def _torchvision_cifar(cls_name: str, name: str, folder: str) -> Callable[[str, 
         cls = getattr(torchvision.datasets, cls_name)
         train, test = _fetch(
             name,
-            root,
             Path(root) / folder,
-            _stand_in(name),
+            download,
             lambda train: cls(root, train=train, download=download),
         )
 
@@ -178,9 +192,8 @@ def _svhn(root: str, download: bool) -> Dataset:
 
     train, test = _fetch(
         "svhn",
-        root,
         Path(root),
-        _stand_in("svhn"),
+        download,
         lambda train: torchvision.datasets.SVHN(
             root, split="train" if train else "test", download=download
         ),
@@ -292,6 +305,6 @@ def default_val_size(name: str) -> int:
     return DATASETS.get(name).val_size
 
 
-def load_dataset(name: str, root: str = "data", download: bool = False) -> Dataset:
-    """Load a registered dataset as uint8 tensors (downloading only when asked)."""
-    return DATASETS.get(name).load(root, download)
+def load_dataset(name: str, root: str = "", download: bool = False) -> Dataset:
+    """Load a registered dataset as uint8 tensors from `data_root(root)` (downloading if asked)."""
+    return DATASETS.get(name).load(str(data_root(root)), download)

@@ -99,7 +99,11 @@ BAD = {
     "unknown key": ("[attack]\n", "[attack]\nepsilon = 0.3\n", "attack.epsilon"),
     "wrong type": ("steps = 2\n", 'steps = "two"\n', "attack.steps"),
     "negative eps": ("eps = 0.1\n", "eps = -1\n", "attack.eps"),
-    "missing data": ('dataset = "synthetic"', 'dataset = "mnist"\nroot = "nodata"', "mnist-5k"),
+    "missing data": (
+        'dataset = "synthetic"',
+        'dataset = "mnist"\nroot = "nodata"\ndownload = false',
+        "mnist-5k",
+    ),
 }
 
 

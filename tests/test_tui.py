@@ -454,7 +454,9 @@ def test_a_launch_that_fails_validation_is_reported_not_left_starting(tmp_path, 
     monkeypatch.chdir(tmp_path)
     preset = write_preset(
         tmp_path / "bad.toml",
-        TINY_PRESET.replace('dataset = "synthetic"', 'dataset = "mnist"\nroot = "nodata"'),
+        TINY_PRESET.replace(
+            'dataset = "synthetic"', 'dataset = "mnist"\nroot = "nodata"\ndownload = false'
+        ),
     )
     launched = launch(preset, "nodata", Path("runs"))
     deadline = time.monotonic() + 60

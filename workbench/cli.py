@@ -263,6 +263,26 @@ def diff(
         printing.comparison(doc)
 
 
+@app.command()
+def doctor(device: DeviceOpt = "auto", as_json: JsonOpt = False) -> None:
+    """Versions, devices, and a short smoke run of each fast-path option on this machine."""
+    from engine.doctor import check
+
+    try:
+        if as_json:
+            doc = check(device)
+        else:
+            with err.status("smoke-testing each fast-path option (up to 30 s each) ..."):
+                doc = check(device)
+    except WorkbenchError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        print_json(doc)
+    else:
+        printing.doctor(doc)
+    raise typer.Exit(1 if doc["failed_used"] else 0)
+
+
 # ---------------------------------------------------------------- inspect, runs, presets
 
 

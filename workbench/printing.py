@@ -153,3 +153,36 @@ def presets() -> None:
     rows = [views.preset_row(e) for e in catalog.suites()]
     title = "evaluation suites (workbench eval --suite NAME or FILE)"
     out.print(table(title, ("suite", "description"), rows))
+
+
+def doctor(doc: dict[str, Any]) -> None:
+    """What `workbench doctor` found: versions, devices, the smoke runs, the verdict."""
+    v = doc["versions"]
+    out.print(", ".join(f"{k} {v[k] or '-'}" for k in v), highlight=False)
+    rows = [
+        (
+            d["device"],
+            d["name"],
+            f"{d['memory_gib']} GiB",
+            d["bf16"] or "no",
+            "-" if d["tf32"] is None else ("yes" if d["tf32"] else "no"),
+        )
+        for d in doc["devices"]
+    ]
+    out.print(table("devices", ("device", "name", "memory", "native bf16", "TF32"), rows))
+    style = {"PASS": "green", "FAIL": "bold red", "SKIP": "dim"}
+    rows = [
+        (
+            r["option"],
+            views.styled(r["status"], style[r["status"]]),
+            views.num(r["samples_per_s"], 0),
+            r.get("why") or "; ".join(r.get("warnings") or []),
+        )
+        for r in doc["smoke"]
+    ]
+    title = f"smoke runs on {doc['device']} (synthetic Madry, at most 30 s each)"
+    out.print(table(title, ("option", "status", "samples/s", "note"), rows))
+    used = ", ".join(doc["used_by_presets"]) or "none"
+    out.print(f"the built-in presets use: {used}", highlight=False)
+    if doc["failed_used"]:
+        err.print(f"[bold red]failing here and used by presets:[/] {', '.join(doc['failed_used'])}")

@@ -121,9 +121,11 @@ def run(
             run_dir = req.runs_dir / distributed.broadcast(run_dir.name, world)
         if cfg.data.download and not world.is_main:
             distributed.barrier(world)  # rank 0 downloads alone
-        data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
-        if cfg.data.download and world.is_main:
-            distributed.barrier(world)
+        try:
+            data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
+        finally:  # also when it fails: the others then fail with the same one line, not hang
+            if cfg.data.download and world.is_main:
+                distributed.barrier(world)
         trainer = Trainer(cfg, data, run_dir, EventWriter(None), dev, stop, world)
         if not world.is_main:  # ranks > 0 write nothing: no folder, lock, config or events
             if req.resume is not None:
