@@ -115,25 +115,24 @@ def unpack_optimizer(
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def pack_rng() -> dict[str, torch.Tensor]:
+def pack_rng(device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The CPU generator's state and, on CUDA, the run's own device's (attack starts, dropout).
+
+    Only the run's device: a run resumed on another index, or with another
+    CUDA_VISIBLE_DEVICES, draws the same numbers (a list of every device's
+    state would be skipped when the device count differs).
+    """
     out = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            out[f"rng.cuda.{i}"] = s
+    if device is not None and device.type == "cuda":
+        out["rng.cuda"] = torch.cuda.get_rng_state(device)
     return out
 
 
-def unpack_rng(tensors: dict[str, torch.Tensor]) -> None:
+def unpack_rng(tensors: dict[str, torch.Tensor], device: torch.device | None = None) -> None:
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"].to("cpu", torch.uint8))
-    if torch.cuda.is_available():
-        states = [
-            tensors[f"rng.cuda.{i}"]
-            for i in range(torch.cuda.device_count())
-            if f"rng.cuda.{i}" in tensors
-        ]
-        if states and len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.to("cpu", torch.uint8) for s in states])
+    if device is not None and device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"].to("cpu", torch.uint8), device)
 
 
 def load_model(

@@ -23,7 +23,7 @@ Trial = Callable[[int], float | None]
 def resolve_device(name: str, source: str = "device") -> torch.device:
     """`auto` picks CUDA when present; asking for CUDA on a machine without it is bad input."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise WorkbenchError(
@@ -32,8 +32,10 @@ def resolve_device(name: str, source: str = "device") -> torch.device:
         idx = int(name.split(":")[1]) if ":" in name else 0
         if idx >= torch.cuda.device_count():
             raise WorkbenchError(
-                f"train.device: given {name!r}, this machine has {torch.cuda.device_count()} GPU(s)"
+                f"{source}: key 'train.device': given {name!r}, "
+                f"this machine has {torch.cuda.device_count()} GPU(s)"
             )
+        return torch.device("cuda", idx)  # always indexed: RNG state, memory stats, metadata
     return torch.device(name)
 
 

@@ -57,8 +57,10 @@ AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16
 
 def native_bf16(device: torch.device) -> str | None:
     """Why this device does bf16 natively ("avx512_bf16", "AMX", "CUDA bf16"), or None."""
-    if device.type == "cuda":
-        return "CUDA bf16" if torch.cuda.is_bf16_supported() else None
+    if device.type == "cuda":  # this device's, not the current one's; emulated bf16 is slow
+        with torch.cuda.device(device):
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return "CUDA bf16" if native else None
     if device.type == "cpu":
         cpu = torch.cpu
         if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
@@ -224,7 +226,7 @@ def setup(
             f"perf.amp = 'bf16' on a {device.type} without native bf16: autocast works here "
             "but is usually slower than fp32"
         )
-    info["deterministic"] = deterministic
+    info["deterministic"] = deterministic and not is_cuda  # in effect: CPU runs only
 
     def trial_with(m: nn.Module) -> Trial:
         return make_step_trial(
@@ -253,6 +255,8 @@ def setup(
     else:
         batch = int(requested_batch)
     out.batch_size = batch
+    if is_cuda:  # the probe's peak is not the run's: step events report the training peak
+        torch.cuda.reset_peak_memory_stats(device)
     info["batch_size_requested"] = requested_batch
     info["batch_size"] = batch
 

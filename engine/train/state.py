@@ -41,12 +41,13 @@ def save_full(
     optim: torch.optim.Optimizer,
     state: TrainState,
     meta: dict[str, str],
+    device: torch.device | None = None,
 ) -> Path:
-    """A resumable checkpoint: weights, optimiser, RNG and progress."""
+    """A resumable checkpoint: weights, optimiser, RNG (the CPU's, and `device`'s) and progress."""
     tensors = ckpt.pack_model(model)
     opt_tensors, opt_blob = ckpt.pack_optimizer(optim)
     tensors.update(opt_tensors)
-    tensors.update(ckpt.pack_rng())
+    tensors.update(ckpt.pack_rng(device))
     tensors["sched.last_epoch"] = torch.tensor(state.epoch, dtype=torch.int64)
     progress = asdict(state)
     del progress["epoch"]  # the `epoch` metadata holds it
@@ -65,7 +66,7 @@ def load_full(
     model.to(device)
     try:
         ckpt.unpack_optimizer(optim, tensors, meta["optim"])
-        ckpt.unpack_rng(tensors)
+        ckpt.unpack_rng(tensors, device)
         p = json.loads(meta["progress"])
         return TrainState(
             int(meta["epoch"]),

@@ -144,7 +144,7 @@ class Trainer:
 
     def _save_full(self, path: Path) -> Path:
         meta = self._meta("full", self.state.metrics())
-        return save_full(path, self.model, self.optim, self.state, meta)
+        return save_full(path, self.model, self.optim, self.state, meta, self.device)
 
     def resume(self, path: Path) -> None:
         """Load model, optimiser, RNG and progress from a full checkpoint of this same split."""
