@@ -117,8 +117,10 @@ def used_by_presets() -> set[str]:
         cfg = load_preset(entry.path)
         if cfg.perf.amp != "off":
             used.add("bf16")  # "auto" means bf16 wherever the hardware has it
-        if cfg.perf.channels_last:
-            used.add("channels-last")
+        if cfg.perf.channels_last is True or (
+            cfg.perf.channels_last == "auto" and cfg.perf.amp != "off"
+        ):
+            used.add("channels-last")  # "auto": with bf16
         if cfg.perf.compile:
             used.add("compile")
         if cfg.perf.cudnn_benchmark:

@@ -416,6 +416,24 @@ def test_amp_auto_is_bf16_where_the_hardware_has_it_and_recorded(
         "bf16",
         "auto: native bf16 (AMX)",
     )
+    assert (info["channels_last_requested"], info["channels_last"]) == ("auto", True)
+
+
+def test_channels_last_auto_follows_bf16_and_an_explicit_value_wins(tiny_preset, tmp_path):
+    """NHWC measured faster with bf16; fp32 runs keep the plain layout unless asked."""
+    assert perf.resolve_channels_last("auto", "bf16") is True
+    assert perf.resolve_channels_last("auto", "off") is False
+    assert perf.resolve_channels_last(False, "bf16") is False
+    assert perf.resolve_channels_last(True, "off") is True
+    fp32 = make(load_preset(tiny_preset, FAST), tmp_path / "a")  # amp off, channels auto
+    assert fp32.fast.channels_last is False and fp32.fast.info["channels_last"] is False
+    conv = [m for m in fp32.model.modules() if isinstance(m, nn.Conv2d)][-1]  # C_in > 1
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    bf16 = make(load_preset(tiny_preset, [*FAST, "perf.amp=bf16"]), tmp_path / "b")
+    conv = [m for m in bf16.model.modules() if isinstance(m, nn.Conv2d)][-1]
+    assert bf16.fast.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(WorkbenchError, match="channels_last"):
+        load_preset(tiny_preset, ["perf.channels_last='sometimes'"])
 
 
 def test_a_bf16_run_resumed_mid_epoch_equals_the_uninterrupted_one(tiny_preset, tmp_path):

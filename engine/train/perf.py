@@ -80,6 +80,17 @@ def resolve_amp(requested: str, device: torch.device) -> tuple[str, str]:
     return "bf16", f"auto: native bf16 ({native})"
 
 
+def resolve_channels_last(requested: bool | str, amp: str) -> bool:
+    """NHWC as asked; "auto": with bf16, where it measured faster (1.9x on an AMX CPU).
+
+    In fp32 on that CPU NHWC gained 1.2x, but "auto" keeps fp32 runs in the
+    plain layout, bit-exact with the plain loop; `channels_last = true` asks for it.
+    """
+    if requested == "auto":
+        return amp == "bf16"
+    return bool(requested)
+
+
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     """A 4-D image batch in NHWC memory order (other tensors unchanged)."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
@@ -198,17 +209,19 @@ def setup(
     is_cuda = device.type == "cuda"
     amp, amp_reason = resolve_amp(perf.amp, device)
     amp_dtype = AMP_DTYPES[amp]
-    out = PerfSetup(model, amp_dtype, perf.channels_last)
+    channels_last = resolve_channels_last(perf.channels_last, amp)
+    out = PerfSetup(model, amp_dtype, channels_last)
     info: dict[str, Any] = {
         "amp": amp,
         "amp_requested": perf.amp,
         "amp_reason": amp_reason,
         "autocast_dtype": str(amp_dtype).removeprefix("torch.") if amp_dtype else None,
-        "channels_last": perf.channels_last,
+        "channels_last": channels_last,
+        "channels_last_requested": perf.channels_last,
         "compile_requested": perf.compile,
         "compiled": False,
     }
-    if perf.channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     if is_cuda:
         if perf.cudnn_benchmark:
@@ -229,9 +242,7 @@ def setup(
     info["deterministic"] = deterministic and not is_cuda  # in effect: CPU runs only
 
     def trial_with(m: nn.Module) -> Trial:
-        return make_step_trial(
-            m, method, optim, train_x, train_y, device, amp_dtype, perf.channels_last
-        )
+        return make_step_trial(m, method, optim, train_x, train_y, device, amp_dtype, channels_last)
 
     # -- batch size
     n = len(train_y)
