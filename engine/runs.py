@@ -173,12 +173,20 @@ def _summarise(run_dir: Path) -> RunInfo:
     )
 
 
+STUDY_MARK = ".study"  # RUNS/<study>/.study: the folder holds a study's members (engine/study)
+
+
 def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Every run, and every study member as `<study>/<member>`, newest first."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
     dirs = [p for p in root.iterdir() if p.is_dir() and (p / "events.jsonl").exists()]
     infos = [run_info(p) for p in dirs]
+    for study in (p for p in root.iterdir() if (p / STUDY_MARK).is_dir()):
+        for m in study.iterdir():
+            if m.is_dir() and (m / "events.jsonl").exists():
+                infos.append(replace(run_info(m), name=f"{study.name}/{m.name}"))
     return sorted(infos, key=lambda r: r.started or 0.0, reverse=True)
 
 

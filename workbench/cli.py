@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from engine.checkpoint import model_parameters, numel, read_header
 from engine.config import parse_fraction
 from engine.errors import WorkbenchError
 from engine.eval.evidence import list_evaluations
 from engine.runs import check_runs_dir, list_runs, runs_json
-from workbench import printing, views
-from workbench.printing import err, out
+from workbench import printing, study_cmd, views
+from workbench.printing import err, fail, out
 from workbench.process import pin_malloc
 
 app = typer.Typer(
@@ -43,13 +42,6 @@ RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where runs live.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 SamplesOpt = Annotated[int, typer.Option("--samples", help="Test examples (0 = all).", min=0)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one line and exit; a DDP rank > 0 exits silently (rank 0 says the same thing)."""
-    if os.environ.get("RANK", "0") in ("", "0"):
-        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def print_json(doc: Any) -> None:
@@ -332,6 +324,9 @@ def runs(runs_dir: RunsDirOpt = Path("runs"), as_json: JsonOpt = False) -> None:
 def presets() -> None:
     """The presets (yours in ./presets, then the built-ins) and the evaluation suites."""
     printing.presets()
+
+
+app.command("study")(study_cmd.study)
 
 
 def main() -> None:

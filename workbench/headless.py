@@ -175,7 +175,7 @@ def measured(record: dict[str, Any], name: str) -> str:
 
 
 def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
-    """Train a request in this process under the live view, Ctrl-C / SIGTERM a graceful stop.
+    """Train a request in this process under the live view; Ctrl-C, SIGTERM, SIGUSR2 stop it.
 
     The first signal asks the run to checkpoint at its next step and exit; a
     second one aborts at once. A DDP rank > 0 shows and prints nothing but its
@@ -196,6 +196,8 @@ def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
     live = None if quiet else follow(out, view)
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
+    # SLURM's warning before a time limit (submitit asks for SIGUSR2): save and stop, never abort
+    old_usr2 = signal.signal(signal.SIGUSR2, lambda signum, frame: stop.set())
     try:
         outcome = session.run(
             req,
@@ -206,6 +208,7 @@ def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGUSR2, old_usr2)
     if quiet:
         if outcome.status == "failed":
             err.print(f"rank {os.environ.get('RANK')} failed: {outcome.error}")

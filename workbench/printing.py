@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress as Bar
 from rich.table import Table
 
@@ -18,6 +21,13 @@ from workbench.plots import sweep_plot
 
 out = Console()
 err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one line and exit; a DDP rank > 0 exits silently (rank 0 says the same thing)."""
+    if os.environ.get("RANK", "0") in ("", "0"):
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
 
 
 def table(

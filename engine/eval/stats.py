@@ -98,3 +98,37 @@ def intervals(correct: dict[str, Sequence[bool]]) -> dict[str, list[float]]:
         worst = [all(col) for col in zip(*correct.values(), strict=True)]
         out[WORST] = list(wilson(sum(worst), len(worst)))
     return out
+
+
+@dataclass(frozen=True)
+class OverSeeds:
+    """The mean of k per-seed values (points) with its Student-t interval, and a t-test p."""
+
+    k: int
+    mean: float
+    sd: float  # sample standard deviation (k - 1 in the denominator); nan for k = 1
+    low: float  # nan when k < 2: one seed says nothing about the spread
+    high: float
+    p: float  # two-sided one-sample t-test of mean = 0 (for differences); nan for k < 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def over_seeds(values: Sequence[float], level: float = LEVEL) -> OverSeeds:
+    """Mean and t-interval over seeds: seeds are the replicates a method comparison needs."""
+    from scipy.stats import t as student_t
+
+    k = len(values)
+    if k == 0:
+        return OverSeeds(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    mean = sum(values) / k
+    if k < 2:
+        return OverSeeds(1, mean, math.nan, math.nan, math.nan, math.nan)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    half = float(student_t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
+    if sd == 0:
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        p = float(2 * student_t.sf(abs(mean) / (sd / math.sqrt(k)), k - 1))
+    return OverSeeds(k, mean, sd, mean - half, mean + half, p)

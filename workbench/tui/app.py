@@ -22,6 +22,7 @@ from workbench.tui.inspect_screen import InspectScreen
 from workbench.tui.keys import keys
 from workbench.tui.launch import LaunchScreen
 from workbench.tui.run_screen import RunScreen
+from workbench.tui.study_screen import StudyScreen
 
 CSS = """
 #home { height: 1fr; }
@@ -56,6 +57,15 @@ LaunchScreen { align: center middle; }
 #eval-sanity { padding: 0 1; }
 #evals-hint { padding: 0 1; color: $text-muted; }
 #evals { height: 1fr; }
+#study { height: 1fr; }
+#study-left { width: 45%; }
+#study-right { width: 55%; }
+#studies { height: 6; }
+#members { height: 1fr; }
+#progress { padding: 0 1; width: 100%; }
+#groups { height: auto; max-height: 10; }
+#pairs { padding: 0 1; height: auto; }
+#study-plot { height: 1fr; min-height: 10; }
 """
 
 
@@ -108,11 +118,15 @@ class WorkbenchApp(App):
     def action_compare(self) -> None:
         self.push_screen(CompareScreen())
 
+    def action_studies(self) -> None:
+        self.push_screen(StudyScreen())
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if isinstance(screen, HomeScreen):
             yield SystemCommand("New run", "Start the highlighted preset", screen.action_new_run)
             yield SystemCommand("Attach", "Watch the highlighted run live", screen.action_attach)
+            yield SystemCommand("Studies", "Members, progress and report", self.action_studies)
             yield SystemCommand(
                 "Stop run", "Checkpoint and stop the highlighted run", screen.action_stop
             )

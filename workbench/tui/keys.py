@@ -22,6 +22,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("e", "evaluate", "Evaluate"),
         ("c", "compare", "Compare"),
         ("g", "gallery", "Gallery"),
+        ("t", "app.studies", "Studies"),
         ("r", "refresh", "Refresh"),
         ("tab", "focus_next", "Next pane"),
     ],
@@ -40,6 +41,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "compare": [BACK, ("m", "next_metric", "Next metric")],
     "gallery": [BACK, ("z", "zoom", "Full size / half size")],
+    "study": [BACK, ("r", "refresh", "Refresh")],
     "launch": [("escape", "cancel", "Cancel"), ("ctrl+s", "start", "Start")],
 }
 

@@ -1,0 +1,202 @@
+"""Where a study keeps its members and what each one's folder says about it (torch-free).
+
+A member is an ordinary run directory, `RUNS/<study>/<member>/`, so the runs
+listing, the app and `inspect` read it as any run. Its state comes from that
+folder alone, so a study re-run after an interruption continues from what is
+on disk: a finished member with its test evaluation is skipped, a finished one
+without it is only evaluated, an interrupted one resumes, a failed one stays
+failed (with its reason) until its folder is removed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.checkpoint import atomic_write_bytes
+from engine.errors import WorkbenchError
+from engine.events import read_events
+from engine.runs import LAUNCH_LOG, STUDY_MARK, is_locked, is_placeholder, run_info
+from engine.study.spec import Member, StudySpec
+
+STUDY_DIR = STUDY_MARK  # RUNS/<study>/.study: the study file as run, job logs, the report
+STUDY_FILE = "study.toml"  # the study file as it was run
+RESOLVED_FILE = "members.json"  # the study and its members with presets resolved to paths
+REPORT_FILE = "report.json"
+
+PENDING, RUNNING, TRAINED, DONE, INTERRUPTED, FAILED = (
+    "pending",
+    "running",
+    "trained",  # finished training, test evaluation missing
+    "done",
+    "interrupted",
+    "failed",
+)
+
+
+def study_root(runs_dir: Path, name: str) -> Path:
+    return runs_dir / name
+
+
+def is_study(path: Path) -> bool:
+    return (path / STUDY_DIR / RESOLVED_FILE).is_file()
+
+
+def member_dir(runs_dir: Path, study: str, m: Member) -> Path:
+    return study_root(runs_dir, study) / m.name
+
+
+def result_path(runs_dir: Path, study: str, m: Member) -> Path:
+    """What the member's job recorded about its last attempt (exit codes, failure reason)."""
+    return study_root(runs_dir, study) / STUDY_DIR / "members" / f"{m.name}.json"
+
+
+_EVAL_CACHE: dict[tuple[Path, str], tuple[tuple[tuple[str, int], ...], Path | None]] = {}
+
+
+def evaluation_of(run_dir: Path, suite: str) -> Path | None:
+    """The newest saved `suite` evaluation of the member's selected checkpoint, if any.
+
+    Cached by the eval folder's file names and times: a study polls its members
+    twice a second and an evaluation file holds every example's outcome.
+    """
+    files = sorted((run_dir / "eval").glob("*.json")) if (run_dir / "eval").is_dir() else []
+    key = tuple((f.name, f.stat().st_mtime_ns) for f in files)
+    hit = _EVAL_CACHE.get((run_dir, suite))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    found = _evaluation_of(run_dir, suite, files)
+    _EVAL_CACHE[(run_dir, suite)] = (key, found)
+    return found
+
+
+def _evaluation_of(run_dir: Path, suite: str, files: list[Path]) -> Path | None:
+    best = (run_dir / "best.safetensors").resolve()
+    found = []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if (
+            isinstance(doc, dict)
+            and doc.get("kind", "suite") == "suite"
+            and doc.get("suite") == suite
+            and Path(str(doc.get("checkpoint"))).resolve() == best
+            and "per_example" in doc
+        ):
+            found.append(f)
+    return found[-1] if found else None
+
+
+@dataclass
+class MemberState:
+    member: Member
+    status: str
+    run_dir: Path
+    epoch: int = 0
+    epochs: int = 0
+    reason: str = ""  # why it failed
+    evaluation: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.member.name,
+            "arm": self.member.arm,
+            "label": self.member.label,
+            "seed": self.member.seed,
+            "status": self.status,
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "reason": self.reason,
+            "run_dir": str(self.run_dir),
+            "evaluation": None if self.evaluation is None else str(self.evaluation),
+        }
+
+
+def _failure(run_dir: Path) -> str:
+    events = run_dir / "events.jsonl"
+    for e in reversed(read_events(events) if events.exists() else []):
+        if e["type"] == "run_failed":
+            return str(e.get("error", "failed"))
+    return ""
+
+
+def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberState:
+    d = member_dir(runs_dir, study, m)
+    recorded: dict[str, Any] = {}
+    rp = result_path(runs_dir, study, m)
+    if rp.is_file():
+        try:
+            recorded = json.loads(rp.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = {}
+    if not d.is_dir() or not (d / "events.jsonl").exists():
+        if is_placeholder(d) and recorded.get("status") == FAILED:
+            return MemberState(m, FAILED, d, reason=recorded.get("reason", ""))
+        live = d.is_dir() and is_locked(d)
+        return MemberState(m, RUNNING if live else PENDING, d)
+    info = run_info(d)
+    st = MemberState(m, PENDING, d, info.epoch, info.epochs)
+    if info.status == "running":
+        st.status = RUNNING
+    elif info.status == "failed":
+        st.status, st.reason = FAILED, _failure(d) or recorded.get("reason", "")
+    elif info.status == "finished":
+        st.evaluation = evaluation_of(d, suite)
+        st.status = DONE if st.evaluation else TRAINED
+        if not st.evaluation and recorded.get("stage") == "eval" and recorded.get("exit"):
+            st.status, st.reason = FAILED, recorded.get("reason", "evaluation failed")
+    else:  # interrupted, or stale (the writer died)
+        st.status = INTERRUPTED
+    return st
+
+
+def log_path(run_dir: Path) -> Path:
+    return run_dir / LAUNCH_LOG
+
+
+def save_resolved(runs_dir: Path, spec: StudySpec, members: list[Member]) -> None:
+    """Record the members as run, so the report and the app need no preset lookups later."""
+    doc = {
+        "spec": spec.model_dump(),
+        "members": [
+            {
+                "arm": m.arm,
+                "setting": [list(kv) for kv in m.setting],
+                "seed": m.seed,
+                "preset": m.preset,
+                "sets": list(m.sets),
+            }
+            for m in members
+        ],
+    }
+    path = study_root(runs_dir, spec.name) / STUDY_DIR / RESOLVED_FILE
+    atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
+
+
+def load_resolved(runs_dir: Path, name: str) -> tuple[StudySpec, list[Member]]:
+    """A study that ran here, as it ran (whatever the current folder)."""
+    path = study_root(runs_dir, name) / STUDY_DIR / RESOLVED_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        spec = StudySpec.model_validate(doc["spec"])
+        members = [
+            Member(
+                d["arm"],
+                tuple((k, v) for k, v in d["setting"]),
+                d["seed"],
+                d["preset"],
+                tuple(d["sets"]),
+            )
+            for d in doc["members"]
+        ]
+    except FileNotFoundError:
+        raise WorkbenchError(
+            f"{study_root(runs_dir, name)}: no study called {name!r} here"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WorkbenchError(f"{path}: not a study record ({exc})") from None
+    return spec, members

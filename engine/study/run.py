@@ -1,0 +1,195 @@
+"""Run a study's members through submitit, N at a time, and continue one that was interrupted.
+
+The scheduling is submitit's: its local executor on this machine (the tests
+use it), SLURM on a cluster (partition, time, GPUs and CPUs per member, and
+the array's concurrency limit as options). Each job is a `MemberJob`: the
+`workbench run` and `workbench eval` command lines. A stop (Ctrl-C, SIGTERM)
+sends every running local member one SIGTERM, so each checkpoints and exits
+130, waits for them, and returns "interrupted"; re-running the study then
+skips finished members and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import WorkbenchError
+from engine.runs import LAUNCH_PID, is_locked
+from engine.study import members as ms
+from engine.study.jobs import MemberJob, workbench_argv
+from engine.study.spec import Member, StudySpec
+
+POLL_S = 0.5
+STOP_WAIT_S = 600.0  # a member saving a checkpoint after SIGTERM takes seconds; wait this at most
+
+
+@dataclass
+class SlurmOptions:
+    partition: str = ""
+    time_min: int = 240
+    gpus_per_member: int = 0
+    cpus_per_member: int = 0  # 0: submitit's default
+    mem_gb: int = 0
+    array_limit: int = 0  # at most this many members at once (0: --jobs)
+
+
+def cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def job_for(
+    spec: StudySpec, m: Member, state: ms.MemberState, runs_dir: Path, threads: int, own: bool
+) -> MemberJob:
+    root = ms.study_root(runs_dir, spec.name).resolve()
+    run_dir = root / m.name
+    if state.status in (ms.PENDING,):
+        run = ["run", m.preset, "--headless", "--name", m.name, "--runs-dir", str(root)]
+        for s in m.sets:
+            run += ["--set", s]
+    elif state.status == ms.INTERRUPTED:
+        run = ["run", "--resume", str(run_dir)]
+    else:  # trained: evaluate only
+        run = None
+    ev = ["eval", str(run_dir / "best.safetensors"), "--suite", spec.suite]
+    if spec.samples:
+        ev += ["--samples", str(spec.samples)]
+    env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
+    return MemberJob(
+        m.name,
+        str(run_dir),
+        str(ms.result_path(runs_dir, spec.name, m).resolve()),
+        None if run is None else workbench_argv(*run),
+        workbench_argv(*ev),
+        env,
+        own_session=own,
+    )
+
+
+def make_executor(kind: str, folder: Path, jobs: int, slurm: SlurmOptions, name: str) -> Any:
+    import submitit
+
+    if kind == "local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=60 * 24 * 30)  # the study decides when to stop
+        return ex
+    if kind != "slurm":
+        raise WorkbenchError(f"--executor {kind}: use local or slurm")
+    ex = submitit.SlurmExecutor(folder=folder)
+    params: dict[str, Any] = {
+        "time": slurm.time_min,
+        "job_name": f"wb-{name}",
+        "array_parallelism": slurm.array_limit or jobs,
+        "signal_delay_s": 120,  # SIGUSR2 before the time limit: members checkpoint
+    }
+    if slurm.partition:
+        params["partition"] = slurm.partition
+    if slurm.gpus_per_member:
+        params["gpus_per_node"] = slurm.gpus_per_member
+    if slurm.cpus_per_member:
+        params["cpus_per_task"] = slurm.cpus_per_member
+    if slurm.mem_gb:
+        params["mem"] = f"{slurm.mem_gb}GB"
+    ex.update_parameters(**params)
+    return ex
+
+
+def _pid_alive(run_dir: Path) -> int | None:
+    try:
+        pid = int((run_dir / LAUNCH_PID).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            if fh.read().split(") ", 1)[1].startswith("Z"):
+                return None
+    except (OSError, IndexError):
+        pass
+    return pid
+
+
+def run_study(
+    spec: StudySpec,
+    members: list[Member],
+    runs_dir: Path,
+    jobs: int = 1,
+    executor: str = "local",
+    slurm: SlurmOptions | None = None,
+    stop: threading.Event | None = None,
+    on_update: Callable[[list[ms.MemberState]], None] = lambda states: None,
+) -> str:
+    """Bring every member to done or failed; "finished", or "interrupted" after a stop."""
+    stop = stop or threading.Event()
+    slurm = slurm or SlurmOptions()
+    root = ms.study_root(runs_dir, spec.name)
+    folder = root / ms.STUDY_DIR / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    local = executor == "local"
+    threads = max(1, cpu_count() // max(1, jobs)) if local else (slurm.cpus_per_member or 0)
+    ex = make_executor(executor, folder, jobs, slurm, spec.name)
+
+    def states() -> list[ms.MemberState]:
+        return [ms.member_state(runs_dir, spec.name, spec.suite, m) for m in members]
+
+    todo = [s for s in states() if s.status in (ms.PENDING, ms.INTERRUPTED, ms.TRAINED)]
+    for s in todo:  # a crashed study can leave a placeholder with a dead launch.pid
+        if (
+            s.status == ms.PENDING
+            and s.run_dir.is_dir()
+            and not (s.run_dir / "events.jsonl").exists()
+        ):
+            shutil.rmtree(s.run_dir)
+    running: dict[str, tuple[Any, ms.MemberState]] = {}
+    on_update(states())
+    if not local and todo:  # one SLURM array, its concurrency capped by array_parallelism
+        with ex.batch():
+            submitted = [
+                (ex.submit(job_for(spec, s.member, s, runs_dir, threads, False)), s) for s in todo
+            ]
+        running = {s.member.name: (j, s) for j, s in submitted}
+        todo = []
+    while (todo or running) and not stop.is_set():
+        while local and todo and len(running) < jobs:
+            s = todo.pop(0)
+            job = ex.submit(job_for(spec, s.member, s, runs_dir, threads, True))
+            running[s.member.name] = (job, s)
+        for k in [k for k, (j, _) in running.items() if j.done()]:
+            del running[k]
+        on_update(states())  # cheap: run summaries are cached by the events file's size
+        stop.wait(POLL_S)
+    if not stop.is_set():
+        on_update(states())
+        return "finished"
+    # Stopped. Local: end the jobs first (their children run in their own sessions and
+    # live on), so no job starts another stage; then each live child gets one SIGTERM,
+    # checkpoints and exits 130. SLURM: cancelling sends the members SIGTERM itself.
+    for job, _ in running.values():
+        job.cancel(check=False)
+    if local:
+        time.sleep(1.5)  # the controllers kill their jobs 1 s after the SIGINT
+        deadline = time.monotonic() + STOP_WAIT_S
+        signalled: set[int] = set()
+        while time.monotonic() < deadline:
+            alive = []
+            for _, s in running.values():
+                pid = _pid_alive(s.run_dir)
+                if pid is not None and pid not in signalled:
+                    os.kill(pid, signal.SIGTERM)
+                    signalled.add(pid)
+                if pid is not None or is_locked(s.run_dir):
+                    alive.append(s)
+            if not alive:
+                break
+            time.sleep(POLL_S)
+    on_update(states())
+    return "interrupted"

@@ -1,0 +1,63 @@
+"""What `workbench study` prints: members changing state as they go, then the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from engine.study import members as ms
+from engine.study.report import fmt_interval, pair_line
+from workbench.plots import study_arms_plot, study_grid_plot
+from workbench.printing import err, out, table
+
+
+class Progress:
+    """The `on_update` callback: one line per member whose state changed."""
+
+    def __init__(self, study: str) -> None:
+        self.study = study
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, states: list[ms.MemberState]) -> None:
+        done = sum(1 for s in states if s.status in (ms.DONE, ms.FAILED))
+        for s in states:
+            if self.seen.get(s.member.name) == s.status:
+                continue
+            self.seen[s.member.name] = s.status
+            why = f": {s.reason}" if s.reason else ""
+            err.print(
+                f"[{done}/{len(states)}] {self.study}/{s.member.name} {s.status}{escape(why)}",
+                highlight=False,
+            )
+
+
+def report(doc: dict[str, Any]) -> None:
+    """The per-group table, the pair lines, the plots."""
+    rows = []
+    for g in doc["groups"]:
+        failed = len(g["failed"])
+        rows.append(
+            (
+                g["label"],
+                f"{g['evaluated']}/{g['members']}",
+                ",".join(map(str, g["n"])) or "-",
+                fmt_interval(g["clean"]),
+                fmt_interval(g["robust"]),
+                str(failed) if failed else "",
+            )
+        )
+    cols = ("arm (setting)", "seeds", "n", "clean % [95% t]", "robust (worst) % [95% t]", "failed")
+    out.print(table(f"study {doc['study']}: test split, {doc['suite']} suite", cols, rows, 1))
+    for g in doc["groups"]:
+        for f in g["failed"]:
+            out.print(f"  failed: {f['name']}: {escape(f['reason'] or 'no reason recorded')}")
+    if doc["pairs"]:
+        out.print("paired on the same test examples, robust (worst case):")
+        for p in doc["pairs"]:
+            out.print(f"  {escape(pair_line(p))}", highlight=False, soft_wrap=True)
+    plot = study_arms_plot(doc)
+    if plot:
+        out.print(plot, highlight=False, markup=False)
+    for g in study_grid_plot(doc):
+        out.print(g, highlight=False, markup=False)

@@ -1,0 +1,162 @@
+"""Study: the studies under the runs directory, their members, progress, report and plot.
+
+The report is the engine's (engine/study/report.py), rebuilt in a worker
+thread every few seconds from the members' folders, so the table and the
+plot update as members finish; the screen only lays it out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual_plotext import PlotextPlot
+
+from engine.errors import WorkbenchError
+from engine.study import members as ms
+from engine.study.report import fmt_interval, pair_line
+from workbench.tui.keys import keys
+
+REFRESH_S = 3.0
+
+
+def studies(runs_dir: Path) -> list[str]:
+    if not runs_dir.is_dir():
+        return []
+    return sorted(
+        p.name for p in runs_dir.iterdir() if (p / ms.STUDY_DIR / ms.RESOLVED_FILE).is_file()
+    )
+
+
+def load_report(runs_dir: Path, name: str) -> dict[str, Any]:
+    """The study's report from its members' folders now (the engine does the statistics)."""
+    from engine.study.report import report
+
+    spec, members = ms.load_resolved(runs_dir, name)
+    doc, _ = report(spec, members, runs_dir)
+    return doc
+
+
+class StudyScreen(Screen):
+    BINDINGS = keys("study")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: str | None = None
+        self.doc: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="study"):
+            with Vertical(id="study-left"):
+                yield Label("Studies", classes="pane-title")
+                yield DataTable(id="studies", cursor_type="row")
+                yield Label("Members", classes="pane-title")
+                yield DataTable(id="members", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="study-right"):
+                yield Label("", id="progress")
+                yield DataTable(id="groups", cursor_type="row")
+                yield Static("", id="pairs")
+                yield PlotextPlot(id="study-plot")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "Studies"
+        self.query_one("#studies", DataTable).add_columns("study")
+        self.query_one("#members", DataTable).add_columns("member", "status", "epoch", "robust %")
+        self.query_one("#groups", DataTable).add_columns(
+            "arm (setting)", "seeds", "clean % [95% t]", "robust (worst) % [95% t]", "failed"
+        )
+        names = studies(self.app.runs_dir)
+        table = self.query_one("#studies", DataTable)
+        for n in names:
+            table.add_row(n, key=n)
+        if not names:
+            self.query_one("#progress", Label).update(
+                "no studies yet: run one with  workbench study studies/FILE.toml"
+            )
+            return
+        self.current = names[0]
+        self.action_refresh()
+        self.set_interval(REFRESH_S, self.action_refresh)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "studies" and event.row_key.value != self.current:
+            self.current = event.row_key.value
+            self.action_refresh()
+
+    def action_refresh(self) -> None:
+        if self.current:
+            self._load(self.current)
+
+    @work(thread=True, exclusive=True, group="study")
+    def _load(self, name: str) -> None:
+        try:
+            doc = load_report(self.app.runs_dir, name)
+        except (WorkbenchError, OSError, ValueError, KeyError) as exc:
+            self.app.call_from_thread(self._show_error, name, str(exc))
+            return
+        self.app.call_from_thread(self._show, name, doc)
+
+    def _show_error(self, name: str, message: str) -> None:
+        self.query_one("#progress", Label).update(f"{name}: [red]{escape(message)}[/]")
+
+    def _show(self, name: str, doc: dict[str, Any]) -> None:
+        if name != self.current:
+            return
+        self.doc = doc
+        rows = doc["members"]
+        count = {s: sum(1 for r in rows if r["status"] == s) for s in {r["status"] for r in rows}}
+        done = count.get(ms.DONE, 0)
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(count.items()))
+        self.query_one("#progress", Label).update(
+            f"[b]{escape(name)}[/]: {done}/{len(rows)} done ({parts}) · {doc['metric']}"
+        )
+        members = self.query_one("#members", DataTable)
+        members.clear()
+        for r in rows:
+            robust = f"{r['robust']:.1f}" if "robust" in r else "-"
+            status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
+            members.add_row(r["name"], escape(status[:60]), f"{r['epoch']}/{r['epochs']}", robust)
+        groups = self.query_one("#groups", DataTable)
+        groups.clear()
+        for g in doc["groups"]:
+            groups.add_row(
+                g["label"],
+                f"{g['evaluated']}/{g['members']}",
+                fmt_interval(g["clean"]),
+                fmt_interval(g["robust"]),
+                str(len(g["failed"])) if g["failed"] else "",
+            )
+        lines = [escape(pair_line(p)) for p in doc["pairs"]] or ["[dim]no pair evaluated yet[/]"]
+        self.query_one("#pairs", Static).update("\n".join(lines))
+        self._plot(doc)
+
+    def _plot(self, doc: dict[str, Any]) -> None:
+        plt = self.query_one("#study-plot", PlotextPlot).plt
+        plt.clear_data()
+        plt.clear_figure()
+        groups = [g for g in doc["groups"] if g["robust"]["k"] > 0]
+        if groups:
+            xs = list(range(1, len(groups) + 1))
+            ys = [g["robust"]["mean"] for g in groups]
+            half = [
+                0.0 if g["robust"]["k"] < 2 else (g["robust"]["high"] - g["robust"]["low"]) / 2
+                for g in groups
+            ]
+            plt.error(xs, ys, yerr=half, color="red")
+            plt.scatter(xs, ys, color="red")
+            plt.xticks(xs, [g["label"] for g in groups])
+            plt.xlim(0.5, len(groups) + 0.5)
+            lo = min(y - h for y, h in zip(ys, half, strict=True))
+            hi = max(y + h for y, h in zip(ys, half, strict=True))
+            pad = max(1.0, (hi - lo) * 0.15)
+            plt.ylim(max(0.0, lo - pad), min(100.0, hi + pad))
+        plt.title("robust (worst case) test %, mean over seeds, 95% t")
+        self.query_one("#study-plot", PlotextPlot).refresh()
