@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual.binding import Binding
 
 BACK = ("escape", "app.pop_screen", "Back")
-HIDDEN = {"tab", "x"}  # keys that work but are not listed in the footer
+HIDDEN = {"tab", "x", "t"}  # keys that work but are not in the footer (t: in the palette)
 
 KEYS: dict[str, list[tuple[str, str, str]]] = {
     "app": [("ctrl+q", "quit", "Quit"), ("q", "quit", "Quit")],
