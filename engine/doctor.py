@@ -40,6 +40,7 @@ SMOKE_PRESET = [  # mnist5k_madry, shrunk: synthetic digits, two PGD steps, a fe
     "train.epochs=1",
     "train.log_every=1",
     "perf.amp=off",
+    "perf.channels_last=false",  # each option alone: "auto" would add NHWC to the bf16 row
 ]
 OPTIONS = {  # option -> the --set that turns it on, and how run_started shows it worked
     "bf16": ("perf.amp=bf16", lambda p: p.get("autocast_dtype") == "bfloat16"),
