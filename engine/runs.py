@@ -7,7 +7,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -122,6 +122,8 @@ class RunInfo:
     started: float | None
     best_robust_interval: list[float] | None = None  # 95% Wilson
     last_clean_interval: list[float] | None = None
+    note: str = ""  # the user's note and tags (engine/run_ops.py keeps them in notes.json)
+    tags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,9 +148,27 @@ def run_info(run_dir: Path) -> RunInfo:
     hit = _SUMMARY_CACHE.get(run_dir)
     info = hit[1] if hit is not None and hit[0] == key else _summarise(run_dir)
     _SUMMARY_CACHE[run_dir] = (key, info)
+    note, tags = read_note(run_dir)
+    if note or tags:
+        info = replace(info, note=note, tags=tags)
     if info.status == "running" and not is_locked(run_dir):
         return replace(info, status="stale")  # the writer died without a last word
     return info
+
+
+NOTES = "notes.json"  # {"note": str, "tags": [str, ...]}: written by engine/run_ops.py
+
+
+def read_note(run_dir: Path) -> tuple[str, list[str]]:
+    """The user's note and tags for a run ("" and [] when it has none or they are unreadable)."""
+    path = run_dir / NOTES
+    if not path.is_file():
+        return "", []
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return str(doc.get("note", "")), [str(t) for t in doc.get("tags", [])]
+    except (OSError, ValueError, AttributeError):
+        return "", []
 
 
 def _summarise(run_dir: Path) -> RunInfo:

@@ -72,7 +72,7 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
             home.action_inspect()
             await wait_for(pilot, lambda: isinstance(app.screen, InspectScreen))
             inspector = app.screen
-            await pilot.press("q")  # the quick suite, in a worker
+            await pilot.press("k")  # the quick suite, in a worker
             table = inspector.query_one("#eval-table")
 
             def has_worst_case() -> bool:
@@ -344,7 +344,7 @@ def test_quick_suite_from_the_inspector_adds_an_evaluation(static_dir):
             screen = await open_inspector(pilot)
             evals = screen.query_one("#evals")
             assert evals.row_count == 0
-            await pilot.press("q")
+            await pilot.press("k")
             assert screen.query_one("#eval-suite").value == "quick"
             await wait_for(pilot, lambda: evals.row_count == 1)
             assert not screen.running
@@ -465,3 +465,134 @@ def test_a_launch_that_fails_validation_is_reported_not_left_starting(tmp_path, 
     assert launch_state(launched.run_dir) == "failed"
     assert "mnist-5k" in last_output(launched.run_dir)
     assert not (launched.run_dir / "events.jsonl").exists()
+
+
+def test_keys_help_tab_and_q_mean_the_same_everywhere(static_dir, monkeypatch):
+    """? lists the screen's keys, Tab reaches the runs table, q goes back (quits on Home)."""
+    from workbench.tui.help_screen import HelpScreen
+    from workbench.tui.keys import KEYS
+
+    monkeypatch.chdir(static_dir)
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"])
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            home = app.screen
+            assert isinstance(home, HomeScreen)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            table = app.screen.query_one("#help-keys")
+            listed = {str(table.get_row_at(i)[2]) for i in range(table.row_count)}
+            assert {label for _, _, label in KEYS["home"]} <= listed
+            assert "Command palette: every action by name" in listed
+            await pilot.press("escape")
+            assert app.screen is home
+            assert app.focused is not None and app.focused.id == "presets"
+            await pilot.press("tab")
+            assert app.focused.id == "runs"
+            await pilot.press("shift+tab")
+            assert app.focused.id == "presets"
+            runs = home.query_one("#runs")
+            everything = runs.row_count
+            await pilot.press("slash")
+            await pilot.press(*"alph")  # the filter narrows the runs as you type
+            assert everything > 1 and runs.row_count == 1 and str(runs.get_row_at(0)[0]) == "alpha"
+            assert home.query_one("#presets").row_count == 0
+            await pilot.press("escape")
+            assert runs.row_count == everything and home.query_one("#presets").row_count > 0
+            await pilot.press("t")
+            await pilot.press("q")  # back, not quit
+            assert app.screen is home and app.is_running
+            await pilot.press("q")  # on Home: quit
+            await pilot.pause(0.2)
+            assert not app.is_running
+
+    asyncio.run(scenario())
+
+
+def test_the_form_refuses_a_device_this_machine_lacks_and_a_bad_preset_does_not_crash(
+    static_dir, monkeypatch
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    write_preset(static_dir / "presets" / "broken.toml", 'name = "broken"\n[train]\nepochz = 1\n')
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"])
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            home = app.screen
+            app.action_new_run(static_dir / "presets" / "broken.toml")  # unknown key: refused
+            await pilot.pause(0.2)
+            assert app.screen is home and app.is_running
+            app.action_new_run(static_dir / "presets" / "tiny.toml")
+            await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
+            form = app.screen
+            await wait_for(pilot, lambda: bool(form.query("#f-epochs")))
+            assert form.query_one("#f-epochs").value == ""  # empty means the preset's value
+            assert "default: 2" in str(form.query_one("#f-epochs").placeholder)
+            form.query_one("#f-device").value = "cuda:3"
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.2)
+            assert app.screen is form  # still open, saying why
+            assert "CUDA is not available" in str(form.query_one("#launch-error").render())
+            form.query_one("#f-device").value = ""
+            form.query_one("#more").value = "data.train_limitz=5"
+            await pilot.press("ctrl+s")
+            await pilot.pause(0.2)
+            assert app.screen is form and "train_limitz" in str(
+                form.query_one("#launch-error").render()
+            )
+            assert not list(Path("runs").glob("tiny-*"))  # nothing was launched
+
+    asyncio.run(scenario())
+
+
+def snapshot_tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_delete_then_undo_restores_a_run_byte_for_byte_and_rename_and_tags_work(static_dir):
+    from workbench.tui.dialogs import Confirm, Prompt
+
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"])
+    alpha = static_dir / "runs" / "alpha"
+    before = snapshot_tree(alpha)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            home = app.screen
+            runs = home.query_one("#runs")
+            await wait_for(pilot, lambda: runs.row_count == 2)
+            runs.move_cursor(row=runs.get_row_index("alpha"))
+            await pilot.press("s")  # stop asks first
+            assert isinstance(app.screen, Confirm)
+            await pilot.press("n")
+            assert app.screen is home
+            await pilot.press("d")
+            await wait_for(pilot, lambda: runs.row_count == 1)
+            assert not alpha.exists() and list((static_dir / "runs" / ".trash").iterdir())
+            await pilot.press("u")
+            await wait_for(pilot, lambda: runs.row_count == 2)
+            assert snapshot_tree(alpha) == before  # every file back, byte for byte
+            runs.move_cursor(row=runs.get_row_index("alpha"))
+            await pilot.press("o")
+            assert isinstance(app.screen, Prompt)
+            app.screen.query_one("#prompt").value = "#baseline first try"
+            await pilot.press("enter")
+            await wait_for(
+                pilot,
+                lambda: "#baseline" in str(runs.get_row_at(0)[0]) + str(runs.get_row_at(1)[0]),
+            )
+            assert json.loads((alpha / "notes.json").read_text()) == {
+                "note": "first try",
+                "tags": ["baseline"],
+            }
+            runs.move_cursor(row=runs.get_row_index("alpha"))
+            await pilot.press("f2")
+            app.screen.query_one("#prompt").value = "alpha-renamed"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: (static_dir / "runs" / "alpha-renamed").is_dir())
+            assert not alpha.exists()
+
+    asyncio.run(scenario())

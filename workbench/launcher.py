@@ -13,9 +13,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import WorkbenchError
 from engine.runs import LAUNCH_LOG, LAUNCH_PID, check_name, is_locked
 
 
@@ -38,7 +40,6 @@ def launch(
     """Spawn a detached headless run; returns at once (the run writes its own events)."""
     run_dir = Path(runs_dir) / check_name(name)
     run_dir.mkdir(parents=True, exist_ok=False)
-    log = run_dir / LAUNCH_LOG
     cmd = [
         python,
         "-m",
@@ -55,7 +56,21 @@ def launch(
         cmd += ["--set", s]
     if device:
         cmd += ["--device", device]
-    with open(log, "wb") as fh:
+    return _spawn(cmd, run_dir, "wb")
+
+
+def resume(run_dir: Path, python: str = sys.executable) -> Launched:
+    """Continue an interrupted run detached (`workbench run --resume`), output appended."""
+    if is_locked(run_dir):
+        raise WorkbenchError(f"{run_dir.name} is running already")
+    if not (run_dir / "last.safetensors").is_file():
+        raise WorkbenchError(f"{run_dir.name}: no last.safetensors to resume from")
+    return _spawn([python, "-m", "workbench", "run", "--resume", str(run_dir)], run_dir, "ab")
+
+
+def _spawn(cmd: list[str], run_dir: Path, mode: str) -> Launched:
+    log = run_dir / LAUNCH_LOG
+    with open(log, mode) as fh:
         proc = subprocess.Popen(
             cmd,
             stdout=fh,
@@ -66,7 +81,9 @@ def launch(
             env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
         )
     (run_dir / LAUNCH_PID).write_text(str(proc.pid))
-    return Launched(name, run_dir, proc.pid, log)
+    # reap it when it ends, so a finished run is not left a zombie while the app lives
+    threading.Thread(target=proc.wait, daemon=True, name=f"reap-{proc.pid}").start()
+    return Launched(run_dir.name, run_dir, proc.pid, log)
 
 
 def launch_state(run_dir: Path) -> str:

@@ -8,24 +8,28 @@ SSH) leaves every run going, and reopening it attaches again.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from engine.catalog import preset_dirs as preset_dirs_default
+from engine.errors import WorkbenchError
 from workbench.launcher import launch, stop
 from workbench.tui.compare import CompareScreen
 from workbench.tui.gallery import GalleryScreen
+from workbench.tui.help_screen import HelpScreen
 from workbench.tui.home import HomeScreen
 from workbench.tui.inspect_screen import InspectScreen
-from workbench.tui.keys import keys
+from workbench.tui.keys import KEY_NAMES, KEYS, keys
 from workbench.tui.launch import LaunchScreen
 from workbench.tui.run_screen import RunScreen
 from workbench.tui.study_screen import StudyScreen
 
 CSS = """
 #home { height: 1fr; }
+#filter { display: none; height: 1; border: none; padding: 0 1; }
 #left { width: 40%; }
 #right { width: 60%; }
 .pane-title { padding: 0 1; background: $boost; width: 100%; }
@@ -66,6 +70,15 @@ LaunchScreen { align: center middle; }
 #groups { height: auto; max-height: 10; }
 #pairs { padding: 0 1; height: auto; }
 #study-plot { height: 1fr; min-height: 10; }
+HelpScreen, Confirm, Prompt { align: center middle; }
+.dialog { width: 64; height: auto; border: thick $primary; padding: 0 1; }
+.dialog { background: $surface; }
+#log-search { display: none; height: 1; border: none; padding: 0 1; }
+#log-about { padding: 0 1; width: 100%; }
+#log-view { height: 1fr; }
+#help { width: 64; height: auto; max-height: 90%; border: thick $primary; padding: 0 1; }
+#help { background: $surface; }
+#help-keys { height: auto; max-height: 20; }
 """
 
 
@@ -98,7 +111,12 @@ class WorkbenchApp(App):
             self.notify(f"started {name} (pid {launched.pid}); it keeps running if you quit")
             self.push_screen(RunScreen(launched.run_dir))
 
-        self.push_screen(LaunchScreen(preset), started)
+        try:
+            form = LaunchScreen(preset)
+        except WorkbenchError as exc:  # a malformed preset in ./presets: say so, do not crash
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.push_screen(form, started)
 
     def action_attach(self, run_dir: Path) -> None:
         self.push_screen(RunScreen(run_dir))
@@ -121,27 +139,29 @@ class WorkbenchApp(App):
     def action_studies(self) -> None:
         self.push_screen(StudyScreen())
 
+    def action_back(self) -> None:
+        """`q` and escape: back one screen; on Home, quit."""
+        if isinstance(self.screen, HomeScreen) or len(self.screen_stack) <= 2:
+            self.exit()
+        else:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(getattr(self.screen, "KEYMAP", "")))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every key of the current screen, by name, then Textual's own commands."""
+        keymap = getattr(screen, "KEYMAP", "")
+        for key, action, label in KEYS.get(keymap, []):
+            if action in ("app.back", "cancel"):
+                continue
+            target = self if action.startswith("app.") else screen
+            name = action.removeprefix("app.")
+            yield SystemCommand(
+                label,
+                f"key {KEY_NAMES.get(key, key)}",
+                partial(self.call_later, target.run_action, name),
+            )
+        yield SystemCommand("Help", "Every key of this screen (?)", self.action_help)
         yield from super().get_system_commands(screen)
-        if isinstance(screen, HomeScreen):
-            yield SystemCommand("New run", "Start the highlighted preset", screen.action_new_run)
-            yield SystemCommand("Attach", "Watch the highlighted run live", screen.action_attach)
-            yield SystemCommand("Studies", "Members, progress and report", self.action_studies)
-            yield SystemCommand(
-                "Stop run", "Checkpoint and stop the highlighted run", screen.action_stop
-            )
-            yield SystemCommand(
-                "Inspect checkpoint", "Open the highlighted checkpoint", screen.action_inspect
-            )
-            yield SystemCommand(
-                "Evaluate checkpoint", "Run the paper attack suite", screen.action_evaluate
-            )
-            yield SystemCommand("Gallery", "Clean vs adversarial images", screen.action_gallery)
-            yield SystemCommand("Compare runs", "Overlay a metric", self.action_compare)
-        elif isinstance(screen, RunScreen):
-            yield SystemCommand("Stop run", "Checkpoint and stop this run", screen.action_stop)
-            yield SystemCommand("Toggle EMA", "Smooth the loss curves", screen.action_toggle_ema)
-        elif isinstance(screen, InspectScreen):
-            yield SystemCommand("Evaluate (paper)", "Run the paper suite", screen.action_evaluate)
-            yield SystemCommand("Evaluate (quick)", "Run the quick suite", screen.action_quick)
-            yield SystemCommand("Gallery", "Clean vs adversarial images", screen.action_gallery)

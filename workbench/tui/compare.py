@@ -25,7 +25,8 @@ def colour_for(name: str) -> str:
 
 
 class CompareScreen(Screen):
-    BINDINGS = keys("compare")
+    KEYMAP = "compare"
+    BINDINGS = keys(KEYMAP)
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,7 +38,7 @@ class CompareScreen(Screen):
             yield SelectionList[str](id="pick")
             yield PlotextPlot(id="chart")
         yield Label("", id="legend")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = "Compare runs"

@@ -18,7 +18,8 @@ from workbench.tui.keys import keys
 
 
 class GalleryScreen(Screen):
-    BINDINGS = keys("gallery")
+    KEYMAP = "gallery"
+    BINDINGS = keys(KEYMAP)
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -31,7 +32,7 @@ class GalleryScreen(Screen):
         yield Header()
         with VerticalScroll():
             yield Static("computing adversarial examples ...", id="gallery")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = f"Gallery: {self.path.name}"

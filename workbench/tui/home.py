@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
+from engine import run_ops
 from engine.catalog import presets
-from engine.runs import LAUNCH_LOG, RunInfo, list_runs
-from workbench.launcher import last_output, launch_state
+from engine.errors import WorkbenchError
+from engine.runs import LAUNCH_LOG, RunInfo, list_runs, read_note
+from workbench.launcher import launch_state, resume
+from workbench.tui.dialogs import Confirm, Prompt
 from workbench.tui.keys import keys
+from workbench.tui.log_screen import LogScreen
 from workbench.views import RUN_COLUMNS, run_row, run_status
 
 
@@ -30,10 +36,12 @@ def starting_runs(runs_dir: Path) -> list[str]:
 class HomeScreen(Screen):
     """The start page: everything reachable by keys listed in the footer."""
 
-    BINDINGS = keys("home")
+    KEYMAP = "home"
+    BINDINGS = keys(KEYMAP)
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Input(placeholder="filter presets, runs and checkpoints (esc clears)", id="filter")
         with Horizontal(id="home"):
             with Vertical(id="left"):
                 yield Label("Presets  [dim](n: start)[/]", classes="pane-title")
@@ -50,39 +58,80 @@ class HomeScreen(Screen):
                     classes="pane-title",
                 )
                 yield DataTable(id="ckpts", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = "Robustness workbench"
         self.sub_title = str(self.app.runs_dir)
-        table = self.query_one("#presets", DataTable)
-        table.add_columns("preset", "description")
-        for entry in presets(dirs=self.app.preset_dirs):
-            table.add_row(entry.name, entry.description, key=str(entry.path))
+        self.filter_text = ""
+        self._presets = list(presets(dirs=self.app.preset_dirs))
+        self.query_one("#presets", DataTable).add_columns("preset", "description")
+        self._fill_presets()
         runs = self.query_one("#runs", DataTable)
         runs.add_columns(*RUN_COLUMNS)
         self.query_one("#ckpts", DataTable).add_columns("checkpoint", "kind")
         self._runs: dict[str, RunInfo] = {}
+        self._trashed: list[tuple[Path, str]] = []  # (where it went, its name): u undoes
         self._ckpt_for: str | None = None
         self.action_refresh()
+        self.query_one("#presets", DataTable).focus()
         self.set_interval(1.0, self.action_refresh)
+
+    # -- filter (/)
+    def matches(self, *texts: str) -> bool:
+        f = self.filter_text.lower()
+        return not f or any(f in t.lower() for t in texts)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value.strip()
+            self._fill_presets()
+            self._last_rows = None
+            self.action_refresh()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.query_one("#runs", DataTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            box.display = False
+            self.query_one("#presets", DataTable).focus()
+            event.stop()
+
+    def _fill_presets(self) -> None:
+        table = self.query_one("#presets", DataTable)
+        table.clear()
+        for entry in self._presets:
+            if self.matches(entry.name, entry.description):
+                table.add_row(entry.name, entry.description, key=str(entry.path))
 
     # -- data
     def action_refresh(self) -> None:
-        infos = list_runs(self.app.runs_dir)
+        infos = [r for r in list_runs(self.app.runs_dir) if self.matches(r.name, r.method)]
         table = self.query_one("#runs", DataTable)
         keep = self.selected_run()
         rows = [run_row(r) for r in infos]
         rows += [
             (name, launch_state(self.app.runs_dir / name), "", "", "", "")
             for name in starting_runs(self.app.runs_dir)
+            if self.matches(name)
         ]
-        fresh = [(r[0], *r[1:]) for r in rows]
+        fresh = [(r[0], *r[1:], *(i.tags for i in infos if i.name == r[0])) for r in rows]
         if fresh != getattr(self, "_last_rows", None):
             self._last_rows = fresh
             table.clear()
+            tags = {r.name: r.tags for r in infos}
             for r in rows:
-                table.add_row(r[0], run_status(r[1]), *r[2:], key=r[0])
+                label = " ".join([r[0], *(f"#{t}" for t in tags.get(r[0], []))])
+                table.add_row(label, run_status(r[1]), *r[2:], key=r[0])
             if keep is not None and keep in {r[0] for r in rows}:
                 table.move_cursor(row=table.get_row_index(keep))
         self._runs = {r.name: r for r in infos}
@@ -100,7 +149,8 @@ class HomeScreen(Screen):
         self._ckpt_for = sig  # type: ignore[assignment]
         ckpts.clear()
         for f, kind in files:
-            ckpts.add_row(f.name, kind, key=str(f))
+            if self.matches(f.name, kind) or self.matches(name or ""):
+                ckpts.add_row(f.name, kind, key=str(f))
 
     def _checkpoint_files(self, name: str) -> list[tuple[Path, str]]:
         d = self.app.runs_dir / name
@@ -155,14 +205,102 @@ class HomeScreen(Screen):
             return
         run_dir = self.app.runs_dir / name
         if not (run_dir / "events.jsonl").exists() and launch_state(run_dir) == "failed":
-            self.notify(f"{name} did not start: {last_output(run_dir)}", severity="error")
+            self.app.push_screen(LogScreen(run_dir, f"{name} did not start"))
             return
         self.app.action_attach(run_dir)
+        info = self._runs.get(name)
+        if info is not None and info.status == "failed":  # why it failed, over its curves
+            self.app.push_screen(LogScreen(run_dir, f"{name} failed"))
 
     def action_stop(self) -> None:
         name = self.selected_run()
+        if not name:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.action_stop(self.app.runs_dir / name)
+
+        self.app.push_screen(Confirm(f"Stop {name}? It saves a checkpoint and exits."), answered)
+
+    # -- the run lifecycle (engine/run_ops.py does the work; errors become notices)
+    def _op(self, what: str, fn: Callable[[], object]) -> object | None:
+        try:
+            out = fn()
+        except (WorkbenchError, OSError) as exc:
+            self.notify(f"{what}: {exc}", severity="error")
+            return None
+        self._last_rows = None
+        self.action_refresh()
+        return out
+
+    def action_log(self) -> None:
+        name = self.selected_run()
         if name:
-            self.app.action_stop(self.app.runs_dir / name)
+            self.app.push_screen(LogScreen(self.app.runs_dir / name))
+
+    def action_resume(self) -> None:
+        name = self.selected_run()
+        info = self._runs.get(name or "")
+        if info is None or info.status not in ("interrupted", "stale"):
+            self.notify("resume: pick an interrupted run", severity="warning")
+            return
+        if self._op("resume", lambda: resume(self.app.runs_dir / info.name)):
+            self.notify(f"resuming {info.name}")
+            self.app.action_attach(self.app.runs_dir / info.name)
+
+    def action_delete(self) -> None:
+        name = self.selected_run()
+        if not name:
+            return
+        where = self._op("delete", lambda: run_ops.trash(self.app.runs_dir, name))
+        if where is not None:
+            self._trashed.append((where, name))
+            self.notify(f"moved {name} to {run_ops.TRASH}/ (u: undo)")
+
+    def action_undo(self) -> None:
+        if not self._trashed:
+            self.notify("nothing to undo")
+            return
+        where, name = self._trashed.pop()
+        if self._op("undo", lambda: run_ops.restore(self.app.runs_dir, where, name)):
+            self.notify(f"restored {name}")
+
+    def action_archive(self) -> None:
+        name = self.selected_run()
+        if name and self._op("archive", lambda: run_ops.archive(self.app.runs_dir, name)):
+            self.notify(f"archived {name} in {run_ops.ARCHIVE}/")
+
+    def action_rename(self) -> None:
+        name = self.selected_run()
+        if not name:
+            return
+
+        def answered(new: str | None) -> None:
+            if new and new.strip() != name:
+                self._op("rename", lambda: run_ops.rename(self.app.runs_dir, name, new.strip()))
+
+        self.app.push_screen(Prompt(f"Rename {name} to:", name), answered)
+
+    def action_note(self) -> None:
+        name = self.selected_run()
+        if not name:
+            return
+        run_dir = self.app.runs_dir / name
+        note, tags = read_note(run_dir)
+        text = " ".join([*(f"#{t}" for t in tags), note]).strip()
+
+        def answered(value: str | None) -> None:
+            if value is None:
+                return
+            words = value.split()
+            tags = [w[1:] for w in words if w.startswith("#") and len(w) > 1]
+            note = " ".join(w for w in words if not w.startswith("#"))
+            self._op("note", lambda: run_ops.write_note(run_dir, note, tags))
+
+        self.app.push_screen(
+            Prompt(f"Note for {name} (#words are tags):", text, "#baseline seed 0 ..."), answered
+        )
 
     def action_inspect(self) -> None:
         path = self.selected_checkpoint()

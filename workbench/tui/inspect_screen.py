@@ -60,7 +60,8 @@ class EvalCancelled(Exception):
 
 
 class InspectScreen(Screen):
-    BINDINGS = keys("inspect")
+    KEYMAP = "inspect"
+    BINDINGS = keys(KEYMAP)
 
     def __init__(self, path: Path, evaluate: bool = False, samples: int = 0) -> None:
         super().__init__()
@@ -107,7 +108,7 @@ class InspectScreen(Screen):
             with Vertical(id="evals-pane"):
                 yield Label(id="evals-hint")
                 yield DataTable(id="evals", cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = self.path.name

@@ -1,30 +1,50 @@
 """Every key of the app, screen by screen, in one table: one place to read them and keep
-them consistent (escape goes back everywhere; the same letter does the same thing).
+them consistent (escape and q go back everywhere, q quits on Home; the same letter does
+the same thing on every screen that has it).
 
-A screen takes its bindings with `BINDINGS = keys("home")`; the footer and the
-command palette show them from there.
+A screen takes its bindings with `BINDINGS = keys("home")` and names its table in
+`KEYMAP`; the footer, the help overlay (`?`) and the command palette all read it.
 """
 
 from __future__ import annotations
 
 from textual.binding import Binding
 
-BACK = ("escape", "app.pop_screen", "Back")
-HIDDEN = {"tab", "x", "t"}  # keys that work but are not in the footer (t: in the palette)
+BACK = ("q", "app.back", "Back")  # q (and escape) go back one screen everywhere
+# keys that work but stay out of the footer, so it is never cut: ? and the palette list them
+HIDDEN = {"tab", "shift+tab", "x", "t", "f1", "escape", "slash", "ctrl+q", "r"}
+HIDDEN |= {"l", "R", "d", "u", "v", "f2", "o"}  # the run lifecycle on Home
+HIDDEN_ON = {"home": {"g"}}  # and per screen, so Home's footer fits 80 columns
 
 KEYS: dict[str, list[tuple[str, str, str]]] = {
-    "app": [("ctrl+q", "quit", "Quit"), ("q", "quit", "Quit")],
+    "app": [
+        ("question_mark", "help", "Help"),
+        ("f1", "help", "Help"),
+        ("escape", "back", "Back"),
+        ("q", "back", "Back (quit on Home)"),
+        ("ctrl+q", "quit", "Quit"),
+        ("tab", "app.focus_next", "Next pane"),
+        ("shift+tab", "app.focus_previous", "Previous pane"),
+    ],
     "home": [
-        ("n", "new_run", "New run"),
+        ("n", "new_run", "New"),
         ("a", "attach", "Attach"),
         ("s", "stop", "Stop"),
         ("i", "inspect", "Inspect"),
-        ("e", "evaluate", "Evaluate"),
+        ("e", "evaluate", "Eval"),
         ("c", "compare", "Compare"),
         ("g", "gallery", "Gallery"),
         ("t", "app.studies", "Studies"),
+        ("slash", "filter", "Filter"),
+        ("l", "log", "Log"),
+        ("R", "resume", "Resume"),
+        ("d", "delete", "Delete"),
+        ("u", "undo", "Undo delete"),
+        ("v", "archive", "Archive"),
+        ("f2", "rename", "Rename"),
+        ("o", "note", "Note & tags"),
         ("r", "refresh", "Refresh"),
-        ("tab", "focus_next", "Next pane"),
+        ("q", "app.back", "Quit"),
     ],
     "run": [
         BACK,
@@ -35,20 +55,42 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
     "inspect": [
         BACK,
         ("e", "evaluate", "Evaluate (paper suite)"),
-        ("q", "quick", "Quick eval"),
+        ("k", "quick", "Quick eval"),
         ("g", "gallery", "Gallery"),
         ("x", "cancel_eval", "Cancel evaluation"),
     ],
     "compare": [BACK, ("m", "next_metric", "Next metric")],
     "gallery": [BACK, ("z", "zoom", "Full size / half size")],
     "study": [BACK, ("r", "refresh", "Refresh")],
+    "log": [BACK, ("slash", "search", "Search")],
     "launch": [("escape", "cancel", "Cancel"), ("ctrl+s", "start", "Start")],
 }
 
+KEY_NAMES = {"question_mark": "?", "escape": "esc", "slash": "/"}
+
 
 def keys(screen: str) -> list[Binding]:
-    """The bindings of one screen (the app's own quit keys take priority over a screen's)."""
+    """The bindings of one screen (the app's own quit key takes priority over a screen's)."""
     return [
-        Binding(key, action, label, show=key not in HIDDEN, priority=key == "ctrl+q")
+        Binding(
+            key,
+            action,
+            label,
+            show=key not in HIDDEN | HIDDEN_ON.get(screen, set()),
+            priority=key == "ctrl+q",
+        )
         for key, action, label in KEYS[screen]
     ]
+
+
+def help_rows(screen: str) -> list[tuple[str, str, str]]:
+    """(group, key, what it does) for the help overlay: this screen's keys, then everywhere."""
+    rows = [("This screen", KEY_NAMES.get(k, k), label) for k, _, label in KEYS.get(screen, [])]
+    seen = {r[1] for r in rows}
+    rows += [
+        ("Everywhere", KEY_NAMES.get(k, k), label)
+        for k, _, label in KEYS["app"]
+        if KEY_NAMES.get(k, k) not in seen
+    ]
+    rows.append(("Everywhere", "ctrl+p", "Command palette: every action by name"))
+    return rows

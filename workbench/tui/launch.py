@@ -1,9 +1,15 @@
-"""The launch form: the common overrides, validated before anything starts."""
+"""The launch form: the common overrides and free `--set`s, validated before anything starts.
+
+Fields start empty with the preset's value as placeholder, so an empty field
+visibly means "the preset's default"; the device is checked on this machine
+before a process is started.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
@@ -26,7 +32,8 @@ FIELDS = [
 class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
     """Returns (run name, --set overrides), or None when cancelled."""
 
-    BINDINGS = keys("launch")
+    KEYMAP = "launch"
+    BINDINGS = keys(KEYMAP)
 
     def __init__(self, preset: Path) -> None:
         super().__init__()
@@ -42,6 +49,7 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
             "lambda": f"{getattr(c.method, 'lam', '')}",
             "device": c.train.device,
         }
+        defaults = {k: f"default: {v}" if v else "" for k, v in values.items()}
         with Vertical(id="launch"):
             shown = self.preset
             if shown.is_absolute() and shown.is_relative_to(Path.cwd()):
@@ -54,7 +62,9 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
                     if key == "lambda" and c.method.name != "atblr":
                         continue
                     yield Label(label)
-                    yield Input(values[key], id=f"f-{key}", name=dotted)
+                    yield Input("", placeholder=defaults[key], id=f"f-{key}", name=dotted)
+                yield Label("more --set")
+                yield Input("", placeholder="KEY=VALUE ..., e.g. data.train_limit=1000", id="more")
             yield Static("", id="launch-error")
             with Horizontal(id="launch-buttons"):
                 yield Button("Start (ctrl+s)", variant="primary", id="start")
@@ -77,6 +87,7 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
         for widget in self.query(Input):
             if widget.id and widget.id.startswith("f-") and widget.value.strip():
                 sets.append(f"{widget.name}={widget.value.strip()}")
+        sets += self.query_one("#more", Input).value.split()
         return sets
 
     def action_start(self) -> None:
@@ -86,8 +97,12 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
             check_name(name)
             if (self.app.runs_dir / name).exists():
                 raise WorkbenchError(f"a run named {name!r} exists already")
-            load_preset(self.preset, sets)  # validate here: errors stay in the form
+            cfg = load_preset(self.preset, sets)  # validate here: errors stay in the form
+            if cfg.train.device.startswith("cuda"):  # a device this machine lacks fails here
+                from engine.devices import resolve_device
+
+                resolve_device(cfg.train.device, "device")
         except WorkbenchError as exc:
-            self.query_one("#launch-error", Static).update(f"[red]{exc}[/]")
+            self.query_one("#launch-error", Static).update(f"[red]{escape(str(exc))}[/]")
             return
         self.dismiss((name, sets))

@@ -35,7 +35,8 @@ def finite(xs: list[float], ys: list[float | None]) -> tuple[list[float], list[f
 class RunScreen(Screen):
     """Attach to a run directory: works for runs started here, from a shell, or finished."""
 
-    BINDINGS = keys("run")
+    KEYMAP = "run"
+    BINDINGS = keys(KEYMAP)
 
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
@@ -58,7 +59,7 @@ class RunScreen(Screen):
             yield PlotextPlot(id="p-acc")
             yield PlotextPlot(id="p-lr")
         yield RichLog(id="log", markup=True, max_lines=500)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = self.run_dir.name

@@ -44,7 +44,8 @@ def load_report(runs_dir: Path, name: str) -> dict[str, Any]:
 
 
 class StudyScreen(Screen):
-    BINDINGS = keys("study")
+    KEYMAP = "study"
+    BINDINGS = keys(KEYMAP)
 
     def __init__(self) -> None:
         super().__init__()
@@ -64,7 +65,7 @@ class StudyScreen(Screen):
                 yield DataTable(id="groups", cursor_type="row")
                 yield Static("", id="pairs")
                 yield PlotextPlot(id="study-plot")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = "Studies"

@@ -1,0 +1,93 @@
+"""A run's output.log: wrapped, searchable (`/` narrows to matching lines), refreshed live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+from textual import work
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, RichLog
+
+from engine.runs import LAUNCH_LOG
+from workbench.tui.keys import keys
+
+MAX_BYTES = 2_000_000  # the tail of a very long log
+
+
+def read_tail(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - MAX_BYTES))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.replace("\r", "\n").splitlines()
+
+
+class LogScreen(Screen):
+    KEYMAP = "log"
+    BINDINGS = keys(KEYMAP)
+
+    def __init__(self, run_dir: Path, why: str = "") -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.why = why
+        self.lines: list[str] = []
+        self.query_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Label("", id="log-about")
+        yield Input(placeholder="search (enter keeps it, esc clears)", id="log-search")
+        yield RichLog(id="log-view", wrap=True, markup=True, highlight=False)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.title = f"{self.run_dir.name}: output.log"
+        self.query_one("#log-view").focus()
+        self._load()
+        self.set_interval(2.0, self._load)
+
+    @work(thread=True, exclusive=True, group="log")
+    def _load(self) -> None:
+        lines = read_tail(self.run_dir / LAUNCH_LOG)
+        self.app.call_from_thread(self._show, lines)
+
+    def _show(self, lines: list[str]) -> None:
+        if lines == self.lines and not self._dirty:
+            return
+        self.lines, self._dirty = lines, False
+        view = self.query_one("#log-view", RichLog)
+        view.clear()
+        q = self.query_text.lower()
+        shown = [ln for ln in lines if q in ln.lower()] if q else lines
+        for ln in shown:
+            text = escape(ln)
+            if q:
+                i = ln.lower().find(q)
+                text = escape(ln[:i]) + f"[reverse]{escape(ln[i : i + len(q)])}[/]"
+                text += escape(ln[i + len(q) :])
+            view.write(text)
+        about = f"{len(shown)} of {len(lines)} lines" + (f" matching {q!r}" if q else "")
+        if self.why:
+            about = f"[red]{escape(self.why)}[/]  ·  {about}"
+        self.query_one("#log-about", Label).update(about)
+
+    _dirty = False
+
+    def action_search(self) -> None:
+        box = self.query_one("#log-search", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self._dirty = True
+        self._show(self.lines)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#log-view").focus()
