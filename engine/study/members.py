@@ -11,6 +11,7 @@ failed (with its reason) until its folder is removed.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from engine.checkpoint import atomic_write_bytes
 from engine.errors import WorkbenchError
 from engine.events import read_events
-from engine.runs import LAUNCH_LOG, STUDY_MARK, is_locked, is_placeholder, run_info
+from engine.runs import LAUNCH_LOG, LAUNCH_PID, STUDY_MARK, is_locked, is_placeholder, run_info
 from engine.study.spec import Member, StudySpec
 
 STUDY_DIR = STUDY_MARK  # RUNS/<study>/.study: the study file as run, job logs, the report
@@ -26,9 +27,10 @@ STUDY_FILE = "study.toml"  # the study file as it was run
 RESOLVED_FILE = "members.json"  # the study and its members with presets resolved to paths
 REPORT_FILE = "report.json"
 
-PENDING, RUNNING, TRAINED, DONE, INTERRUPTED, FAILED = (
+PENDING, RUNNING, EVALUATING, TRAINED, DONE, INTERRUPTED, FAILED = (
     "pending",
     "running",
+    "evaluating",  # trained; its test evaluation is running now
     "trained",  # finished training, test evaluation missing
     "done",
     "interrupted",
@@ -146,12 +148,26 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
         st.status, st.reason = FAILED, _failure(d) or recorded.get("reason", "")
     elif info.status == "finished":
         st.evaluation = evaluation_of(d, suite)
-        st.status = DONE if st.evaluation else TRAINED
+        st.status = DONE if st.evaluation else EVALUATING if alive(d) else TRAINED
         if not st.evaluation and recorded.get("stage") == "eval" and recorded.get("exit"):
             st.status, st.reason = FAILED, recorded.get("reason", "evaluation failed")
     else:  # interrupted, or stale (the writer died)
         st.status = INTERRUPTED
     return st
+
+
+def alive(run_dir: Path) -> bool:
+    """Whether the process the member's job started last (run or eval) still runs."""
+    try:
+        pid = int((run_dir / LAUNCH_PID).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    try:  # an exited child its parent has not reaped yet is a zombie: not alive
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return not fh.read().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
 
 
 def log_path(run_dir: Path) -> Path:

@@ -104,18 +104,13 @@ def make_executor(kind: str, folder: Path, jobs: int, slurm: SlurmOptions, name:
 
 
 def _pid_alive(run_dir: Path) -> int | None:
-    try:
-        pid = int((run_dir / LAUNCH_PID).read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+    """The pid of the member's live child process (run or eval), if any."""
+    if not ms.alive(run_dir):
         return None
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            if fh.read().split(") ", 1)[1].startswith("Z"):
-                return None
-    except (OSError, IndexError):
-        pass
-    return pid
+        return int((run_dir / LAUNCH_PID).read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def run_study(
