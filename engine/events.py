@@ -22,6 +22,7 @@ EVENT_TYPES = (
     "checkpoint_saved",
     "eval_result",
     "warning",
+    "phase",  # what the run is doing between steps: evaluating, testing
     "run_finished",
     "run_failed",
 )

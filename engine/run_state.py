@@ -15,6 +15,8 @@ class RunState:
     """What a run's events say so far; `apply` one event at a time, in order."""
 
     status: str = "starting"  # starting | running | finished | failed | interrupted
+    phase: str = "loading data"  # loading data | training | evaluating | saving | testing | done
+    last_time: float | None = None  # the newest event's time ("last event Ns ago")
     config: dict[str, Any] = field(default_factory=dict)
     device: str = ""
     started: float | None = None  # the first run_started
@@ -35,6 +37,8 @@ class RunState:
 
     def apply(self, e: dict[str, Any]) -> None:
         t = e.get("type")
+        if isinstance(e.get("time"), int | float):
+            self.last_time = float(e["time"])
         if t == "run_started":
             self.config = e.get("config") or {}
             self.device = e.get("device", "")
@@ -44,9 +48,14 @@ class RunState:
             self.resumed_at = e.get("time")
             self.last_step = {}  # a restart's progress starts from its own first step
             self.status = "running"
+            self.phase = "training"
         elif t == "step":
             self.last_step = e
+            self.phase = "training"
+        elif t == "phase":
+            self.phase = str(e.get("phase", self.phase))
         elif t == "epoch_end":
+            self.phase = "saving"  # checkpoints are written right after epoch_end
             self.last_epoch = e
             self.epoch = int(e.get("epoch", self.epoch))
             self.epochs.append(self.epoch)
@@ -61,8 +70,10 @@ class RunState:
                 self.last_clean_acc, self.last_clean_interval = clean, e.get("clean_interval")
         elif t == "run_finished":
             self.status = e.get("status", "finished")
+            self.phase = "done"
         elif t == "run_failed":
             self.status = "failed"
+            self.phase = "done"
             self.error = str(e.get("error", ""))
 
     @property
@@ -83,12 +94,35 @@ class RunState:
         return done, max(1, self.epochs_total * self.steps_per_epoch)
 
     def eta(self, now: float) -> float | None:
-        """Seconds left at the pace (evaluation included) of this process so far."""
+        """Seconds left at the pace (evaluation included) of this process so far.
+
+        The pace is measured up to the newest event and the time since then is
+        taken off, so between events the ETA counts down instead of growing.
+        """
         done, total = self.progress()
         if self.status != "running" or self.resumed_at is None or done <= self.start_step:
             return None
-        pace = (now - self.resumed_at) / (done - self.start_step)
-        return max(0.0, (total - done) * pace)
+        last = self.last_time if self.last_time is not None else now
+        pace = (last - self.resumed_at) / (done - self.start_step)
+        return max(0.0, (total - done) * pace - max(0.0, now - last))
+
+    def current_epoch(self) -> int:
+        """The epoch the run is in (1-based) while inside one; else the epochs done.
+
+        Inside: training it, or evaluating it before its epoch_end. From its
+        epoch_end (checkpoints being written) to the next step, it is done.
+
+        Home and the live screen both show this, so they never disagree by one.
+        """
+        in_epoch = self.phase in ("loading data", "training", "evaluating")
+        if self.status == "running" and in_epoch:
+            return (
+                self.epoch + 1 if not self.epochs_total else min(self.epoch + 1, self.epochs_total)
+            )
+        return self.epoch
+
+    def since_last_event(self, now: float) -> float | None:
+        return None if self.last_time is None else max(0.0, now - self.last_time)
 
 
 def _number(v: Any) -> float | None:

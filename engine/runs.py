@@ -122,6 +122,7 @@ class RunInfo:
     started: float | None
     best_robust_interval: list[float] | None = None  # 95% Wilson
     last_clean_interval: list[float] | None = None
+    phase: str = ""  # while running: training, evaluating, saving, testing (engine/run_state.py)
     note: str = ""  # the user's note and tags (engine/run_ops.py keeps them in notes.json)
     tags: list[str] = field(default_factory=list)
 
@@ -183,13 +184,14 @@ def _summarise(run_dir: Path) -> RunInfo:
         status,
         state.name,
         state.method,
-        state.epoch,
+        state.current_epoch(),
         state.epochs_total,
         state.best_robust_acc,
         state.last_clean_acc,
         state.started,
         state.best_robust_interval,
         state.last_clean_interval,
+        state.phase if status == "running" else "",
     )
 
 

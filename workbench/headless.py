@@ -52,10 +52,11 @@ class RunView:
             elif t == "step":
                 self.last_parts = dict(e.get("parts", {}))
             elif t == "epoch_end" and self.plain:
-                parts = " ".join(f"{k}={v:.4g}" for k, v in self.last_parts.items())
+                means = e.get("train") or {}
+                parts = " ".join(f"{k}={v:.4g}" for k, v in means.items())
                 self.console.print(
                     f"epoch {e['epoch']}/{s.epochs_total}  val clean {num(e.get('clean_acc'))}%  "
-                    f"robust {num(e.get('robust_acc'))}%  {parts}  "
+                    f"robust {num(e.get('robust_acc'))}%  epoch means: {parts}  "
                     f"({num(e.get('seconds'), 1)} s)"
                 )
             elif t == "warning":
@@ -140,7 +141,10 @@ def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any])
         table.add_row(f"test ({test['robust_n']}), selected: {robust}", measured(test, "robust"))
     else:
         table.add_row("test", "not measured (the run did not finish)")
-    for key, label in (("lkd_clean", "final L_lkd clean"), ("lkd_adv", "final L_lkd adversarial")):
+    for key, label in (
+        ("lkd_clean", "L_lkd clean, last log window"),
+        ("lkd_adv", "L_lkd adversarial, last log window"),
+    ):
         if key in last_parts:
             table.add_row(label, num(last_parts[key], 4))
     run_dir = outcome.run_dir

@@ -73,17 +73,22 @@ class RunSeries:
                 series.append(_num(v))
             self.lr.append(_num(e.get("lr")))
         elif t == "epoch_end":
+            means = " ".join(f"{k} {_short(v)}" for k, v in (e.get("train") or {}).items())
             self.log.append(
                 (
                     "",
                     f"epoch {e.get('epoch')}: val clean {_pct(e, 'clean')} "
-                    f"robust {_pct(e, 'robust')}",
+                    f"robust {_pct(e, 'robust')}" + (f"; epoch means: {means}" if means else ""),
                 )
             )
+        elif t == "phase":
+            self.log.append(("dim", f"{e.get('phase')} (epoch {e.get('epoch')})"))
         elif t == "checkpoint_saved":
             self.log.append(("dim", f"saved {e.get('kind', '')} {e.get('path', '')}"))
         elif t == "eval_result":
-            self.log.append(("cyan", f"eval {e.get('suite')}: {e.get('table')}"))
+            table = e.get("table") or {}
+            cells = ", ".join(f"{k} {_short(v)}%" for k, v in table.items())
+            self.log.append(("cyan", f"eval {e.get('suite')}: {cells or 'no table'}"))
         elif t == "warning":
             self.log.append(("yellow", f"warning: {e.get('message', '')}"))
         elif t == "run_finished":
@@ -91,6 +96,11 @@ class RunSeries:
             self.log.append(("green" if status == "finished" else "yellow", f"run {status}"))
         elif t == "run_failed":
             self.log.append(("bold red", f"FAILED: {self.state.error}"))
+
+
+def _short(v: Any) -> str:
+    """A logged number, short: 4 significant digits (accuracies, losses)."""
+    return f"{v:.4g}" if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
 
 
 def _num(v: Any) -> float:

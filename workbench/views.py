@@ -57,14 +57,15 @@ def styled(text: str, style: str) -> str:
 
 
 def run_status(status: str) -> str:
-    return styled(status, RUN_STATUS_STYLE.get(status, "dim"))
+    """A status (or a running run's phase: training, evaluating, ...) in its colour."""
+    return styled(status, RUN_STATUS_STYLE.get(status, RUN_STATUS_STYLE["running"]))
 
 
 def run_row(r: RunInfo) -> tuple[str, ...]:
     """One run in a listing (status uncoloured; `run_status` colours it)."""
     return (
         r.name,
-        r.status,
+        r.phase or r.status,  # a running run says what it is doing
         r.method,
         f"{r.epoch}/{r.epochs}",
         num(r.last_clean_acc),

@@ -185,6 +185,7 @@ class Trainer:
         best = self.run_dir / "best.safetensors"
         if not self.world.is_main or not best.exists():
             return None
+        self.writer.emit("phase", phase="testing", epoch=self.state.epoch)
         cfg, model = ckpt.load_model(best, None, self.device)
         data = self.data
         n = len(data.test_y)
@@ -331,6 +332,7 @@ class Trainer:
         measured: dict[str, Any] = {"clean_acc": None, "robust_acc": None}
         t_eval = time.perf_counter()
         if s.epoch % cfg.eval.every == 0 or final:
+            self.writer.emit("phase", phase="evaluating", epoch=s.epoch)  # the faces show it
             measured = self.evaluate()
         robust = measured["robust_acc"]
         seconds = time.perf_counter() - self._epoch_t0

@@ -83,6 +83,32 @@ class RunScreen(Screen):
             self.series.add(e)
         self.dirty = True
 
+    def _header(self) -> None:
+        state = self.series.state
+        done, total = state.progress()
+        self.query_one("#bar", ProgressBar).update(total=total, progress=done)
+        st = state.last_step
+        now = time.time()
+        phase = state.phase if state.status == "running" else state.status
+        info = (
+            f"[b]{state.name or self.run_dir.name}[/]  {state.method}"
+            f"  on {state.device or '?'}  {run_status(phase)}  "
+            f"epoch {state.current_epoch()}/{state.epochs_total}"
+        )
+        self.query_one("#run-info", Label).update(info)
+        rate = st.get("samples_per_s")
+        left = state.eta(now)
+        eta = "-" if left is None else duration(left)
+        gpu = st.get("gpu_mem_mb")
+        mem = f"  GPU {gpu:,.0f}/{st.get('gpu_peak_mb', gpu):,.0f} MiB" if gpu is not None else ""
+        ago = state.since_last_event(now)
+        last = "" if ago is None or state.status != "running" else f"  last event {ago:.0f} s ago"
+        self.query_one("#run-rate", Label).update(
+            f" {rate:,.0f} samples/s  ETA {eta}{mem}{last}"
+            if isinstance(rate, int | float)
+            else f" waiting{last}"
+        )
+
     # -- drawing (at most ~2.5 redraws a second, only when something changed)
     def redraw(self) -> None:
         if (
@@ -93,31 +119,11 @@ class RunScreen(Screen):
             self.series.state.status = "failed"
             self.series.log.append(("bold red", f"did not start: {last_output(self.run_dir)}"))
             self.dirty = True
+        self._header()  # every tick: the ETA counts down, "last event" counts up
         if not self.dirty:
             return
         self.dirty = False
         s = self.series
-        state = s.state
-        done, total = state.progress()
-        bar = self.query_one("#bar", ProgressBar)
-        bar.update(total=total, progress=done)
-        st = state.last_step
-        info = (
-            f"[b]{state.name or self.run_dir.name}[/]  {state.method}"
-            f"  on {state.device or '?'}  {run_status(state.status)}  "
-            f"epoch {st.get('epoch', 0)}/{state.epochs_total}"
-        )
-        self.query_one("#run-info", Label).update(info)
-        rate = st.get("samples_per_s")
-        left = state.eta(time.time())
-        eta = "-" if left is None else duration(left)
-        gpu = st.get("gpu_mem_mb")
-        mem = f"  GPU {gpu:,.0f}/{st.get('gpu_peak_mb', gpu):,.0f} MiB" if gpu is not None else ""
-        self.query_one("#run-rate", Label).update(
-            f" {rate:,.0f} samples/s  ETA {eta}{mem}"
-            if isinstance(rate, int | float)
-            else " waiting"
-        )
         self._plot_loss()
         self._plot_lkd()
         self._plot_acc()
