@@ -224,14 +224,23 @@ def diff_rows(doc: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
-def sanity_lines(doc: dict[str, Any]) -> list[str]:
+APP_WORDING = {  # the engine's advice names CLI flags; the app has fields instead
+    "give --source CKPT": "fill in the source checkpoint field",
+    "use --suite blackbox": "choose the blackbox suite",
+}
+
+
+def sanity_lines(doc: dict[str, Any], app: bool = False) -> list[str]:
     """The sanity checks as rich-markup lines, each WARN followed by what it suggests."""
     lines = []
     for c in doc.get("sanity") or []:
         status = str(c.get("status"))
+        figure = str(c.get("figure"))
+        for cli, words in APP_WORDING.items() if app else ():
+            figure = figure.replace(cli, words)
         lines.append(
             f"{styled(escape(status), SANITY_STYLE.get(status, 'dim'))} "
-            f"{escape(str(c.get('name')))}: {escape(str(c.get('figure')))}"
+            f"{escape(str(c.get('name')))}: {escape(figure)}"
         )
         if status == "WARN" and c.get("advice"):
             lines.append(f"     {styled(escape(str(c['advice'])), 'yellow')}")

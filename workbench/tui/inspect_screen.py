@@ -119,7 +119,8 @@ class InspectScreen(Screen):
             meta.add_row(key, value)
         parsed = parsed_metadata(self.meta)
         cfg = parsed.get("config") if isinstance(parsed.get("config"), dict) else {}
-        self.query_one("#config", Static).update(tomli_w.dumps(cfg) if cfg else "(none)")
+        # escaped: TOML's [section] headers would otherwise be read as markup and vanish
+        self.query_one("#config", Static).update(escape(tomli_w.dumps(cfg)) if cfg else "(none)")
         hist = self.query_one("#history", DataTable)
         hist.add_columns("epoch", "clean % [95%]", "robust % [95%]", "seconds", "train means")
         metrics = parsed.get("metrics")
@@ -262,7 +263,7 @@ class InspectScreen(Screen):
         table.clear()
         for row in evaluation_rows(doc):
             table.add_row(*row)
-        lines = sanity_lines(doc) or ["[dim]no sanity checks in this suite[/]"]
+        lines = sanity_lines(doc, app=True) or ["[dim]no sanity checks in this suite[/]"]
         lines.append(f"[dim]{escape(footnote)}[/]")
         self.query_one("#eval-sanity", Static).update("\n".join(lines))
 
@@ -296,6 +297,10 @@ class InspectScreen(Screen):
             self._status(f"[red]{escape(file)}: unreadable ({escape(str(exc))})[/]")
             return
         self.query_one("#eval-bar", ProgressBar).display = False
+        suite = self.query_one("#eval-suite", Select)
+        with suite.prevent(Select.Changed):  # the controls say what is shown
+            if doc.get("suite") in self.suites:
+                suite.value = doc["suite"]
         self._show(doc, file)
         self._status(
             f"saved: the {escape(str(doc.get('suite')))} suite, {doc.get('n')} examples, "
