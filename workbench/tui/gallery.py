@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -44,8 +45,11 @@ class GalleryScreen(Screen):
 
         try:
             eps, rows = gallery(self.path)
-        except WorkbenchError as exc:
-            self.app.call_from_thread(self.query_one("#gallery", Static).update, f"[red]{exc}[/]")
+        except Exception as exc:  # a worker reports, it never takes the app down
+            what = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+            self.app.call_from_thread(
+                self.query_one("#gallery", Static).update, f"[red]{escape(what)}[/]"
+            )
             return
         self.app.call_from_thread(self.show, eps, rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from textual import events
+from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
@@ -113,17 +113,36 @@ class HomeScreen(Screen):
             if self.matches(entry.name, entry.description):
                 table.add_row(entry.name, entry.description, key=str(entry.path))
 
-    # -- data
+    # -- data: read in a worker thread, applied on the UI thread (no I/O there)
     def action_refresh(self) -> None:
-        infos = [r for r in list_runs(self.app.runs_dir) if self.matches(r.name, r.method)]
-        table = self.query_one("#runs", DataTable)
-        keep = self.selected_run()
+        self._scan(self.filter_text, self.selected_run())
+
+    @work(thread=True, exclusive=True, group="home-scan")
+    def _scan(self, text: str, selected: str | None) -> None:
+        runs_dir = self.app.runs_dir
+
+        def ok(*texts: str) -> bool:
+            return not text or any(text.lower() in t.lower() for t in texts)
+
+        infos = [r for r in list_runs(runs_dir) if ok(r.name, r.method)]
         rows = [run_row(r) for r in infos]
         rows += [
-            (name, launch_state(self.app.runs_dir / name), "", "", "", "")
-            for name in starting_runs(self.app.runs_dir)
-            if self.matches(name)
+            (name, launch_state(runs_dir / name), "", "", "", "")
+            for name in starting_runs(runs_dir)
+            if ok(name)
         ]
+        ckpts = self._checkpoint_files(selected) if selected else []
+        self.app.call_from_thread(self._apply, infos, rows, selected, ckpts)
+
+    def _apply(
+        self,
+        infos: list[RunInfo],
+        rows: list[tuple[str, ...]],
+        selected: str | None,
+        ckpts: list[tuple[Path, str]],
+    ) -> None:
+        table = self.query_one("#runs", DataTable)
+        keep = self.selected_run()
         fresh = [(r[0], *r[1:], *(i.tags for i in infos if i.name == r[0])) for r in rows]
         if fresh != getattr(self, "_last_rows", None):
             self._last_rows = fresh
@@ -137,12 +156,18 @@ class HomeScreen(Screen):
         self._runs = {r.name: r for r in infos}
         self.query_one("#runs-empty").display = not rows
         table.display = bool(rows)
-        self._fill_checkpoints()
+        if selected == self.selected_run():
+            self._show_checkpoints(selected, ckpts)
+        else:  # the cursor moved (or the rows arrived): read the new run's files
+            self._scan_checkpoints(self.selected_run())
 
-    def _fill_checkpoints(self) -> None:
-        name = self.selected_run()
-        ckpts = self.query_one("#ckpts", DataTable)
+    @work(thread=True, exclusive=True, group="home-ckpts")
+    def _scan_checkpoints(self, name: str | None) -> None:
         files = self._checkpoint_files(name) if name else []
+        self.app.call_from_thread(self._show_checkpoints, name, files)
+
+    def _show_checkpoints(self, name: str | None, files: list[tuple[Path, str]]) -> None:
+        ckpts = self.query_one("#ckpts", DataTable)
         sig = (name, [str(f) for f, _ in files])
         if sig == self._ckpt_for:
             return
@@ -165,7 +190,7 @@ class HomeScreen(Screen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id == "runs":
-            self._fill_checkpoints()
+            self._scan_checkpoints(self.selected_run())
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "presets":
