@@ -597,3 +597,39 @@ def test_delete_then_undo_restores_a_run_byte_for_byte_and_rename_and_tags_work(
             assert not alpha.exists()
 
     asyncio.run(scenario())
+
+
+def test_zoom_cycles_one_plot_at_a_time_and_ticks_match_the_data(static_dir):
+    import plotext
+
+    from workbench.tui.charts import draw
+
+    plotext.clear_figure()
+    draw(plotext, "acc", [("robust", [1.0, 2.0, 3.0], [4.6, 5.0, 6.0], "red")], True, 12, 60)
+    text = plotext.build()
+    assert "4.6" in text and "6" in text and "12.4" not in text  # ticks at the data's own range
+    plotext.clear_figure()
+    draw(plotext, "acc", [("clean", [1.0], [97.0], "blue")], True, 12, 60)
+    assert "●" in plotext.build()  # a lone point is a visible dot
+
+    app = WorkbenchApp(Path("runs"), [static_dir / "presets"])
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.action_attach(Path("runs/alpha"))
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            await wait_for(pilot, lambda: bool(screen.query("#p-lr")))
+            ids = ["p-loss", "p-lkd", "p-acc", "p-lr"]
+
+            def shown() -> list[str]:
+                return [i for i in ids if screen.query_one(f"#{i}").display]
+
+            assert shown() == ids
+            for want in ids:
+                await pilot.press("z")
+                assert shown() == [want]
+            await pilot.press("z")
+            assert shown() == ids
+
+    asyncio.run(scenario())

@@ -41,6 +41,7 @@ CSS = """
 #bar { width: 1fr; }
 #run-rate { width: auto; }
 #plots { grid-size: 2 2; height: 1fr; min-height: 12; }
+#plots.maximised { grid-size: 1 1; }
 #log { height: 6; border-top: solid $primary; }
 LaunchScreen { align: center middle; }
 #launch { width: 72; height: auto; border: thick $primary; padding: 1 2; background: $surface; }

@@ -51,6 +51,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("s", "stop", "Stop run"),
         ("m", "toggle_ema", "EMA smoothing"),
         ("i", "inspect", "Inspect best"),
+        ("z", "maximise", "Zoom plot"),
     ],
     "inspect": [
         BACK,

@@ -17,6 +17,7 @@ from textual_plotext import PlotextPlot
 from engine.events import EventTail
 from workbench.launcher import last_output, launch_state
 from workbench.series import RunSeries, downsample, ema
+from workbench.tui.charts import draw
 from workbench.tui.keys import keys
 from workbench.views import duration, run_status
 
@@ -46,6 +47,7 @@ class RunScreen(Screen):
         self.dirty = True
         self._logged = 0
         self._gpu = ""
+        self.maximised: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -155,13 +157,10 @@ class RunScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("validation accuracy % per epoch")
         xs = [float(e) for e in s.state.epochs]
         pairs = (("clean", s.state.clean_acc), ("robust", s.state.robust_acc))
-        for i, (name, ys) in enumerate(pairs):
-            fx, fy = finite(xs, ys)
-            if fx:
-                plt.plot(fx, fy, label=name, color=PALETTE[i], marker="braille")
+        series = [(name, *finite(xs, ys), PALETTE[i]) for i, (name, ys) in enumerate(pairs)]
+        draw(plt, "validation accuracy %", series, True, plot.size.height, plot.size.width)
         plot.refresh()
 
     def _plot_simple(
@@ -172,16 +171,30 @@ class RunScreen(Screen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(title)
         width = self._width(wid)
+        series = []
         for i, (name, ys) in enumerate(lines.items()):
             fx, fy = finite(s.step_x, ys)
             if smooth and fy:
                 fy = ema(fy)
             fx, fy = downsample(fx, fy, width)
-            if fx:
-                plt.plot(fx, fy, label=name, color=PALETTE[i % len(PALETTE)], marker="braille")
+            series.append((name, fx, fy, PALETTE[i % len(PALETTE)]))
+        draw(plt, title, series, rows=plot.size.height, cols=plot.size.width)
         plot.refresh()
+
+    def action_maximise(self) -> None:
+        """z: one plot fills the grid, the next z the next plot, then all four again."""
+        order = ["p-loss", "p-lkd", "p-acc", "p-lr"]
+        self.maximised = (
+            None
+            if self.maximised == order[-1]
+            else (order[0] if self.maximised is None else order[order.index(self.maximised) + 1])
+        )
+        grid = self.query_one("#plots", Grid)
+        grid.set_class(self.maximised is not None, "maximised")
+        for wid in order:
+            self.query_one(f"#{wid}", PlotextPlot).display = self.maximised in (None, wid)
+        self.dirty = True
 
     # -- actions
     def action_toggle_ema(self) -> None:
