@@ -150,7 +150,7 @@ def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
         out.print(f"no runs under {runs_dir} yet: try `workbench run demo --headless`")
         return
     rows = [
-        (row[0], views.run_status(row[1]), *row[2:4], *views.with_intervals(row[4:], info))
+        (row[0], views.run_status(row[1]), row[2], *views.with_intervals(row[3:5], info), row[5])
         for row, info in zip(map(views.run_row, infos), infos, strict=True)
     ]
     title = f"runs in {runs_dir} (accuracy on the validation split, 95% interval)"

@@ -25,7 +25,8 @@ RUN_STATUS_STYLE = {
 }
 SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 
-RUN_COLUMNS = ("run", "status", "method", "epoch", "clean %", "best robust %")  # validation
+# validation; best robust before clean and method last, so a narrow terminal cuts method first
+RUN_COLUMNS = ("run", "status", "epoch", "best robust %", "clean %", "method")
 EVALUATION_COLUMNS = ("attack", "accuracy %", "95% interval", "seconds", "examples/s")
 SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "robust %", "clean %", "sanity")
 TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
@@ -66,19 +67,19 @@ def run_row(r: RunInfo) -> tuple[str, ...]:
     return (
         r.name,
         r.phase or r.status,  # a running run says what it is doing
-        r.method,
         f"{r.epoch}/{r.epochs}",
-        num(r.last_clean_acc),
         num(r.best_robust_acc),
+        num(r.last_clean_acc),
+        r.method,
     )
 
 
 def with_intervals(cells: tuple[str, ...], r: RunInfo) -> tuple[str, ...]:
-    """A run row's clean and best robust cells with their 95% intervals appended."""
-    clean, robust = cells
+    """A run row's best robust and clean cells with their 95% intervals appended."""
+    robust, clean = cells
     return (
-        f"{clean} {interval(r.last_clean_interval)}".strip(),
         f"{robust} {interval(r.best_robust_interval)}".strip(),
+        f"{clean} {interval(r.last_clean_interval)}".strip(),
     )
 
 

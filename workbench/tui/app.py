@@ -30,8 +30,10 @@ from workbench.tui.study_screen import StudyScreen
 CSS = """
 #home { height: 1fr; }
 #filter { display: none; height: 1; border: none; padding: 0 1; }
-#left { width: 40%; }
-#right { width: 60%; }
+#left { width: 24%; min-width: 18; }
+#right { width: 1fr; }
+#preset-about { height: auto; max-height: 8; padding: 0 1; color: $text-muted; }
+#preset-about { border-top: solid $primary; }
 .pane-title { padding: 0 1; background: $boost; width: 100%; }
 #presets, #runs { height: 1fr; }
 #ckpts { height: 8; }

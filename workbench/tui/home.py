@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.markup import escape
 from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -44,8 +45,9 @@ class HomeScreen(Screen):
         yield Input(placeholder="filter presets, runs and checkpoints (esc clears)", id="filter")
         with Horizontal(id="home"):
             with Vertical(id="left"):
-                yield Label("Presets  [dim](n: start)[/]", classes="pane-title")
+                yield Label("Presets  [dim](n)[/]", classes="pane-title")
                 yield DataTable(id="presets", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="preset-about")  # the highlighted preset's description
             with Vertical(id="right"):
                 yield Label(
                     "Runs (val %)  [dim](a attach, s stop, c compare)[/]",
@@ -65,7 +67,7 @@ class HomeScreen(Screen):
         self.sub_title = str(self.app.runs_dir)
         self.filter_text = ""
         self._presets = list(presets(dirs=self.app.preset_dirs))
-        self.query_one("#presets", DataTable).add_columns("preset", "description")
+        self.query_one("#presets", DataTable).add_columns("preset")
         self._fill_presets()
         runs = self.query_one("#runs", DataTable)
         runs.add_columns(*RUN_COLUMNS)
@@ -111,7 +113,14 @@ class HomeScreen(Screen):
         table.clear()
         for entry in self._presets:
             if self.matches(entry.name, entry.description):
-                table.add_row(entry.name, entry.description, key=str(entry.path))
+                table.add_row(entry.name, key=str(entry.path))
+        self._describe_preset()
+
+    def _describe_preset(self) -> None:
+        key = self._key("presets")
+        entry = next((e for e in self._presets if str(e.path) == key), None)
+        about = self.query_one("#preset-about", Static)
+        about.update(escape(entry.description) if entry else "")
 
     # -- data: read in a worker thread, applied on the UI thread (no I/O there)
     def action_refresh(self) -> None:
@@ -189,6 +198,8 @@ class HomeScreen(Screen):
         return out
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "presets":
+            self._describe_preset()
         if event.data_table.id == "runs":
             self._scan_checkpoints(self.selected_run())
 
