@@ -17,6 +17,7 @@ from engine.models import build
 from engine.preset_files import load_preset
 from tests.conftest import TINY_PRESET, write_preset
 from workbench.tui.app import WorkbenchApp
+from workbench.tui.compare import CompareScreen
 from workbench.tui.home import HomeScreen
 from workbench.tui.inspect_screen import InspectScreen
 from workbench.tui.launch import LaunchScreen
@@ -44,7 +45,7 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
         async with app.run_test(size=(100, 30)) as pilot:
             assert isinstance(app.screen, HomeScreen)
             await pilot.press("n")
-            assert isinstance(app.screen, LaunchScreen)
+            await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
             app.screen.query_one("#name").value = "from-form"
             app.screen.query_one("#f-epochs").value = "500"
             await pilot.press("ctrl+s")
@@ -52,7 +53,7 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
             run = app.screen
             # real events from the detached process reach the plots and the progress bar
             await wait_for(pilot, lambda: len(run.series.state.epochs) >= 1 and run.series.loss)
-            await pilot.pause(0.6)
+            await wait_for(pilot, lambda: run.query_one("#bar").progress > 0 and not run.dirty)
             assert run.series.state.status == "running"
             assert all(math.isfinite(v) for v in run.series.loss)
             assert run.query_one("#bar").progress > 0
@@ -63,10 +64,16 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
             home = app.screen
             assert isinstance(home, HomeScreen)
             home.action_refresh()
-            await pilot.pause(0.2)
             runs = home.query_one("#runs")
-            assert "interrupted" in str(runs.get_row("from-form")[1])
             ckpts = home.query_one("#ckpts")
+            await wait_for(
+                pilot,
+                lambda: (
+                    runs.row_count == 1
+                    and "interrupted" in str(runs.get_row("from-form")[1])
+                    and ckpts.row_count >= 2
+                ),
+            )
             names = [ckpts.get_row_at(i)[0] for i in range(ckpts.row_count)]
             assert "best.safetensors" in names and "last.safetensors" in names
             home.action_inspect()
@@ -94,6 +101,26 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
 
 
 # ------------------------------------------------------------------ snapshots
+
+
+async def home_filled(pilot) -> None:
+    """Home once its worker has listed both static runs and the first one's checkpoints."""
+    home = pilot.app.screen
+    await wait_for(pilot, lambda: isinstance(home, HomeScreen) and bool(home.query("#ckpts")))
+    await wait_for(
+        pilot,
+        lambda: home.query_one("#runs").row_count == 2 and home.query_one("#ckpts").row_count > 0,
+    )
+    await pilot.pause()
+
+
+async def open_compare(pilot):
+    """Compare once its worker has read the selected runs' events."""
+    pilot.app.action_compare()
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+    await wait_for(pilot, lambda: len(pilot.app.screen.series) == 2)
+    await pilot.pause()
+    return pilot.app.screen
 
 
 def static_runs(root: Path) -> Path:
@@ -189,7 +216,7 @@ def make_app(root: Path) -> WorkbenchApp:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_home(snap_compare, static_dir, size):
     async def settle(pilot):
-        await pilot.pause(0.3)
+        await home_filled(pilot)
 
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=settle)
 
@@ -197,12 +224,14 @@ def test_snapshot_home(snap_compare, static_dir, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_launch_form(snap_compare, static_dir, size):
     async def open_form(pilot):
+        await home_filled(pilot)
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen))
+        await wait_for(pilot, lambda: bool(pilot.app.screen.query("#name")))
         for widget in pilot.app.screen.query("Input"):
             widget.cursor_blink = False  # a blinking cursor would make the snapshot flaky
         pilot.app.screen.query_one("#name").value = "tiny-run"
-        await pilot.pause(0.2)
+        await pilot.pause()
 
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=open_form)
 
@@ -218,7 +247,8 @@ def test_snapshot_run_screen(snap_compare, static_dir, size):
                 and pilot.app.screen.series.state.status == "finished"
             ),
         )
-        await pilot.pause(0.8)
+        await wait_for(pilot, lambda: not pilot.app.screen.dirty)  # the plots are drawn
+        await pilot.pause()
 
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=attach)
 
@@ -226,8 +256,7 @@ def test_snapshot_run_screen(snap_compare, static_dir, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_inspector(snap_compare, static_dir, size):
     async def inspect(pilot):
-        pilot.app.action_inspect(Path("runs/alpha/best.safetensors"))
-        await pilot.pause(0.3)
+        await open_inspector(pilot)
 
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=inspect)
 
@@ -235,8 +264,7 @@ def test_snapshot_inspector(snap_compare, static_dir, size):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_snapshot_compare(snap_compare, static_dir, size):
     async def compare(pilot):
-        pilot.app.action_compare()
-        await pilot.pause(0.5)
+        await open_compare(pilot)
 
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=compare)
 
@@ -246,7 +274,7 @@ def test_snapshot_gallery(snap_compare, static_dir, size):
     async def gallery(pilot):
         pilot.app.action_gallery(Path("runs/alpha/best.safetensors"))
         await wait_for(pilot, lambda: bool(getattr(pilot.app.screen, "rows", None)))
-        await pilot.pause(0.3)
+        await pilot.pause()
 
     assert snap_compare(make_app(static_dir), terminal_size=size, run_before=gallery)
 
@@ -263,7 +291,7 @@ async def open_inspector(pilot) -> InspectScreen:
         pilot,
         lambda: isinstance(pilot.app.screen, InspectScreen) and pilot.app.screen.query("#evals"),
     )
-    await pilot.pause(0.1)
+    await pilot.pause()
     return pilot.app.screen
 
 
@@ -288,10 +316,10 @@ def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
             assert row[6] == "0 WARN"  # its checks were skipped, none warned
             assert "1 saved" in str(screen.query_one("#evals-hint").render())
             screen.query_one("#tabs").active = "tab-6"
-            await pilot.pause(0.1)
+            await pilot.pause()
             evals.focus()
             await pilot.press("enter")  # opens it in the Evaluate tab's widgets
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert screen.query_one("#tabs").active == "tab-5"
             table = screen.query_one("#eval-table")
             assert cells(table, 0) == list(doc["accuracy"])
@@ -319,10 +347,10 @@ def test_blackbox_suite_without_a_source_reports_the_error_in_red(static_dir):
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await open_inspector(pilot)
             screen.query_one("#tabs").active = "tab-5"
-            await pilot.pause(0.1)
+            await pilot.pause()
             screen.query_one("#eval-suite").value = "blackbox"
             assert screen.query_one("#eval-source").value == ""
-            await pilot.pause(0.1)
+            await pilot.pause()
             assert "black-box" in str(screen.query_one("#eval-about").render())
             await pilot.click("#eval-run")
             status = screen.query_one("#eval-status")
@@ -392,7 +420,7 @@ def test_resize_and_empty_state_do_not_crash(tmp_path, monkeypatch):
             assert empty.display and "press n" in str(empty.render())
             for size in ((40, 12), (160, 50), (80, 24)):
                 await pilot.resize_terminal(*size)
-                await pilot.pause(0.1)
+                await pilot.pause()
             assert isinstance(app.screen, HomeScreen)
 
     asyncio.run(scenario())
@@ -505,8 +533,7 @@ def test_keys_help_tab_and_q_mean_the_same_everywhere(static_dir, monkeypatch):
             await pilot.press("q")  # back, not quit
             assert app.screen is home and app.is_running
             await pilot.press("q")  # on Home: quit
-            await pilot.pause(0.2)
-            assert not app.is_running
+            await wait_for(pilot, lambda: not app.is_running, timeout=10)
 
     asyncio.run(scenario())
 
@@ -522,8 +549,10 @@ def test_the_form_refuses_a_device_this_machine_lacks_and_a_bad_preset_does_not_
         async with app.run_test(size=(100, 30)) as pilot:
             home = app.screen
             app.action_new_run(static_dir / "presets" / "broken.toml")  # unknown key: refused
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: app._opening is None)  # the worker read it
+            await pilot.pause()
             assert app.screen is home and app.is_running
+            assert any("epochz" in n.message for n in app._notifications)
             app.action_new_run(static_dir / "presets" / "tiny.toml")
             await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
             form = app.screen
@@ -532,16 +561,14 @@ def test_the_form_refuses_a_device_this_machine_lacks_and_a_bad_preset_does_not_
             assert "default: 2" in str(form.query_one("#f-epochs").placeholder)
             form.query_one("#f-device").value = "cuda:3"
             await pilot.press("ctrl+s")
-            await pilot.pause(0.2)
+            error = form.query_one("#launch-error")
+            await wait_for(pilot, lambda: "CUDA is not available" in str(error.render()))
             assert app.screen is form  # still open, saying why
-            assert "CUDA is not available" in str(form.query_one("#launch-error").render())
             form.query_one("#f-device").value = ""
             form.query_one("#more").value = "data.train_limitz=5"
             await pilot.press("ctrl+s")
-            await pilot.pause(0.2)
-            assert app.screen is form and "train_limitz" in str(
-                form.query_one("#launch-error").render()
-            )
+            await wait_for(pilot, lambda: "train_limitz" in str(error.render()))
+            assert app.screen is form
             assert not list(Path("runs").glob("tiny-*"))  # nothing was launched
 
     asyncio.run(scenario())
@@ -631,5 +658,134 @@ def test_zoom_cycles_one_plot_at_a_time_and_ticks_match_the_data(static_dir):
                 assert shown() == [want]
             await pilot.press("z")
             assert shown() == ids
+
+    asyncio.run(scenario())
+
+
+def screen_text(app: WorkbenchApp) -> str:
+    """What the terminal shows, as plain text (from the screenshot's SVG text runs)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    text = html.unescape(" ".join(re.findall(r"<text [^>]*>(.*?)</text>", svg)))
+    return text.replace("\xa0", " ")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_home_always_shows_best_robust_accuracy_and_the_quit_key(static_dir, size):
+    app = make_app(static_dir)
+
+    async def scenario() -> None:
+        async with app.run_test(size=size) as pilot:
+            await home_filled(pilot)
+            text = screen_text(app)
+            assert "best robust %" in text and "44.00" in text
+            assert "Quit" in text and "Help" in text
+
+    asyncio.run(scenario())
+
+
+def test_compare_shows_only_the_settings_that_differ_and_exports_every_point(static_dir):
+    from engine.run_diff import differing
+
+    configs = {
+        "a": {"train": {"epochs": 3, "lr": 0.1}, "method": {"name": "atblr", "lambda": 0.1}},
+        "b": {"train": {"epochs": 3, "lr": 0.2}, "method": {"name": "madry"}},
+    }
+    assert differing(configs) == [
+        ("method.lambda", [0.1, "(unset)"]),
+        ("method.name", ["atblr", "madry"]),
+        ("train.lr", [0.1, 0.2]),
+    ]
+    assert differing({"a": configs["a"]}) == []  # one run: nothing to differ from
+
+    app = make_app(static_dir)
+    out = static_dir / "series.csv"
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = await open_compare(pilot)
+            await pilot.press("f")
+            diff = screen.query_one("#diff")
+            assert screen.query_one("#compare-view").current == "diff"
+            keys = cells(diff, 0)
+            assert "method.name" in keys and "model.head" in keys
+            assert "train.epochs" not in keys and "data.dataset" not in keys  # the same in both
+            row = diff.get_row_at(keys.index("method.name"))
+            assert sorted(row[1:]) == ["atblr", "madry"]
+            await pilot.press("f")
+            assert screen.query_one("#compare-view").current == "chart"
+            await pilot.press("m", "m")  # robust_acc -> clean_acc -> loss
+            await pilot.press("w")
+            app.screen.query_one("#prompt").value = str(out)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: out.exists())
+
+    asyncio.run(scenario())
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    for name in ("alpha", "beta"):
+        events = [
+            json.loads(line)
+            for line in (static_dir / "runs" / name / "events.jsonl").read_text().splitlines()
+        ]
+        losses = [e["loss"] for e in events if e["type"] == "step"]
+        mine = [r for r in rows if r["run"] == name]
+        assert [float(r["value"]) for r in mine] == losses  # every step, raw, not downsampled
+        assert {r["metric"] for r in mine} == {"loss"} and {r["axis"] for r in mine} == {"step"}
+        assert float(mine[0]["plotted_ema"]) == losses[0]  # the EMA the plot draws starts there
+
+
+def test_the_filter_narrows_the_saved_evaluations(static_dir):
+    from engine.eval.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(ALPHA, "quick", samples=8, device="cpu")
+    doc = evaluate_checkpoint(ALPHA, "atblr_cifar", samples=4, device="cpu")
+    app = make_app(static_dir)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await open_inspector(pilot)
+            evals = screen.query_one("#evals")
+            assert evals.row_count == 2
+            await pilot.press("slash")
+            assert screen.query_one("#tabs").active == "tab-6"
+            await pilot.press(*"atblr")
+            assert evals.row_count == 1 and cells(evals, 1) == ["atblr_cifar"]
+            assert "1 of 2" in str(screen.query_one("#evals-hint").render())
+            await pilot.press("escape")
+            assert evals.row_count == 2
+            assert doc["suite"] == "atblr_cifar"
+
+    asyncio.run(scenario())
+
+
+def test_full_size_gallery_keeps_every_pixel_column_and_metrics_has_a_column_per_mean(static_dir):
+    from rich.console import Console
+
+    from workbench.views import history_columns, history_rows
+
+    metrics = {"history": [{"epoch": 1, "train": {"loss": 1.5, "lkd_adv": 8.25}}, {"epoch": 2}]}
+    assert history_columns(metrics)[4:] == ("loss", "lkd_adv")
+    assert history_rows(metrics)[1][4:] == ("-", "-")  # an epoch without means says so
+    app = make_app(static_dir)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            pilot.app.action_gallery(ALPHA)
+            await wait_for(pilot, lambda: bool(getattr(pilot.app.screen, "rows", None)))
+            await pilot.press("z")
+            await pilot.pause()
+            gallery = pilot.app.screen.query_one("#gallery")
+            width = int(gallery.styles.width.value)
+            assert width > 100  # wider than the terminal: the pane scrolls instead
+            console = Console(width=width, record=True)
+            console.print(gallery.content)
+            text = console.export_text()
+            assert "…" not in text  # no image cut short
+            rows = [line for line in text.splitlines() if "▀" in line]
+            assert max(line.count("▀") + line.count("▄") for line in rows) >= 28 * 3
 
     asyncio.run(scenario())

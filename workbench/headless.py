@@ -25,7 +25,7 @@ from engine.run_state import RunState
 from engine.train import session
 from engine.train.session import RunRequest
 from engine.train.trainer import Outcome
-from workbench.views import duration, interval, num
+from workbench.views import duration, interval, num, short
 
 
 class RunView:
@@ -53,7 +53,7 @@ class RunView:
                 self.last_parts = dict(e.get("parts", {}))
             elif t == "epoch_end" and self.plain:
                 means = e.get("train") or {}
-                parts = " ".join(f"{k}={v:.4g}" for k, v in means.items())
+                parts = " ".join(f"{k}={short(v)}" for k, v in means.items())
                 self.console.print(
                     f"epoch {e['epoch']}/{s.epochs_total}  val clean {num(e.get('clean_acc'))}%  "
                     f"robust {num(e.get('robust_acc'))}%  epoch means: {parts}  "

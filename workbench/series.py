@@ -7,11 +7,14 @@ disappears when thousands of steps share a few dozen columns).
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.run_state import RunState
-from workbench.views import interval, num
+from workbench.views import interval, num, short
 
 
 def downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
@@ -73,7 +76,7 @@ class RunSeries:
                 series.append(_num(v))
             self.lr.append(_num(e.get("lr")))
         elif t == "epoch_end":
-            means = " ".join(f"{k} {_short(v)}" for k, v in (e.get("train") or {}).items())
+            means = " ".join(f"{k} {short(v)}" for k, v in (e.get("train") or {}).items())
             self.log.append(
                 (
                     "",
@@ -87,7 +90,7 @@ class RunSeries:
             self.log.append(("dim", f"saved {e.get('kind', '')} {e.get('path', '')}"))
         elif t == "eval_result":
             table = e.get("table") or {}
-            cells = ", ".join(f"{k} {_short(v)}%" for k, v in table.items())
+            cells = ", ".join(f"{k} {short(v)}%" for k, v in table.items())
             self.log.append(("cyan", f"eval {e.get('suite')}: {cells or 'no table'}"))
         elif t == "warning":
             self.log.append(("yellow", f"warning: {e.get('message', '')}"))
@@ -98,9 +101,38 @@ class RunSeries:
             self.log.append(("bold red", f"FAILED: {self.state.error}"))
 
 
-def _short(v: Any) -> str:
-    """A logged number, short: 4 significant digits (accuracies, losses)."""
-    return f"{v:.4g}" if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+EPOCH_METRICS = ("robust_acc", "clean_acc")  # per epoch (validation); the rest per step
+SMOOTHED = ("loss", "lkd_clean", "lkd_adv")  # drawn through an EMA (the raw values are noisy)
+
+
+def metric_series(s: RunSeries, metric: str) -> tuple[str, list[float], list[float]]:
+    """(x axis name, xs, raw finite values) of one metric of one run, as Compare draws it."""
+    if metric in EPOCH_METRICS:
+        xs, ys = [float(e) for e in s.state.epochs], getattr(s.state, metric)
+        axis = "epoch"
+    else:
+        ys = s.loss if metric == "loss" else s.lr if metric == "lr" else s.parts.get(metric, [])
+        xs, axis = s.step_x, "step"
+    pairs = [
+        (x, float(y))
+        for x, y in zip(xs, ys, strict=False)
+        if isinstance(y, int | float) and math.isfinite(y)
+    ]
+    return axis, [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def series_csv(runs: dict[str, RunSeries], metric: str) -> str:
+    """The plotted series as long-form CSV: every point, the raw value and, where the plot
+    smooths, the EMA it draws (the plot's downsampling is not applied: nothing is lost)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["run", "metric", "axis", "x", "value", "plotted_ema"])
+    for name, s in runs.items():
+        axis, xs, ys = metric_series(s, metric)
+        smooth = ema(ys) if metric in SMOOTHED else [None] * len(ys)
+        for x, y, e in zip(xs, ys, smooth, strict=True):
+            w.writerow([name, metric, axis, f"{x:g}", repr(y), "" if e is None else repr(e)])
+    return out.getvalue()
 
 
 def _num(v: Any) -> float:

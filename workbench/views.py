@@ -39,6 +39,13 @@ def num(value: Any, digits: int = 2) -> str:
     return "-" if value is None else str(value)
 
 
+def short(value: Any) -> str:
+    """A loss or other logged number: 4 significant digits ("-" for none)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
 def eps(value: Any) -> str:
     """An evaluation's eps ("mixed" when its columns use different ones)."""
     return f"{value:.4g}" if isinstance(value, int | float) else "mixed"
@@ -134,18 +141,31 @@ def tensor_rows(header: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     ]
 
 
+def history_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The history table's header: one column per training mean (loss, ce_adv, lkd_clean ...),
+    so none is cut off in a long "k v, k v" cell."""
+    names: list[str] = []
+    for rec in metrics.get("history", []):
+        for k in rec.get("train") or {}:
+            if k not in names:
+                names.append(k)
+    return ("epoch", "clean % [95%]", "robust % [95%]", "s", *names)
+
+
 def history_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
-    """A checkpoint's per-epoch history: epoch, clean, robust, seconds, training means."""
+    """A checkpoint's per-epoch history under `history_columns`: the training means are the
+    epoch's means, 4 significant digits, "-" where an epoch lacks one."""
+    names = history_columns(metrics)[4:]
     rows = []
     for rec in metrics.get("history", []):
-        means = ", ".join(f"{k} {v:.4g}" for k, v in (rec.get("train") or {}).items())
+        train = rec.get("train") or {}
         rows.append(
             (
                 str(rec.get("epoch")),
                 accuracy(rec, "clean"),
                 accuracy(rec, "robust"),
                 f"{rec.get('seconds', 0):.1f}",
-                means,
+                *(short(train.get(k)) for k in names),
             )
         )
     return rows

@@ -11,11 +11,14 @@ from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from engine.catalog import preset_dirs as preset_dirs_default
+from engine.config import PresetConfig
 from engine.errors import WorkbenchError
+from engine.preset_files import load_preset
 from workbench.launcher import launch, stop
 from workbench.tui.compare import CompareScreen
 from workbench.tui.gallery import GalleryScreen
@@ -53,7 +56,8 @@ LaunchScreen { align: center middle; }
 #launch-error { height: auto; }
 #launch-buttons { height: 3; align-horizontal: right; }
 #pick { width: 34; }
-#chart { width: 1fr; }
+#chart, #diff { width: 1fr; }
+#compare-view { width: 1fr; }
 #legend { height: 1; padding: 0 1; }
 #eval-controls { height: 1; }
 #eval-suite { width: 16; }
@@ -102,10 +106,38 @@ class WorkbenchApp(App):
         self.eval_samples = eval_samples
 
     def on_mount(self) -> None:
+        self._opening: Path | None = None  # the preset whose form is being opened
         self.push_screen(HomeScreen())
+        self.set_timer(1.0, self._warm_up)  # after Home's first frames
 
     # -- actions reachable from every screen and the command palette
     def action_new_run(self, preset: Path) -> None:
+        """Open the launch form; the preset is read in a worker (its first read imports torch,
+        seconds on a cold start), with a notice until the form appears."""
+        if self._opening is not None:
+            return
+        self._opening = preset
+        self.set_timer(0.3, lambda: self._opening == preset and self.notify("opening form ..."))
+        self._read_preset(preset)
+
+    @work(thread=True, exclusive=True, group="preset")
+    def _read_preset(self, preset: Path) -> None:
+        try:
+            cfg = load_preset(preset)
+        except WorkbenchError as exc:  # a malformed preset in ./presets: say so, do not crash
+            self.call_from_thread(self._form_failed, str(exc))
+        except Exception as exc:  # a worker's error would take the app down
+            self.call_from_thread(self._form_failed, f"{type(exc).__name__}: {exc}")
+        else:
+            self.call_from_thread(self._open_form, preset, cfg)
+
+    def _form_failed(self, message: str) -> None:
+        self._opening = None
+        self.notify(message, severity="error", timeout=10)
+
+    def _open_form(self, preset: Path, cfg: PresetConfig) -> None:
+        self._opening = None
+
         def started(result: tuple[str, list[str]] | None) -> None:
             if result is None:
                 return
@@ -114,12 +146,15 @@ class WorkbenchApp(App):
             self.notify(f"started {name} (pid {launched.pid}); it keeps running if you quit")
             self.push_screen(RunScreen(launched.run_dir))
 
-        try:
-            form = LaunchScreen(preset)
-        except WorkbenchError as exc:  # a malformed preset in ./presets: say so, do not crash
-            self.notify(str(exc), severity="error", timeout=10)
-            return
-        self.push_screen(form, started)
+        self.push_screen(LaunchScreen(preset, cfg), started)
+
+    @work(thread=True, group="warm-up")
+    def _warm_up(self) -> None:
+        """Import the engine's registry (and torch) while the user looks at Home, so the first
+        form, inspector or gallery opens without a pause."""
+        from engine import registry
+
+        registry.METHODS.names()
 
     def action_attach(self, run_dir: Path) -> None:
         self.push_screen(RunScreen(run_dir))

@@ -1,20 +1,32 @@
-"""Compare: one metric from several runs on one chart, each run in a stable colour."""
+"""Compare: one metric from several runs on one chart, each run in a stable colour; the
+settings that differ between them (f); the plotted series as CSV (w).
+
+Event files are read in a worker thread (cached by size and mtime), never on the UI thread.
+"""
 
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
+from typing import Any
 
+from rich.markup import escape
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, SelectionList
+from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Label, SelectionList
 from textual_plotext import PlotextPlot
 
+from engine.checkpoint import atomic_write_bytes
 from engine.events import read_events
+from engine.run_diff import differing
 from engine.runs import list_runs
-from workbench.series import RunSeries, downsample, ema
+from workbench.series import SMOOTHED, RunSeries, downsample, ema, metric_series, series_csv
+from workbench.tui.charts import draw
+from workbench.tui.dialogs import Prompt
 from workbench.tui.keys import keys
-from workbench.tui.run_screen import PALETTE, finite
+from workbench.tui.run_screen import PALETTE
 
 METRICS = ["robust_acc", "clean_acc", "loss", "lkd_clean", "lkd_adv", "lr"]
 
@@ -24,6 +36,10 @@ def colour_for(name: str) -> str:
     return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
+def cell(value: Any) -> str:
+    return escape(value if isinstance(value, str) else repr(value))
+
+
 class CompareScreen(Screen):
     KEYMAP = "compare"
     BINDINGS = keys(KEYMAP)
@@ -31,62 +47,132 @@ class CompareScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.metric = 0
+        self.series: dict[str, RunSeries] = {}  # the selected runs', in selection order
+        self._cache: dict[str, tuple[tuple[int, float], RunSeries]] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
             yield SelectionList[str](id="pick")
-            yield PlotextPlot(id="chart")
+            with ContentSwitcher(initial="chart", id="compare-view"):
+                yield PlotextPlot(id="chart")
+                yield DataTable(id="diff", cursor_type="row", zebra_stripes=True)
         yield Label("", id="legend")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = "Compare runs"
+        self.list_runs()
+
+    @work(thread=True, exclusive=True, group="compare-list")
+    def list_runs(self) -> None:
+        names = [r.name for r in list_runs(self.app.runs_dir)]
+        self.app.call_from_thread(self._fill, names)
+
+    def _fill(self, names: list[str]) -> None:
         pick = self.query_one("#pick", SelectionList)
-        for i, r in enumerate(list_runs(self.app.runs_dir)):
-            pick.add_option((f"[{colour_for(r.name)}]■[/] {r.name}", r.name, i < 3))
-        self.draw()
+        for i, name in enumerate(names):
+            pick.add_option((f"[{colour_for(name)}]■[/] {escape(name)}", name, i < 3))
+        self.load()
 
     def on_selection_list_selected_changed(self) -> None:
-        self.draw()
+        self.load()
 
+    @work(thread=True, exclusive=True, group="compare-load")
+    def load(self) -> None:
+        names = list(self.query_one("#pick", SelectionList).selected)
+        loaded = {name: self._read(name) for name in names}
+        self.app.call_from_thread(self._loaded, loaded)
+
+    def _read(self, name: str) -> RunSeries:
+        path = self.app.runs_dir / name / "events.jsonl"
+        try:
+            st = path.stat()
+        except OSError:
+            return RunSeries()
+        sig = (st.st_size, st.st_mtime)
+        hit = self._cache.get(name)
+        if hit and hit[0] == sig:
+            return hit[1]
+        s = RunSeries()
+        for e in read_events(path):
+            s.add(e)
+        self._cache[name] = (sig, s)
+        return s
+
+    def _loaded(self, loaded: dict[str, RunSeries]) -> None:
+        self.series = loaded
+        self.draw()
+        self.show_diff()
+
+    # -- actions
     def action_next_metric(self) -> None:
         self.metric = (self.metric + 1) % len(METRICS)
         self.draw()
 
+    def action_config_diff(self) -> None:
+        """Switch the right pane between the chart and the settings that differ."""
+        view = self.query_one("#compare-view", ContentSwitcher)
+        view.current = "diff" if view.current == "chart" else "chart"
+        self.draw()
+
+    def action_export(self) -> None:
+        metric = METRICS[self.metric]
+        if not self.series:
+            self.notify("select runs to export", severity="warning")
+            return
+
+        def answered(value: str | None) -> None:
+            if value and value.strip():
+                self.write_csv(Path(value.strip()).expanduser(), metric)
+
+        self.app.push_screen(
+            Prompt(f"Write the {metric} series to CSV:", f"compare-{metric}.csv"), answered
+        )
+
+    def write_csv(self, path: Path, metric: str) -> None:
+        try:
+            atomic_write_bytes(path, series_csv(self.series, metric).encode())
+        except OSError as exc:
+            self.notify(f"export: {exc}", severity="error")
+            return
+        self.notify(f"wrote {path} ({len(self.series)} runs, {metric})")
+
+    # -- views
+    def show_diff(self) -> None:
+        table = self.query_one("#diff", DataTable)
+        table.clear(columns=True)
+        names = list(self.series)
+        rows = differing({n: self.series[n].state.config for n in names})
+        table.add_columns("setting", *names)
+        for key, values in rows:
+            table.add_row(key, *(cell(v) for v in values))
+
     def draw(self) -> None:
         metric = METRICS[self.metric]
+        legend = [f"[{colour_for(n)}]■[/] {escape(n)}" for n in self.series]
+        if self.query_one("#compare-view", ContentSwitcher).current == "diff":
+            n = self.query_one("#diff", DataTable).row_count
+            what = f"{n} settings differ" if len(self.series) > 1 else "select two or more runs"
+            self.query_one("#legend", Label).update(f"{what}  (f: back to the chart)")
+            return
         plot = self.query_one("#chart", PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(f"{metric}  (m: next metric)")
-        names = self.query_one("#pick", SelectionList).selected
         width = max(10, plot.size.width - 8)
-        legend = []
-        for name in names:
-            s = RunSeries()
-            path = self.app.runs_dir / name / "events.jsonl"
-            for e in read_events(path) if path.exists() else []:
-                s.add(e)
-            if metric in ("robust_acc", "clean_acc"):
-                xs, ys = finite([float(e) for e in s.state.epochs], getattr(s.state, metric))
-                plt.xlabel("epoch")
-            else:
-                raw = (
-                    s.loss
-                    if metric == "loss"
-                    else s.lr
-                    if metric == "lr"
-                    else s.parts.get(metric, [])
-                )
-                xs, ys = finite(s.step_x, raw)
-                if metric != "lr":
-                    ys = ema(ys)
+        series, axis = [], "epoch"
+        for name, s in self.series.items():
+            axis, xs, ys = metric_series(s, metric)
+            if axis == "step":
+                ys = ema(ys) if metric in SMOOTHED else ys
                 xs, ys = downsample(xs, ys, width)
-                plt.xlabel("step")
-            if xs:
-                plt.plot(xs, ys, label=name, color=colour_for(name), marker="braille")
-                legend.append(f"[{colour_for(name)}]■[/] {name}")
-        self.query_one("#legend", Label).update("  ".join(legend) or "select runs on the left")
+            series.append((name, xs, ys, colour_for(name)))
+        plt.xlabel(axis)
+        title = f"{metric} by {axis}  (m: next metric)"
+        draw(plt, title, series, axis == "epoch", plot.size.height, plot.size.width)
+        drawn = any(xs for _, xs, _, _ in series)
+        self.query_one("#legend", Label).update(
+            "  ".join(legend) if drawn else "select runs on the left"
+        )
         plot.refresh()

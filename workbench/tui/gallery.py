@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import ScrollableContainer
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -31,7 +33,7 @@ class GalleryScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll():
+        with ScrollableContainer(id="gallery-pane"):  # full size scrolls sideways when wider
             yield Static("computing adversarial examples ...", id="gallery")
         yield Footer(compact=True)
 
@@ -65,7 +67,10 @@ class GalleryScreen(Screen):
         if not self.rows:
             return
         factor = 1 if self.full else 2
-        table = Table(title=f"PGD-20 at eps {self.eps:.4g}; perturbation: red +, blue -")
+        size = "full size, arrows scroll" if self.full else "half size"
+        table = Table(
+            title=f"PGD-20 at eps {self.eps:.4g}; perturbation: red +, blue -; {size} (z)"
+        )
         has_z = self.rows[0].z_true is not None
         cols = ["true", "clean", "pred", "adversarial", "pred", "perturbation"]
         if has_z:
@@ -94,4 +99,9 @@ class GalleryScreen(Screen):
                     ),
                 ]
             table.add_row(*cells)
-        self.query_one("#gallery", Static).update(table)
+        static = self.query_one("#gallery", Static)
+        # every pixel column: the table takes its natural width and the pane scrolls,
+        # rather than rich shrinking the images to fit (which cut 28-pixel digits to 21)
+        console = Console(width=1000)
+        static.styles.width = Measurement.get(console, console.options, table).maximum
+        static.update(table)

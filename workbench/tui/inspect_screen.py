@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
@@ -44,6 +44,7 @@ from workbench.views import (
     checkpoint_rows,
     eps,
     evaluation_rows,
+    history_columns,
     history_rows,
     num,
     parsed_metadata,
@@ -100,13 +101,14 @@ class InspectScreen(Screen):
                     yield Button("Run", id="eval-run", compact=True)
                 yield Label(id="eval-about")
                 yield Label(
-                    "choose a suite and Run, or press e (paper) or q (quick)", id="eval-status"
+                    "choose a suite and Run, or press e (paper) or k (quick)", id="eval-status"
                 )
                 yield ProgressBar(id="eval-bar")
                 yield DataTable(id="eval-table")
                 yield Static(id="eval-sanity")
             with Vertical(id="evals-pane"):
                 yield Label(id="evals-hint")
+                yield Input(placeholder="filter evaluations (esc clears)", id="evals-filter")
                 yield DataTable(id="evals", cursor_type="row")
         yield Footer(compact=True)
 
@@ -122,9 +124,10 @@ class InspectScreen(Screen):
         # escaped: TOML's [section] headers would otherwise be read as markup and vanish
         self.query_one("#config", Static).update(escape(tomli_w.dumps(cfg)) if cfg else "(none)")
         hist = self.query_one("#history", DataTable)
-        hist.add_columns("epoch", "clean % [95%]", "robust % [95%]", "seconds", "train means")
         metrics = parsed.get("metrics")
-        for row in history_rows(metrics if isinstance(metrics, dict) else {}):
+        metrics = metrics if isinstance(metrics, dict) else {}
+        hist.add_columns(*history_columns(metrics))
+        for row in history_rows(metrics):
             hist.add_row(*row)
         tens = self.query_one("#tensors", DataTable)
         tens.add_columns(*TENSOR_COLUMNS)
@@ -133,6 +136,7 @@ class InspectScreen(Screen):
         self.query_one("#eval-table", DataTable).add_columns(*EVALUATION_COLUMNS)
         self.query_one("#evals", DataTable).add_columns(*SAVED_EVALUATION_COLUMNS)
         self.query_one("#eval-bar", ProgressBar).display = False  # shown while a suite runs
+        self.query_one("#evals-filter", Input).display = False  # / shows it
         self._describe(str(self.query_one("#eval-suite", Select).value))
         self.refresh_evaluations()
         if self.start_eval:
@@ -271,16 +275,53 @@ class InspectScreen(Screen):
     def refresh_evaluations(self) -> None:
         """Re-read this checkpoint's evidence files, newest first (torch-free, so cheap)."""
         rows = list_evaluations(self.path)
+        self._saved = [(row["file"], saved_evaluation_row(row)) for row in reversed(rows)]
+        self._fill_evaluations()
+
+    def _fill_evaluations(self) -> None:
+        text = self.query_one("#evals-filter", Input).value.strip().lower()
+        shown = [
+            (file, cells)
+            for file, cells in self._saved
+            if not text or any(text in c.lower() for c in (Path(file).name, *cells))
+        ]
         table = self.query_one("#evals", DataTable)
         table.clear()
-        for row in reversed(rows):
-            table.add_row(*saved_evaluation_row(row), key=row["file"])
-        table.display = bool(rows)
-        self.query_one("#evals-hint", Label).update(
-            f"{len(rows)} saved; Enter shows one in the Evaluate tab"
-            if rows
-            else "no evaluations yet: choose a suite and Run in the Evaluate tab"
+        for file, cells in shown:
+            table.add_row(*cells, key=file)
+        table.display = bool(shown)
+        n = len(self._saved)
+        hint = (
+            "no evaluations yet: choose a suite and Run in the Evaluate tab"
+            if not n
+            else f"{len(shown)} of {n} saved match; Enter shows one in the Evaluate tab"
+            if text
+            else f"{n} saved; Enter shows one in the Evaluate tab (/ filters)"
         )
+        self.query_one("#evals-hint", Label).update(hint)
+
+    # -- filter (/): the saved evaluations, by suite, time, numbers or sanity
+    def action_filter(self) -> None:
+        self.query_one("#tabs", TabbedContent).active = EVALUATIONS_TAB
+        box = self.query_one("#evals-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#evals-filter")
+    def _filter_changed(self) -> None:
+        self._fill_evaluations()
+
+    @on(Input.Submitted, "#evals-filter")
+    def _filter_submitted(self) -> None:
+        self.query_one("#evals", DataTable).focus()
+
+    def on_key(self, event: events.Key) -> None:
+        box = self.query_one("#evals-filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            box.display = False
+            self.query_one("#evals", DataTable).focus()
+            event.stop()
 
     @on(DataTable.RowSelected, "#evals")
     def _evaluation_selected(self, event: DataTable.RowSelected) -> None:

@@ -15,6 +15,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from engine.config import PresetConfig
 from engine.errors import WorkbenchError
 from engine.preset_files import load_preset
 from engine.runs import check_name, default_name
@@ -35,10 +36,10 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
     KEYMAP = "launch"
     BINDINGS = keys(KEYMAP)
 
-    def __init__(self, preset: Path) -> None:
+    def __init__(self, preset: Path, cfg: PresetConfig | None = None) -> None:
         super().__init__()
         self.preset = preset
-        self.cfg = load_preset(preset)
+        self.cfg = cfg if cfg is not None else load_preset(preset)
 
     def compose(self) -> ComposeResult:
         c = self.cfg

@@ -22,6 +22,7 @@ from engine.errors import WorkbenchError
 from engine.study import members as ms
 from engine.study.report import fmt_interval, pair_line
 from workbench.tui.keys import keys
+from workbench.views import num
 
 REFRESH_S = 3.0
 
@@ -122,7 +123,7 @@ class StudyScreen(Screen):
         members = self.query_one("#members", DataTable)
         members.clear()
         for r in rows:
-            robust = f"{r['robust']:.1f}" if "robust" in r else "-"
+            robust = num(r.get("robust"), 1)
             status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
             members.add_row(r["name"], escape(status[:60]), f"{r['epoch']}/{r['epochs']}", robust)
         groups = self.query_one("#groups", DataTable)
