@@ -170,7 +170,7 @@ class CompareScreen(Screen):
             series.append((name, xs, ys, colour_for(name)))
         plt.xlabel(axis)
         title = f"{metric} by {axis}  (m: next metric)"
-        draw(plt, title, series, axis == "epoch", plot.size.height, plot.size.width)
+        draw(plt, title, series, True, plot.size.height, plot.size.width)  # epochs, steps
         drawn = any(xs for _, xs, _, _ in series)
         self.query_one("#legend", Label).update(
             "  ".join(legend) if drawn else "select runs on the left"

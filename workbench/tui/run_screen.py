@@ -179,7 +179,7 @@ class RunScreen(Screen):
                 fy = ema(fy)
             fx, fy = downsample(fx, fy, width)
             series.append((name, fx, fy, PALETTE[i % len(PALETTE)]))
-        draw(plt, title, series, rows=plot.size.height, cols=plot.size.width)
+        draw(plt, title, series, True, plot.size.height, plot.size.width)  # steps: integers
         plot.refresh()
 
     def action_maximise(self) -> None:
