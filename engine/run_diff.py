@@ -8,7 +8,11 @@ A run's settings are the resolved config its `run_started` event recorded
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+from engine.errors import WorkbenchError
+from engine.events import read_events
 
 MISSING = "(unset)"
 
@@ -41,3 +45,14 @@ def differing(configs: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[
         if any(v != values[0] for v in values[1:]):
             rows.append((key, values))
     return rows
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The resolved config a run recorded in its first `run_started` event."""
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        raise WorkbenchError(f"{run_dir}: not a run (no events.jsonl)")
+    for e in read_events(path):
+        if e.get("type") == "run_started" and isinstance(e.get("config"), dict):
+            return e["config"]
+    raise WorkbenchError(f"{path}: no run_started event yet")

@@ -18,11 +18,11 @@ from engine.run_state import RunState
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, key: str = "--name") -> str:
     """Refuse names that could escape the runs directory or confuse a shell."""
     if not NAME_RE.match(name) or ".." in name:
         raise WorkbenchError(
-            f"--name {name!r}: a run name uses letters, digits, '.', '_' and '-' only, "
+            f"{key} {name!r}: a run name uses letters, digits, '.', '_' and '-' only, "
             "starts with a letter or digit and contains no '..'"
         )
     return name
@@ -42,6 +42,14 @@ def default_name(preset_name: str) -> str:
 
 def run_dir_for(runs_dir: str | Path, name: str) -> Path:
     return Path(runs_dir) / check_name(name)
+
+
+def listed_run_dir(runs_dir: str | Path, name: str, key: str) -> Path:
+    """A run named as the listing names it: `name`, or `<study>/<member>` for a study's."""
+    parts = name.split("/")
+    if len(parts) > 2:
+        raise WorkbenchError(f"{key} {name!r}: a run is `name` or `study/member`")
+    return Path(runs_dir).joinpath(*(check_name(part, key) for part in parts))
 
 
 LAUNCH_LOG = "output.log"

@@ -95,6 +95,49 @@ def test_runs_and_presets_list_what_exists(finished_run):
     assert "mnist_atblr" in res.stdout and "demo" in res.stdout
 
 
+def test_runs_diff_names_only_the_settings_that_differ(finished_run, tmp_path):
+    import shutil
+
+    root, _ = finished_run
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "runs" / "t1", runs / "t1")
+    member = runs / "study1" / "m1"  # a study member, named as the listing names it
+    member.mkdir(parents=True)
+    (runs / "study1" / ".study").mkdir()
+    lines = (runs / "t1" / "events.jsonl").read_text().splitlines(True)
+    first = json.loads(lines[0])
+    assert first["type"] == "run_started"
+    first["config"]["train"]["lr"] = 123.0
+    first["config"]["train"]["seed"] = 7
+    (member / "events.jsonl").write_text(json.dumps(first) + "\n" + "".join(lines[1:]))
+    res = wb(
+        "runs",
+        "--runs-dir",
+        str(runs),
+        "--diff",
+        "t1",
+        "--diff",
+        "study1/m1",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert [d["key"] for d in doc] == ["train.lr", "train.seed"]
+    assert doc[0]["values"]["study1/m1"] == 123.0 and doc[0]["values"]["t1"] != 123.0
+    shutil.copytree(runs / "t1", runs / "t1copy")
+    res = wb("runs", "--runs-dir", str(runs), "--diff", "t1", "--diff", "t1copy", cwd=tmp_path)
+    assert res.returncode == 0 and "the same settings" in res.stdout
+    for bad in (
+        ["--diff", "t1"],
+        ["--diff", "../t1", "--diff", "t1"],
+        ["--diff", "t1", "--diff", "x"],
+    ):
+        res = wb("runs", "--runs-dir", str(runs), *bad, cwd=tmp_path)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "Traceback" not in res.stderr
+
+
 BAD = {
     "unknown key": ("[attack]\n", "[attack]\nepsilon = 0.3\n", "attack.epsilon"),
     "wrong type": ("steps = 2\n", 'steps = "two"\n', "attack.steps"),

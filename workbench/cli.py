@@ -21,7 +21,8 @@ from engine.checkpoint import model_parameters, numel, read_header
 from engine.config import parse_fraction
 from engine.errors import WorkbenchError
 from engine.eval.evidence import list_evaluations
-from engine.runs import check_runs_dir, list_runs, runs_json
+from engine.run_diff import differing, run_config
+from engine.runs import check_runs_dir, list_runs, listed_run_dir, runs_json
 from workbench import printing, study_cmd, views
 from workbench.printing import err, fail, out
 from workbench.process import pin_malloc
@@ -308,12 +309,32 @@ def inspect(
 
 
 @app.command()
-def runs(runs_dir: RunsDirOpt = Path("runs"), as_json: JsonOpt = False) -> None:
+def runs(
+    runs_dir: RunsDirOpt = Path("runs"),
+    as_json: JsonOpt = False,
+    diff: Annotated[
+        list[str] | None,
+        typer.Option("--diff", help="Two or more runs (by name): the settings that differ."),
+    ] = None,
+) -> None:
     """Runs under the runs directory with status, epoch and best robust accuracy."""
     try:
-        infos = list_runs(check_runs_dir(runs_dir))
+        if diff:
+            root = check_runs_dir(runs_dir)
+            configs = {n: run_config(listed_run_dir(root, n, "--diff")) for n in diff}
+            if len(configs) < 2:
+                raise WorkbenchError("--diff: name two or more runs")
+        infos = [] if diff else list_runs(check_runs_dir(runs_dir))
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
+    if diff:
+        rows = differing(configs)
+        if as_json:
+            doc = [{"key": k, "values": dict(zip(configs, v, strict=True))} for k, v in rows]
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            printing.config_diff(list(configs), rows)
+        return
     if as_json:
         sys.stdout.write(runs_json(infos) + "\n")
     else:

@@ -157,6 +157,14 @@ def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
     out.print(table(title, views.RUN_COLUMNS, rows))
 
 
+def config_diff(names: list[str], rows: list[tuple[str, list[Any]]]) -> None:
+    if not rows:
+        out.print(f"{', '.join(names)}: the same settings")
+        return
+    cells = [(k, *(v if isinstance(v, str) else repr(v) for v in vals)) for k, vals in rows]
+    out.print(table(f"settings that differ ({len(rows)})", ("setting", *names), cells))
+
+
 def presets() -> None:
     rows = [views.preset_row(e) for e in catalog.presets()]
     out.print(table("presets (workbench run NAME)", ("preset", "description"), rows))
