@@ -525,10 +525,12 @@ def test_keys_help_tab_and_q_mean_the_same_everywhere(static_dir, monkeypatch):
             everything = runs.row_count
             await pilot.press("slash")
             await pilot.press(*"alph")  # the filter narrows the runs as you type
-            assert everything > 1 and runs.row_count == 1 and str(runs.get_row_at(0)[0]) == "alpha"
+            await wait_for(pilot, lambda: runs.row_count == 1, timeout=10)
+            assert everything > 1 and str(runs.get_row_at(0)[0]) == "alpha"
             assert home.query_one("#presets").row_count == 0
             await pilot.press("escape")
-            assert runs.row_count == everything and home.query_one("#presets").row_count > 0
+            await wait_for(pilot, lambda: runs.row_count == everything, timeout=10)
+            assert home.query_one("#presets").row_count > 0
             await pilot.press("t")
             await pilot.press("q")  # back, not quit
             assert app.screen is home and app.is_running

@@ -60,6 +60,21 @@ def duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def fit(name: str, width: int) -> str:
+    """A name shortened in the middle to `width` characters, keeping what tells names apart:
+    a study member's own name whole (`atblr_vs_m…/atblr__s0`), else the first word and the
+    tail (`cifar100_…net32_atblr`)."""
+    if len(name) <= width:
+        return name
+    width = max(width, 4)
+    study, _, member = name.rpartition("/")
+    if study and len(member) + 4 <= width:
+        return study[: width - len(member) - 2] + "…/" + member
+    first = name.find("_") + 1  # the first word whole (cifar100_ is not cifar10_)
+    head = first if 0 < first <= (width - 1) // 2 else (width - 1) * 2 // 5
+    return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
+
+
 def styled(text: str, style: str) -> str:
     return f"[{style}]{text}[/]" if style else text
 

@@ -33,7 +33,7 @@ from workbench.tui.study_screen import StudyScreen
 CSS = """
 #home { height: 1fr; }
 #filter { display: none; height: 1; border: none; padding: 0 1; }
-#left { width: 24%; min-width: 18; }
+#left { width: 26; }  /* preset names up to 23 characters whole, longer ones fitted */
 #right { width: 1fr; }
 #preset-about { height: auto; max-height: 8; padding: 0 1; color: $text-muted; }
 #preset-about { border-top: solid $primary; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets.data_table import RowDoesNotExist
 
 from engine import run_ops
 from engine.catalog import presets
@@ -20,7 +22,10 @@ from workbench.launcher import launch_state, resume
 from workbench.tui.dialogs import Confirm, Prompt
 from workbench.tui.keys import keys
 from workbench.tui.log_screen import LogScreen
-from workbench.views import RUN_COLUMNS, run_row, run_status
+from workbench.views import RUN_COLUMNS, fit, run_row, run_status
+
+# status (up to "interrupted"), epoch, "best robust %": their widths, cell padding, scrollbar
+NUMBERS_WIDTH = 11 + 5 + 13 + 3 * 2 + 2 + 1
 
 
 def starting_runs(runs_dir: Path) -> list[str]:
@@ -110,17 +115,31 @@ class HomeScreen(Screen):
 
     def _fill_presets(self) -> None:
         table = self.query_one("#presets", DataTable)
+        keep = self._key("presets")
         table.clear()
+        room = max(8, table.size.width - 3) if table.size.width else 24
         for entry in self._presets:
             if self.matches(entry.name, entry.description):
-                table.add_row(entry.name, key=str(entry.path))
+                table.add_row(fit(entry.name, room), key=str(entry.path))
+        if keep is not None:
+            with contextlib.suppress(RowDoesNotExist):  # unless the filter hides it now
+                table.move_cursor(row=table.get_row_index(keep))
         self._describe_preset()
+
+    def on_resize(self) -> None:
+        """Names are fitted to the panes' widths: refit them when the terminal changes."""
+        self.call_after_refresh(self._refit)
+
+    def _refit(self) -> None:
+        self._fill_presets()
+        self._last_rows = None
+        self.action_refresh()
 
     def _describe_preset(self) -> None:
         key = self._key("presets")
         entry = next((e for e in self._presets if str(e.path) == key), None)
         about = self.query_one("#preset-about", Static)
-        about.update(escape(entry.description) if entry else "")
+        about.update(f"[b]{escape(entry.name)}[/]: {escape(entry.description)}" if entry else "")
 
     # -- data: read in a worker thread, applied on the UI thread (no I/O there)
     def action_refresh(self) -> None:
@@ -157,9 +176,11 @@ class HomeScreen(Screen):
             self._last_rows = fresh
             table.clear()
             tags = {r.name: r.tags for r in infos}
+            # the name gives way so the numbers after it (best robust first) stay in view
+            room = max(12, (table.size.width or self.size.width - 28) - NUMBERS_WIDTH)
             for r in rows:
                 label = " ".join([r[0], *(f"#{t}" for t in tags.get(r[0], []))])
-                table.add_row(label, run_status(r[1]), *r[2:], key=r[0])
+                table.add_row(fit(label, room), run_status(r[1]), *r[2:], key=r[0])
             if keep is not None and keep in {r[0] for r in rows}:
                 table.move_cursor(row=table.get_row_index(keep))
         self._runs = {r.name: r for r in infos}

@@ -60,7 +60,7 @@ class RunScreen(Screen):
             yield PlotextPlot(id="p-lkd")
             yield PlotextPlot(id="p-acc")
             yield PlotextPlot(id="p-lr")
-        yield RichLog(id="log", markup=True, max_lines=500)
+        yield RichLog(id="log", markup=True, wrap=True, max_lines=500)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
