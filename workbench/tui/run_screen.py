@@ -69,6 +69,12 @@ class RunScreen(Screen):
         self.follow()
         self.set_interval(0.4, self.redraw)
 
+    def on_resize(self) -> None:
+        """The log wraps at the width it had when a line came: rewrite it at the new one."""
+        self.query_one("#log", RichLog).clear()
+        self._logged = 0
+        self.dirty = True
+
     @work(thread=True, exclusive=True, group="follow")
     def follow(self) -> None:
         """Tail events.jsonl in a thread; hand batches of events to the UI thread."""
