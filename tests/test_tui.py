@@ -313,7 +313,7 @@ def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
             assert evals.row_count == 1
             row = evals.get_row_at(0)
             assert row[1:3] == ["quick", "20"] and row[5] == clean
-            assert row[6] == "0 WARN"  # its checks were skipped, none warned
+            assert row[6] == "SKIP"  # its checks were all skipped: neither PASS nor WARN
             assert "1 saved" in str(screen.query_one("#evals-hint").render())
             screen.query_one("#tabs").active = "tab-6"
             await pilot.pause()
@@ -791,3 +791,20 @@ def test_full_size_gallery_keeps_every_pixel_column_and_metrics_has_a_column_per
             assert max(line.count("▀") + line.count("▄") for line in rows) >= 28 * 3
 
     asyncio.run(scenario())
+
+
+def test_shared_formatting_never_calls_skipped_checks_a_pass_and_fits_names():
+    from workbench.views import fit, num, sanity_summary, short
+
+    assert sanity_summary({"checks": 3, "warnings": 0, "skipped": 3}) == "SKIP"
+    assert sanity_summary({"checks": 3, "warnings": 1, "skipped": 2}) == "1 WARN"
+    assert sanity_summary({"checks": 3, "warnings": 0, "skipped": 1}) == "PASS, 1 SKIP"
+    assert sanity_summary({"checks": 2, "warnings": 0, "skipped": 0}) == "PASS"
+    assert sanity_summary({"checks": 0}) == "-"
+    assert num(5.999999865889549) == "6.00" and short(0.33333333) == "0.3333"
+    assert num(None) == "-" and short(None) == "-"
+    study = fit("atblr_vs_madry_mnist5k/atblr__s0", 16)
+    assert len(study) == 16 and study.endswith("…/atblr__s0")
+    a, b = fit("cifar100_resnet32_atblr", 19), fit("cifar10_resnet32_atblr", 19)
+    assert a != b and a.startswith("cifar100_") and a.endswith("_atblr") and len(a) == 19
+    assert fit("demo", 19) == "demo"

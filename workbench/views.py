@@ -283,6 +283,20 @@ def sanity_lines(doc: dict[str, Any], app: bool = False) -> list[str]:
     return lines
 
 
+def sanity_summary(row: dict[str, Any]) -> str:
+    """An evaluation's checks in one cell: "N WARN", "SKIP" when none could run, "PASS" only
+    when some ran and none warned (with the skipped ones counted), "-" when it has none."""
+    checks, warns = int(row.get("checks") or 0), int(row.get("warnings") or 0)
+    skipped = int(row.get("skipped") or 0)
+    if not checks:
+        return "-"
+    if warns:
+        return f"{warns} WARN"
+    if skipped >= checks:
+        return "SKIP"
+    return "PASS" + (f", {skipped} SKIP" if skipped else "")
+
+
 def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
     """One saved evaluation in a checkpoint's list: when, what, how many, how it came out."""
     if "error" in row:
@@ -290,8 +304,7 @@ def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
     suite = str(row.get("suite"))
     if row.get("defense"):
         suite += f" + {row['defense']}"
-    # warnings only: "0 WARN" can also mean every check was skipped, so never "PASS"
-    sanity = f"{row.get('warnings', 0)} WARN" if row.get("checks") else "-"
+    sanity = sanity_summary(row)
     when = str(row.get("time") or "-")[:16].replace("T", " ")
     return (
         when,

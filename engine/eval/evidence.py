@@ -171,6 +171,7 @@ def list_evaluations(path: Path) -> list[dict[str, Any]]:
                 "clean": table.get("clean"),
                 "worst case": table.get(WORST, table.get("worst case")),  # older files
                 "warnings": sum(1 for c in sanity if c.get("status") == "WARN"),
+                "skipped": sum(1 for c in sanity if c.get("status") == "SKIP"),
                 "checks": len(sanity),
             }
         )
