@@ -22,6 +22,12 @@ ARCHIVE = ".archive"
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 
+def _own(name: str, what: str) -> None:
+    """A study member (`study/member`) belongs to its study, which names and re-runs it."""
+    if "/" in name:
+        raise WorkbenchError(f"{name} is a study member: the study names it; cannot {what} it")
+
+
 def _idle(run_dir: Path) -> Path:
     if not run_dir.is_dir():
         raise WorkbenchError(f"{run_dir}: no such run")
@@ -54,6 +60,7 @@ def restore(runs_dir: Path, trashed: Path, name: str) -> Path:
 
 def archive(runs_dir: Path, name: str) -> Path:
     """Move a finished run out of the listing into RUNS/.archive/<name>."""
+    _own(name, "archive")
     src = _idle(runs_dir / name)
     dest = runs_dir / ARCHIVE / src.name
     if dest.exists():
@@ -65,6 +72,7 @@ def archive(runs_dir: Path, name: str) -> Path:
 
 def rename(runs_dir: Path, name: str, new: str) -> Path:
     """Rename a run's folder (its checkpoints and evaluations move with it)."""
+    _own(name, "rename")
     src = _idle(runs_dir / name)
     dest = runs_dir / check_name(new)
     if dest.exists():

@@ -808,3 +808,23 @@ def test_shared_formatting_never_calls_skipped_checks_a_pass_and_fits_names():
     a, b = fit("cifar100_resnet32_atblr", 19), fit("cifar10_resnet32_atblr", 19)
     assert a != b and a.startswith("cifar100_") and a.endswith("_atblr") and len(a) == 19
     assert fit("demo", 19) == "demo"
+
+
+def test_a_study_member_can_be_trashed_and_restored_but_not_renamed_out_of_its_study(tmp_path):
+    from engine import run_ops
+    from engine.errors import WorkbenchError
+
+    member = tmp_path / "study1" / "m__s0"
+    member.mkdir(parents=True)
+    (member / "events.jsonl").write_text("{}\n")
+    for op in (
+        lambda: run_ops.rename(tmp_path, "study1/m__s0", "elsewhere"),
+        lambda: run_ops.archive(tmp_path, "study1/m__s0"),
+    ):
+        with pytest.raises(WorkbenchError, match="study member"):
+            op()
+        assert member.is_dir() and not (tmp_path / "elsewhere").exists()
+    where = run_ops.trash(tmp_path, "study1/m__s0")
+    assert not member.exists() and where.parent == tmp_path / run_ops.TRASH
+    run_ops.restore(tmp_path, where, "study1/m__s0")
+    assert (member / "events.jsonl").read_text() == "{}\n"
