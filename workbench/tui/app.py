@@ -151,10 +151,14 @@ class WorkbenchApp(App):
     @work(thread=True, group="warm-up")
     def _warm_up(self) -> None:
         """Import the engine's registry (and torch) while the user looks at Home, so the first
-        form, inspector or gallery opens without a pause."""
-        from engine import registry
+        form, inspector or gallery opens without a pause. A failure here is left for the action
+        that needs the engine to report."""
+        try:
+            from engine import registry
 
-        registry.METHODS.names()
+            registry.METHODS.names()
+        except Exception:  # reported where it matters, not by a warm-up
+            pass
 
     def action_attach(self, run_dir: Path) -> None:
         self.push_screen(RunScreen(run_dir))

@@ -66,23 +66,34 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, group="compare-list")
     def list_runs(self) -> None:
-        names = [r.name for r in list_runs(self.app.runs_dir)]
+        try:
+            names = [r.name for r in list_runs(self.app.runs_dir)]
+        except OSError as exc:
+            self.app.call_from_thread(self.notify, f"runs: {exc}", severity="error")
+            names = []
         self.app.call_from_thread(self._fill, names)
 
     def _fill(self, names: list[str]) -> None:
         pick = self.query_one("#pick", SelectionList)
         for i, name in enumerate(names):
             pick.add_option((f"[{colour_for(name)}]■[/] {escape(name)}", name, i < 3))
-        self.load()
+        self.reload()
 
     def on_selection_list_selected_changed(self) -> None:
-        self.load()
+        self.reload()
+
+    def reload(self) -> None:
+        self.load(list(self.query_one("#pick", SelectionList).selected))
 
     @work(thread=True, exclusive=True, group="compare-load")
-    def load(self) -> None:
-        names = list(self.query_one("#pick", SelectionList).selected)
-        loaded = {name: self._read(name) for name in names}
-        self.app.call_from_thread(self._loaded, loaded)
+    def load(self, names: list[str]) -> None:
+        loaded, failed = {}, []
+        for name in names:
+            try:
+                loaded[name] = self._read(name)
+            except Exception as exc:  # a worker reports, it never takes the app down
+                failed.append(f"{name}: {exc}")
+        self.app.call_from_thread(self._loaded, loaded, failed)
 
     def _read(self, name: str) -> RunSeries:
         path = self.app.runs_dir / name / "events.jsonl"
@@ -100,7 +111,9 @@ class CompareScreen(Screen):
         self._cache[name] = (sig, s)
         return s
 
-    def _loaded(self, loaded: dict[str, RunSeries]) -> None:
+    def _loaded(self, loaded: dict[str, RunSeries], failed: list[str]) -> None:
+        for message in failed:
+            self.notify(message, severity="error")
         self.series = loaded
         self.draw()
         self.show_diff()
