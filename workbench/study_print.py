@@ -7,7 +7,8 @@ from typing import Any
 from rich.markup import escape
 
 from engine.study import members as ms
-from engine.study.report import fmt_interval, pair_line
+from engine.study.report import pair_line
+from workbench import views
 from workbench.plots import study_arms_plot, study_grid_plot
 from workbench.printing import err, out, table
 
@@ -36,18 +37,9 @@ def report(doc: dict[str, Any]) -> None:
     """The per-group table, the pair lines, the plots."""
     rows = []
     for g in doc["groups"]:
-        failed = len(g["failed"])
-        rows.append(
-            (
-                g["label"],
-                f"{g['evaluated']}/{g['members']}",
-                ",".join(map(str, g["n"])) or "-",
-                fmt_interval(g["clean"]),
-                fmt_interval(g["robust"]),
-                str(failed) if failed else "",
-            )
-        )
-    cols = ("arm (setting)", "seeds", "n", "clean % [95% t]", "robust (worst) % [95% t]", "failed")
+        cells = views.study_group_row(g)
+        rows.append((*cells[:2], ",".join(map(str, g["n"])) or "-", *cells[2:]))
+    cols = (*views.STUDY_GROUP_COLUMNS[:2], "n", *views.STUDY_GROUP_COLUMNS[2:])
     out.print(table(f"study {doc['study']}: test split, {doc['suite']} suite", cols, rows, 1))
     for g in doc["groups"]:
         for f in g["failed"]:

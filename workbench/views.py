@@ -320,3 +320,27 @@ def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
 def escape(text: str) -> str:
     """Rich markup escaping (square brackets), for text that comes from files."""
     return text.replace("[", r"\[")
+
+
+# a study's tables (CLI report and the app's Study screen): the headline, robust, first
+STUDY_GROUP_COLUMNS = ("arm (setting)", "seeds", "robust % [95% t]", "clean % [95% t]", "failed")
+STUDY_MEMBER_COLUMNS = ("member", "robust %", "status", "epoch")
+
+
+def study_group_row(g: dict[str, Any]) -> tuple[str, ...]:
+    """One arm and setting: seeds evaluated of members, robust and clean over seeds, failed."""
+    from engine.study.report import fmt_interval
+
+    return (
+        g["label"],
+        f"{g['evaluated']}/{g['members']}",
+        fmt_interval(g["robust"]),
+        fmt_interval(g["clean"]),
+        str(len(g["failed"])) if g["failed"] else "",
+    )
+
+
+def study_member_row(r: dict[str, Any]) -> tuple[str, ...]:
+    """One member: its robust (worst case) test accuracy, status (with the reason), epoch."""
+    status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
+    return (r["name"], num(r.get("robust"), 1), status, f"{r['epoch']}/{r['epochs']}")

@@ -138,7 +138,8 @@ def pair_line(p: dict[str, Any]) -> str:
             f"{p['a']} - {p['b']} = {p['mean']:+.1f} pts [{p['low']:+.1f}, {p['high']:+.1f}], "
             f"p = {p['p']:.2g}"
         )
-    return f"{head} ({p['k']} seeds; McNemar per seed: {mc})"
+    seeds = f"{p['k']} seed" + ("s" if p["k"] != 1 else "")
+    return f"{head} ({seeds}; McNemar per seed: {mc})"
 
 
 def to_csv(doc: dict[str, Any]) -> str:

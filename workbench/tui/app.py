@@ -69,8 +69,8 @@ LaunchScreen { align: center middle; }
 #evals-hint { padding: 0 1; color: $text-muted; }
 #evals { height: 1fr; }
 #study { height: 1fr; }
-#study-left { width: 45%; }
-#study-right { width: 55%; }
+#study-left { width: 50%; }
+#study-right { width: 50%; }
 #studies { height: 6; }
 #members { height: 1fr; }
 #progress { padding: 0 1; width: 100%; }

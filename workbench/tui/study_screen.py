@@ -20,9 +20,14 @@ from textual_plotext import PlotextPlot
 
 from engine.errors import WorkbenchError
 from engine.study import members as ms
-from engine.study.report import fmt_interval, pair_line
+from engine.study.report import pair_line
 from workbench.tui.keys import keys
-from workbench.views import num
+from workbench.views import (
+    STUDY_GROUP_COLUMNS,
+    STUDY_MEMBER_COLUMNS,
+    study_group_row,
+    study_member_row,
+)
 
 REFRESH_S = 3.0
 
@@ -71,10 +76,8 @@ class StudyScreen(Screen):
     def on_mount(self) -> None:
         self.title = "Studies"
         self.query_one("#studies", DataTable).add_columns("study")
-        self.query_one("#members", DataTable).add_columns("member", "status", "epoch", "robust %")
-        self.query_one("#groups", DataTable).add_columns(
-            "arm (setting)", "seeds", "clean % [95% t]", "robust (worst) % [95% t]", "failed"
-        )
+        self.query_one("#members", DataTable).add_columns(*STUDY_MEMBER_COLUMNS)
+        self.query_one("#groups", DataTable).add_columns(*STUDY_GROUP_COLUMNS)
         names = studies(self.app.runs_dir)
         table = self.query_one("#studies", DataTable)
         for n in names:
@@ -123,19 +126,12 @@ class StudyScreen(Screen):
         members = self.query_one("#members", DataTable)
         members.clear()
         for r in rows:
-            robust = num(r.get("robust"), 1)
-            status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
-            members.add_row(r["name"], escape(status[:60]), f"{r['epoch']}/{r['epochs']}", robust)
+            name, robust, status, epoch = study_member_row(r)
+            members.add_row(name, robust, escape(status[:60]), epoch)
         groups = self.query_one("#groups", DataTable)
         groups.clear()
         for g in doc["groups"]:
-            groups.add_row(
-                g["label"],
-                f"{g['evaluated']}/{g['members']}",
-                fmt_interval(g["clean"]),
-                fmt_interval(g["robust"]),
-                str(len(g["failed"])) if g["failed"] else "",
-            )
+            groups.add_row(*(escape(c) for c in study_group_row(g)))
         lines = [escape(pair_line(p)) for p in doc["pairs"]] or ["[dim]no pair evaluated yet[/]"]
         self.query_one("#pairs", Static).update("\n".join(lines))
         self._plot(doc)
