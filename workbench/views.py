@@ -8,6 +8,7 @@ inspector, and a change of wording happens once.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -327,15 +328,22 @@ STUDY_GROUP_COLUMNS = ("arm (setting)", "seeds", "robust % [95% t]", "clean % [9
 STUDY_MEMBER_COLUMNS = ("member", "robust %", "status", "epoch")
 
 
+def over_seeds(o: dict[str, Any]) -> str:
+    """A mean over seeds with its t-interval, "(1 seed)" when there is no interval."""
+    if o["k"] == 0:
+        return "-"
+    if math.isnan(o["low"]):
+        return f"{o['mean']:.1f} (1 seed)"
+    return f"{o['mean']:.1f} [{o['low']:.1f}, {o['high']:.1f}]"
+
+
 def study_group_row(g: dict[str, Any]) -> tuple[str, ...]:
     """One arm and setting: seeds evaluated of members, robust and clean over seeds, failed."""
-    from engine.study.report import fmt_interval
-
     return (
         g["label"],
         f"{g['evaluated']}/{g['members']}",
-        fmt_interval(g["robust"]),
-        fmt_interval(g["clean"]),
+        over_seeds(g["robust"]),
+        over_seeds(g["clean"]),
         str(len(g["failed"])) if g["failed"] else "",
     )
 

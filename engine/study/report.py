@@ -119,15 +119,6 @@ def rebuild(doc: dict[str, Any]) -> dict[str, Any]:
     return build(doc["spec"], doc["members"])
 
 
-def fmt_interval(o: dict[str, Any], signed: bool = False) -> str:
-    f = "{:+.1f}" if signed else "{:.1f}"
-    if o["k"] == 0:
-        return "-"
-    if math.isnan(o["low"]):
-        return f.format(o["mean"]) + " (1 seed)"
-    return f"{f.format(o['mean'])} [{f.format(o['low'])}, {f.format(o['high'])}]"
-
-
 def pair_line(p: dict[str, Any]) -> str:
     """ "atblr - madry = +x.x pts [lo, hi], p = ... (k seeds; McNemar per seed: ...)"."""
     mc = ", ".join(f"s{q['seed']} {q['diff']:+.1f} p={q['p']:.2g}" for q in p["per_seed"])
