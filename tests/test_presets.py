@@ -234,3 +234,13 @@ def test_a_real_cifar_preset_runs_end_to_end_on_synthetic_data(tmp_path):
     x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(fresh(x), trainer.model(x), atol=1e-5)
+
+
+def test_the_madry_cnn_presets_train_in_fp32_and_the_smallcnn_ones_take_the_fast_path():
+    """bf16 autocast left the Madry CNN at chance where fp32 learned (bench/README.md)."""
+    for path in PRESETS:
+        cfg = load_preset(path)
+        if cfg.model.arch == "madry_cnn":
+            assert cfg.perf.amp == "off", path.name
+    assert load_preset(catalog.BUILTIN_PRESETS / "demo.toml").perf.amp == "auto"
+    assert load_preset(catalog.BUILTIN_PRESETS / "mnist5k_madry.toml").perf.amp == "auto"

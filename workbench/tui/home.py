@@ -102,8 +102,9 @@ class HomeScreen(Screen):
             self.action_refresh()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
-            self.query_one("#runs", DataTable).focus()
+        if event.input.id == "filter":  # to the runs if any match, else to the presets
+            runs = self.query_one("#runs", DataTable)
+            (runs if runs.row_count else self.query_one("#presets", DataTable)).focus()
 
     def on_key(self, event: events.Key) -> None:
         box = self.query_one("#filter", Input)
