@@ -531,6 +531,8 @@ def test_keys_help_tab_and_q_mean_the_same_everywhere(static_dir, monkeypatch):
             await pilot.press("escape")
             await wait_for(pilot, lambda: runs.row_count == everything, timeout=10)
             assert home.query_one("#presets").row_count > 0
+            await pilot.press("escape")  # a stray escape on Home never closes the app
+            assert app.screen is home and app.is_running
             await pilot.press("t")
             await pilot.press("q")  # back, not quit
             assert app.screen is home and app.is_running

@@ -181,8 +181,17 @@ class WorkbenchApp(App):
     def action_studies(self) -> None:
         self.push_screen(StudyScreen())
 
+    def action_escape(self) -> None:
+        """escape: back one screen; on Home it only clears the filter (q quits), so a stray
+        escape never closes the app."""
+        if isinstance(self.screen, HomeScreen) or len(self.screen_stack) <= 2:
+            if isinstance(self.screen, HomeScreen):
+                self.screen.clear_filter()
+            return
+        self.pop_screen()
+
     def action_back(self) -> None:
-        """`q` and escape: back one screen; on Home, quit."""
+        """`q`: back one screen; on Home, quit."""
         if isinstance(self.screen, HomeScreen) or len(self.screen_stack) <= 2:
             self.exit()
         else:

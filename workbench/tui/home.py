@@ -107,12 +107,16 @@ class HomeScreen(Screen):
             (runs if runs.row_count else self.query_one("#presets", DataTable)).focus()
 
     def on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and self.query_one("#filter", Input).has_focus:
+            self.clear_filter()
+            event.stop()
+
+    def clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        if event.key == "escape" and box.has_focus:
+        if box.value or box.display:
             box.value = ""
             box.display = False
             self.query_one("#presets", DataTable).focus()
-            event.stop()
 
     def _fill_presets(self) -> None:
         table = self.query_one("#presets", DataTable)

@@ -20,7 +20,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
     "app": [
         ("question_mark", "help", "Help"),
         ("f1", "help", "Help"),
-        ("escape", "back", "Back"),
+        ("escape", "escape", "Back (on Home: clear the filter)"),
         ("q", "back", "Back (quit on Home)"),
         ("ctrl+q", "quit", "Quit"),
         ("tab", "app.focus_next", "Next pane"),
