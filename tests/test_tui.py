@@ -771,8 +771,8 @@ def test_full_size_gallery_keeps_every_pixel_column_and_metrics_has_a_column_per
 
     from workbench.views import history_columns, history_rows
 
-    metrics = {"history": [{"epoch": 1, "train": {"loss": 1.5, "lkd_adv": 8.25}}, {"epoch": 2}]}
-    assert history_columns(metrics)[4:] == ("loss", "lkd_adv")
+    metrics = {"history": [{"epoch": 1, "train": {"lkd_adv": 8.25, "loss": 1.5}}, {"epoch": 2}]}
+    assert history_columns(metrics)[4:] == ("loss", "lkd_adv")  # the total first
     assert history_rows(metrics)[1][4:] == ("-", "-")  # an epoch without means says so
     app = make_app(static_dir)
 

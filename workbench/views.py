@@ -165,6 +165,7 @@ def history_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
         for k in rec.get("train") or {}:
             if k not in names:
                 names.append(k)
+    names.sort(key=lambda k: k != "loss")  # the total first: a narrow screen cuts the parts
     return ("epoch", "clean % [95%]", "robust % [95%]", "s", *names)
 
 
