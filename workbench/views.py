@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.catalog import Entry
 from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel
+from engine.errors import WorkbenchError
 from engine.runs import RunInfo
 
 RUN_STATUS_STYLE = {
@@ -74,6 +75,11 @@ def fit(name: str, width: int) -> str:
     first = name.find("_") + 1  # the first word whole (cifar100_ is not cifar10_)
     head = first if 0 < first <= (width - 1) // 2 else (width - 1) * 2 // 5
     return name[:head] + "…" + name[len(name) - (width - 1 - head) :]
+
+
+def error_text(exc: BaseException) -> str:
+    """What a failed worker says: our own errors as written, anything else with its type."""
+    return str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
 
 
 def styled(text: str, style: str) -> str:

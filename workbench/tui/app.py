@@ -17,7 +17,6 @@ from textual.screen import Screen
 
 from engine.catalog import preset_dirs as preset_dirs_default
 from engine.config import PresetConfig
-from engine.errors import WorkbenchError
 from engine.preset_files import load_preset
 from workbench.launcher import launch, stop
 from workbench.tui.compare import CompareScreen
@@ -29,6 +28,7 @@ from workbench.tui.keys import KEY_NAMES, KEYS, keys
 from workbench.tui.launch import LaunchScreen
 from workbench.tui.run_screen import RunScreen
 from workbench.tui.study_screen import StudyScreen
+from workbench.views import error_text
 
 CSS = """
 #home { height: 1fr; }
@@ -124,10 +124,8 @@ class WorkbenchApp(App):
     def _read_preset(self, preset: Path) -> None:
         try:
             cfg = load_preset(preset)
-        except WorkbenchError as exc:  # a malformed preset in ./presets: say so, do not crash
-            self.call_from_thread(self._form_failed, str(exc))
-        except Exception as exc:  # a worker's error would take the app down
-            self.call_from_thread(self._form_failed, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a malformed preset in ./presets: say so, never crash
+            self.call_from_thread(self._form_failed, error_text(exc))
         else:
             self.call_from_thread(self._open_form, preset, cfg)
 

@@ -15,9 +15,9 @@ from textual.containers import ScrollableContainer
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from engine.errors import WorkbenchError
 from workbench.tui.images import half_blocks, shrink
 from workbench.tui.keys import keys
+from workbench.views import error_text
 
 
 class GalleryScreen(Screen):
@@ -48,9 +48,8 @@ class GalleryScreen(Screen):
         try:
             eps, rows = gallery(self.path)
         except Exception as exc:  # a worker reports, it never takes the app down
-            what = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
             self.app.call_from_thread(
-                self.query_one("#gallery", Static).update, f"[red]{escape(what)}[/]"
+                self.query_one("#gallery", Static).update, f"[red]{escape(error_text(exc))}[/]"
             )
             return
         self.app.call_from_thread(self.show, eps, rows)

@@ -34,7 +34,6 @@ from textual.worker import get_current_worker
 
 from engine import catalog
 from engine.checkpoint import read_header
-from engine.errors import WorkbenchError
 from engine.eval.evidence import list_evaluations
 from workbench.tui.keys import keys
 from workbench.views import (
@@ -43,6 +42,7 @@ from workbench.views import (
     TENSOR_COLUMNS,
     checkpoint_rows,
     eps,
+    error_text,
     evaluation_rows,
     history_columns,
     history_rows,
@@ -220,10 +220,8 @@ class InspectScreen(Screen):
             )
         except EvalCancelled:
             self._later(self._failed, "cancelled: nothing was saved", "yellow")
-        except WorkbenchError as exc:
-            self._later(self._failed, str(exc))
         except Exception as exc:  # a worker's exception would take the whole app down
-            self._later(self._failed, f"{type(exc).__name__}: {exc}")
+            self._later(self._failed, error_text(exc))
         else:
             self._later(self._done, doc)
 
