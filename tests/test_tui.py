@@ -830,3 +830,29 @@ def test_a_study_member_can_be_trashed_and_restored_but_not_renamed_out_of_its_s
     assert not member.exists() and where.parent == tmp_path / run_ops.TRASH
     run_ops.restore(tmp_path, where, "study1/m__s0")
     assert (member / "events.jsonl").read_text() == "{}\n"
+
+
+def test_escape_in_a_filter_clears_it_and_stays_on_the_screen(static_dir):
+    from workbench.tui.log_screen import LogScreen
+
+    (static_dir / "runs" / "alpha" / "output.log").write_text("epoch 1 ok\nepoch 2 nan\nbye\n")
+    app = make_app(static_dir)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.push_screen(LogScreen(Path("runs/alpha")))
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, LogScreen) and app.screen.query("#log-about")
+            )
+            screen = app.screen
+            about = screen.query_one("#log-about")
+            await wait_for(pilot, lambda: "3 of 3" in str(about.render()))
+            await pilot.press("slash", *"nan")
+            await wait_for(pilot, lambda: "1 of 3" in str(about.render()))
+            await pilot.press("escape")  # clears the search, does not leave the log
+            await wait_for(pilot, lambda: "3 of 3" in str(about.render()))
+            assert app.screen is screen and not screen.query_one("#log-search").display
+            await pilot.press("escape")  # now it goes back
+            await wait_for(pilot, lambda: app.screen is not screen)
+
+    asyncio.run(scenario())

@@ -32,7 +32,6 @@ from workbench.views import error_text
 
 CSS = """
 #home { height: 1fr; }
-#filter { display: none; height: 1; border: none; padding: 0 1; }
 #left { width: 26; }  /* preset names up to 23 characters whole, longer ones fitted */
 #right { width: 1fr; }
 #preset-about { height: auto; max-height: 8; padding: 0 1; color: $text-muted; }
@@ -80,7 +79,6 @@ LaunchScreen { align: center middle; }
 HelpScreen, Confirm, Prompt { align: center middle; }
 .dialog { width: 64; height: auto; border: thick $primary; padding: 0 1; }
 .dialog { background: $surface; }
-#log-search { display: none; height: 1; border: none; padding: 0 1; }
 #log-about { padding: 0 1; width: 100%; }
 #log-view { height: 1fr; }
 #help { width: 64; height: auto; max-height: 90%; border: thick $primary; padding: 0 1; }

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.markup import escape
-from textual import events, work
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
@@ -20,6 +20,7 @@ from engine.errors import WorkbenchError
 from engine.runs import LAUNCH_LOG, RunInfo, list_runs, read_note
 from workbench.launcher import launch_state, resume
 from workbench.tui.dialogs import Confirm, Prompt
+from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.tui.log_screen import LogScreen
 from workbench.views import RUN_COLUMNS, fit, run_row, run_status
@@ -47,7 +48,9 @@ class HomeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter presets, runs and checkpoints (esc clears)", id="filter")
+        yield FilterBox(
+            placeholder="filter presets, runs and checkpoints (esc clears)", id="filter"
+        )
         with Horizontal(id="home"):
             with Vertical(id="left"):
                 yield Label("Presets  [dim](n)[/]", classes="pane-title")
@@ -90,9 +93,7 @@ class HomeScreen(Screen):
         return not f or any(f in t.lower() for t in texts)
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
+        self.query_one("#filter", FilterBox).open()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":
@@ -106,16 +107,12 @@ class HomeScreen(Screen):
             runs = self.query_one("#runs", DataTable)
             (runs if runs.row_count else self.query_one("#presets", DataTable)).focus()
 
-    def on_key(self, event: events.Key) -> None:
-        if event.key == "escape" and self.query_one("#filter", Input).has_focus:
-            self.clear_filter()
-            event.stop()
+    def on_filter_box_cleared(self) -> None:
+        self.query_one("#presets", DataTable).focus()
 
     def clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.value or box.display:
-            box.value = ""
-            box.display = False
+        """escape on Home (from anywhere on it): the filter goes, nothing else happens."""
+        if self.query_one("#filter", FilterBox).clear_filter():
             self.query_one("#presets", DataTable).focus()
 
     def _fill_presets(self) -> None:

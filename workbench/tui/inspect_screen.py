@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
@@ -35,6 +35,7 @@ from textual.worker import get_current_worker
 from engine import catalog
 from engine.checkpoint import read_header
 from engine.eval.evidence import list_evaluations
+from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.views import (
     EVALUATION_COLUMNS,
@@ -108,7 +109,7 @@ class InspectScreen(Screen):
                 yield Static(id="eval-sanity")
             with Vertical(id="evals-pane"):
                 yield Label(id="evals-hint")
-                yield Input(placeholder="filter evaluations (esc clears)", id="evals-filter")
+                yield FilterBox(placeholder="filter evaluations (esc clears)", id="evals-filter")
                 yield DataTable(id="evals", cursor_type="row")
         yield Footer(compact=True)
 
@@ -136,7 +137,6 @@ class InspectScreen(Screen):
         self.query_one("#eval-table", DataTable).add_columns(*EVALUATION_COLUMNS)
         self.query_one("#evals", DataTable).add_columns(*SAVED_EVALUATION_COLUMNS)
         self.query_one("#eval-bar", ProgressBar).display = False  # shown while a suite runs
-        self.query_one("#evals-filter", Input).display = False  # / shows it
         self._describe(str(self.query_one("#eval-suite", Select).value))
         self.refresh_evaluations()
         if self.start_eval:
@@ -277,7 +277,7 @@ class InspectScreen(Screen):
         self._fill_evaluations()
 
     def _fill_evaluations(self) -> None:
-        text = self.query_one("#evals-filter", Input).value.strip().lower()
+        text = self.query_one("#evals-filter", FilterBox).value.strip().lower()
         shown = [
             (file, cells)
             for file, cells in self._saved
@@ -301,9 +301,7 @@ class InspectScreen(Screen):
     # -- filter (/): the saved evaluations, by suite, time, numbers or sanity
     def action_filter(self) -> None:
         self.query_one("#tabs", TabbedContent).active = EVALUATIONS_TAB
-        box = self.query_one("#evals-filter", Input)
-        box.display = True
-        box.focus()
+        self.query_one("#evals-filter", FilterBox).open()
 
     @on(Input.Changed, "#evals-filter")
     def _filter_changed(self) -> None:
@@ -313,13 +311,8 @@ class InspectScreen(Screen):
     def _filter_submitted(self) -> None:
         self.query_one("#evals", DataTable).focus()
 
-    def on_key(self, event: events.Key) -> None:
-        box = self.query_one("#evals-filter", Input)
-        if event.key == "escape" and box.has_focus:
-            box.value = ""
-            box.display = False
-            self.query_one("#evals", DataTable).focus()
-            event.stop()
+    def on_filter_box_cleared(self) -> None:
+        self.query_one("#evals", DataTable).focus()
 
     @on(DataTable.RowSelected, "#evals")
     def _evaluation_selected(self, event: DataTable.RowSelected) -> None:

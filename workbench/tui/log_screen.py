@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, RichLog
 
 from engine.runs import LAUNCH_LOG
+from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 
 MAX_BYTES = 2_000_000  # the tail of a very long log
@@ -42,7 +43,7 @@ class LogScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label("", id="log-about")
-        yield Input(placeholder="search (enter keeps it, esc clears)", id="log-search")
+        yield FilterBox(placeholder="search (enter keeps it, esc clears)", id="log-search")
         yield RichLog(id="log-view", wrap=True, markup=True, highlight=False)
         yield Footer(compact=True)
 
@@ -80,9 +81,10 @@ class LogScreen(Screen):
     _dirty = False
 
     def action_search(self) -> None:
-        box = self.query_one("#log-search", Input)
-        box.display = True
-        box.focus()
+        self.query_one("#log-search", FilterBox).open()
+
+    def on_filter_box_cleared(self) -> None:
+        self.query_one("#log-view").focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.query_text = event.value.strip()

@@ -1,0 +1,36 @@
+"""The `/` filter line every list screen shares: hidden until opened, narrowing as you type;
+escape clears and hides it (and goes no further, so it never also leaves the screen)."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.message import Message
+from textual.widgets import Input
+
+
+class FilterBox(Input):
+    DEFAULT_CSS = "FilterBox { display: none; height: 1; border: none; padding: 0 1; }"
+
+    class Cleared(Message):
+        """Escape emptied and hid the box: the screen puts the focus back on its list."""
+
+    def open(self) -> None:
+        self.display = True
+        self.focus()
+
+    def clear_filter(self) -> bool:
+        """Empty and hide the box; False when there was nothing to clear."""
+        if not (self.value or self.display):
+            return False
+        self.value = ""
+        self.display = False
+        return True
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "escape":
+            event.stop()
+            event.prevent_default()
+            self.clear_filter()
+            self.post_message(self.Cleared())
+            return
+        await super()._on_key(event)
