@@ -116,9 +116,7 @@ class RunState:
         """
         in_epoch = self.phase in ("loading data", "training", "evaluating")
         if self.status == "running" and in_epoch:
-            return (
-                self.epoch + 1 if not self.epochs_total else min(self.epoch + 1, self.epochs_total)
-            )
+            return min(self.epoch + 1, self.epochs_total or self.epoch + 1)
         return self.epoch
 
     def since_last_event(self, now: float) -> float | None:
