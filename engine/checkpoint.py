@@ -103,13 +103,17 @@ def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
         raise CheckpointError(f"{path}: checkpoint file not found") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CheckpointError(f"{path}: not a safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (header is not an object)")
     meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: not a safetensors file (metadata is not text to text)")
     end = 0
     for name, info in header.items():
         try:
@@ -117,11 +121,11 @@ def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
             count = 1
             for d in info["shape"]:
                 count *= int(d)
-            if stop - begin != count * DTYPE_SIZES[info["dtype"]]:
+            if stop - begin != count * DTYPE_SIZES[info["dtype"]] or min(begin, count) < 0:
                 raise ValueError
+            end = max(end, int(stop))
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: tensor {name!r} has a malformed entry") from None
-        end = max(end, stop)
     if 8 + n + end != size:
         raise CheckpointError(
             f"{path}: truncated checkpoint (expected {8 + n + end} bytes, found {size})"

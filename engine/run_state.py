@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.event_schema import problem
+
 
 @dataclass
 class RunState:
@@ -34,8 +36,18 @@ class RunState:
     clean_acc: list[float | None] = field(default_factory=list)
     robust_acc: list[float | None] = field(default_factory=list)
     error: str = ""
+    damage: list[str] = field(default_factory=list)  # what could not be applied, and where
 
-    def apply(self, e: dict[str, Any]) -> None:
+    def apply(self, e: dict[str, Any]) -> bool:
+        """Apply one event (True if applied); one with fields of the wrong types goes to `damage`.
+
+        An event type this version does not know is skipped without complaint.
+        """
+        reason = problem(e)
+        if reason:
+            self.damage.append(reason)
+        if reason is not None:
+            return False
         t = e.get("type")
         if isinstance(e.get("time"), int | float):
             self.last_time = float(e["time"])
@@ -75,6 +87,15 @@ class RunState:
             self.status = "failed"
             self.phase = "done"
             self.error = str(e.get("error", ""))
+        return True
+
+    @property
+    def damaged(self) -> str:
+        """The first thing that could not be read ("" for an intact run), and how many more."""
+        if not self.damage:
+            return ""
+        more = len(self.damage) - 1
+        return self.damage[0] + (f" (and {more} more)" if more else "")
 
     @property
     def name(self) -> str:

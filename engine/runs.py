@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import WorkbenchError
-from engine.events import read_events
+from engine.events import EventLog, read_log
 from engine.run_state import RunState
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -105,14 +105,17 @@ class RunLock:
 
 def is_locked(run_dir: Path) -> bool:
     lock = run_dir / ".lock"
-    if not lock.exists():
+    if not lock.is_file():
         return False
-    with open(lock, "a+", encoding="utf-8") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
+    try:
+        with open(lock, "a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:  # a lock we cannot open is no live writer's
+        return False
     return False
 
 
@@ -120,7 +123,7 @@ def is_locked(run_dir: Path) -> bool:
 class RunInfo:
     name: str
     path: str
-    status: str  # running | finished | failed | interrupted | stale
+    status: str  # running | finished | failed | interrupted | stale | damaged
     preset: str
     method: str
     epoch: int
@@ -133,6 +136,7 @@ class RunInfo:
     phase: str = ""  # while running: training, evaluating, saving, testing (engine/run_state.py)
     note: str = ""  # the user's note and tags (engine/run_ops.py keeps them in notes.json)
     tags: list[str] = field(default_factory=list)
+    damage: str = ""  # the first line of events.jsonl no reader could trust (file, line, why)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,7 +165,9 @@ def run_info(run_dir: Path) -> RunInfo:
     if note or tags:
         info = replace(info, note=note, tags=tags)
     if info.status == "running" and not is_locked(run_dir):
-        return replace(info, status="stale")  # the writer died without a last word
+        info = replace(info, status="stale")  # the writer died without a last word
+    if info.damage and info.status != "running":  # a live run keeps its status; damage shows
+        info = replace(info, status="damaged")
     return info
 
 
@@ -175,16 +181,24 @@ def read_note(run_dir: Path) -> tuple[str, list[str]]:
         return "", []
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        return str(doc.get("note", "")), [str(t) for t in doc.get("tags", [])]
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, RecursionError):
         return "", []
+    if not isinstance(doc, dict):
+        return "", []
+    note, tags = doc.get("note", ""), doc.get("tags", [])
+    return (
+        note if isinstance(note, str) else "",
+        [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+    )
 
 
 def _summarise(run_dir: Path) -> RunInfo:
     state = RunState()
     events = run_dir / "events.jsonl"
-    for e in read_events(events) if events.exists() else []:
+    log = read_log(events) if events.exists() else EventLog()
+    for e in log.events:
         state.apply(e)
+    state.damage[:0] = [str(d) for d in log.damage]
     status = "stale" if state.status == "starting" else state.status  # no run_started at all
     return RunInfo(
         run_dir.name,
@@ -200,6 +214,7 @@ def _summarise(run_dir: Path) -> RunInfo:
         state.best_robust_interval,
         state.last_clean_interval,
         state.phase if status == "running" else "",
+        damage=state.damaged,
     )
 
 

@@ -59,7 +59,12 @@ def root(ctx: typer.Context, runs_dir: RunsDirOpt = Path("runs")) -> None:
             check_runs_dir(runs_dir)
         except WorkbenchError as exc:
             raise fail(str(exc)) from None
-        WorkbenchApp(runs_dir).run()
+        tui = WorkbenchApp(runs_dir)
+        tui.run()
+        if tui.return_code:  # an uncaught exception: textual printed it; say where it is kept
+            where = f"; its traceback is in {tui.crash_log}" if tui.crash_log else ""
+            sys.stderr.write(f"workbench: the app stopped on an error{where}\n")
+            raise typer.Exit(1)
         raise typer.Exit(0)
 
 

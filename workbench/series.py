@@ -57,8 +57,17 @@ class RunSeries:
     lr: list[float] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)  # (style, text)
 
+    def note_damage(self, reason: str) -> None:
+        """A line of the events file no reader could trust: kept in the state, shown in the log."""
+        self.state.damage.append(reason)
+        self.log.append(("bold red", f"damaged: {reason}"))
+
     def add(self, e: dict[str, Any]) -> None:
-        self.state.apply(e)
+        before = len(self.state.damage)
+        if not self.state.apply(e):  # wrong types, or a type this version does not know
+            for reason in self.state.damage[before:]:
+                self.log.append(("bold red", f"damaged: {reason}"))
+            return
         t = e.get("type")
         if t == "run_started":
             self.log.append(

@@ -23,6 +23,7 @@ RUN_STATUS_STYLE = {
     "failed": "bold red",
     "interrupted": "yellow",
     "stale": "magenta",
+    "damaged": "bold red",  # events.jsonl has lines no reader could trust
     "starting": "dim",
 }
 SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}

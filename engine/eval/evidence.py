@@ -148,31 +148,52 @@ def list_evaluations(path: Path) -> list[dict[str, Any]]:
     for f in sorted(out_dir.glob("*.json")):
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             rows.append({"file": str(f), "error": "unreadable"})
             continue
-        if not isinstance(doc, dict) or "checkpoint" not in doc:
+        if not isinstance(doc, dict) or not isinstance(doc.get("checkpoint"), str):
             continue
-        if Path(str(doc["checkpoint"])).resolve() != me:
+        try:
+            if Path(doc["checkpoint"]).resolve() != me:
+                continue
+        except (OSError, ValueError):  # a NUL byte, a path too long to resolve
             continue
-        table = doc.get("table") or {}
-        sanity = doc.get("sanity") or []
-        rows.append(
-            {
-                "file": str(f),
-                "kind": doc.get("kind", "suite"),
-                "suite": doc.get("suite"),
-                "time": doc.get("time"),
-                "n": doc.get("n"),
-                "eps": doc.get("eps"),
-                "seed": doc.get("seed"),
-                "source": doc.get("source"),
-                "defense": (doc.get("defense") or {}).get("name"),
-                "clean": table.get("clean"),
-                "worst case": table.get(WORST, table.get("worst case")),  # older files
-                "warnings": sum(1 for c in sanity if c.get("status") == "WARN"),
-                "skipped": sum(1 for c in sanity if c.get("status") == "SKIP"),
-                "checks": len(sanity),
-            }
-        )
+        rows.append(_summary(f, doc))
     return rows
+
+
+def _summary(f: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """One saved evaluation's listing row; a field of the wrong type reads as missing.
+
+    Saved evaluations are files a user may have edited or a crash may have cut:
+    nothing here may raise on one of them.
+    """
+
+    def part(key: str, kind: type | tuple[type, ...]) -> Any:
+        v = doc.get(key)
+        return v if isinstance(v, kind) and not isinstance(v, bool) else None
+
+    table = part("table", dict) or {}
+    sanity = [c for c in part("sanity", list) or [] if isinstance(c, dict)]
+    real = (int, float)
+
+    def cell(key: str) -> float | None:
+        v = table.get(key)
+        return v if isinstance(v, real) and not isinstance(v, bool) else None
+
+    return {
+        "file": str(f),
+        "kind": part("kind", str) or "suite",
+        "suite": part("suite", str),
+        "time": part("time", str),
+        "n": part("n", int),
+        "eps": part("eps", real),
+        "seed": part("seed", int),
+        "source": part("source", str),
+        "defense": (part("defense", dict) or {}).get("name"),
+        "clean": cell("clean"),
+        "worst case": cell(WORST) if WORST in table else cell("worst case"),  # older files
+        "warnings": sum(1 for c in sanity if c.get("status") == "WARN"),
+        "skipped": sum(1 for c in sanity if c.get("status") == "SKIP"),
+        "checks": len(sanity),
+    }

@@ -80,13 +80,15 @@ def _evaluation_of(run_dir: Path, suite: str, files: list[Path]) -> Path | None:
     for f in files:
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):
             continue
         if (
             isinstance(doc, dict)
             and doc.get("kind", "suite") == "suite"
             and doc.get("suite") == suite
-            and Path(str(doc.get("checkpoint"))).resolve() == best
+            and isinstance(doc.get("checkpoint"), str)
+            and "\0" not in doc["checkpoint"]
+            and Path(doc["checkpoint"]).resolve() == best
             and "per_example" in doc
         ):
             found.append(f)
@@ -133,8 +135,11 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
     if rp.is_file():
         try:
             recorded = json.loads(rp.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             recorded = {}
+        if not isinstance(recorded, dict):
+            recorded = {}
+        recorded = {k: v for k, v in recorded.items() if isinstance(v, str | int)}
     if not d.is_dir() or not (d / "events.jsonl").exists():
         if is_placeholder(d) and recorded.get("status") == FAILED:
             return MemberState(m, FAILED, d, reason=recorded.get("reason", ""))
@@ -144,6 +149,8 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
     st = MemberState(m, PENDING, d, info.epoch, info.epochs)
     if info.status == "running":
         st.status = RUNNING
+    elif info.status == "damaged":  # never resumed or counted on a guess: the user looks first
+        st.status, st.reason = FAILED, f"damaged: {info.damage}"
     elif info.status == "failed":
         st.status, st.reason = FAILED, _failure(d) or recorded.get("reason", "")
     elif info.status == "finished":

@@ -33,19 +33,44 @@ def member_numbers(state: ms.MemberState) -> dict[str, Any]:
     row["setting"] = {k: v for k, v in state.member.setting}
     if state.evaluation is None:
         return row
-    doc = json.loads(state.evaluation.read_text(encoding="utf-8"))
-    per = doc["per_example"]
+    try:
+        doc = json.loads(state.evaluation.read_text(encoding="utf-8"))
+        per, n, indices = _outcomes(doc)
+    except (OSError, ValueError, RecursionError) as exc:  # a damaged file is the member's fault
+        row.update(status=ms.FAILED, reason=f"{state.evaluation}: {exc}", evaluation=None)
+        return row
     worst = [int(all(v)) for v in zip(*per.values(), strict=True)]
     row.update(
-        n=doc["n"],
-        indices=doc["indices"],
-        clean=100.0 * sum(per["clean"]) / doc["n"],
-        robust=100.0 * sum(worst) / doc["n"],
-        clean_outcomes=[int(v) for v in per["clean"]],
+        n=n,
+        indices=indices,
+        clean=100.0 * sum(per["clean"]) / n,
+        robust=100.0 * sum(worst) / n,
+        clean_outcomes=list(per["clean"]),
         robust_outcomes=worst,
         columns=sorted(per),
     )
     return row
+
+
+def _outcomes(doc: Any) -> tuple[dict[str, list[int]], int, list[int]]:
+    """A saved evaluation's per-example outcomes, checked: ValueError says what is wrong."""
+    if not isinstance(doc, dict):
+        raise ValueError("not an evaluation (not a JSON object)")
+    per, n, indices = doc.get("per_example"), doc.get("n"), doc.get("indices")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError("n is not a positive whole number")
+    if not isinstance(indices, list) or len(indices) != n or not all(_whole(i) for i in indices):
+        raise ValueError(f"indices is not a list of {n} example indices")
+    if not isinstance(per, dict) or "clean" not in per:
+        raise ValueError("per_example has no clean column")
+    for name, v in per.items():
+        if not isinstance(v, list) or len(v) != n or any(x not in (0, 1) for x in v):
+            raise ValueError(f"per_example.{name} is not {n} outcomes of 0 or 1")
+    return {k: [int(x) for x in v] for k, v in per.items()}, n, [int(i) for i in indices]
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _paired_on_shared(a: dict[str, Any], b: dict[str, Any]) -> stats.Paired:

@@ -7,6 +7,10 @@ SSH) leaves every run going, and reopening it attaches again.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+import traceback
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -40,6 +44,7 @@ CSS = """
 #presets, #runs { height: 1fr; }
 #ckpts { height: 8; }
 #runs-empty { padding: 1 2; color: $text-muted; height: 1fr; }
+#run-damage { height: auto; max-height: 3; padding: 0 1; display: none; }
 #run-info { padding: 0 1; }
 #run-progress { height: 1; padding: 0 1; }
 #bar { width: 1fr; }
@@ -87,6 +92,21 @@ HelpScreen, Confirm, Prompt { align: center middle; }
 """
 
 
+def write_crash_log(error: BaseException) -> Path | None:
+    """The traceback in ~/.cache/workbench/crash-<time>.log (the temp folder if that fails)."""
+    text = "".join(traceback.format_exception(error))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for folder in (Path.home() / ".cache" / "workbench", Path(tempfile.gettempdir())):
+        path = folder / f"crash-{stamp}-{os.getpid()}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError:
+            continue
+        return path
+    return None
+
+
 class WorkbenchApp(App):
     TITLE = "Robustness workbench"
     CSS = CSS
@@ -102,6 +122,14 @@ class WorkbenchApp(App):
         self.runs_dir = Path(runs_dir)
         self.preset_dirs = preset_dirs or preset_dirs_default()
         self.eval_samples = eval_samples
+        self.crash_log: Path | None = None  # where an uncaught exception's traceback went
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An uncaught exception still ends the app (return code 1), but leaves its traceback
+        in a file whose path `workbench` prints, so a crash is never a silent exit 0."""
+        if self.crash_log is None:
+            self.crash_log = write_crash_log(error)
+        super()._handle_exception(error)
 
     def on_mount(self) -> None:
         self._opening: Path | None = None  # the preset whose form is being opened

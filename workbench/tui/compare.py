@@ -19,7 +19,7 @@ from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Label, S
 from textual_plotext import PlotextPlot
 
 from engine.checkpoint import atomic_write_bytes
-from engine.events import read_events
+from engine.events import read_log
 from engine.run_diff import differing
 from engine.runs import list_runs
 from workbench.series import SMOOTHED, RunSeries, downsample, ema, metric_series, series_csv
@@ -106,7 +106,10 @@ class CompareScreen(Screen):
         if hit and hit[0] == sig:
             return hit[1]
         s = RunSeries()
-        for e in read_events(path):
+        log = read_log(path)
+        for d in log.damage:
+            s.note_damage(str(d))
+        for e in log.events:
             s.add(e)
         self._cache[name] = (sig, s)
         return s

@@ -23,7 +23,7 @@ from workbench.tui.dialogs import Confirm, Prompt
 from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.tui.log_screen import LogScreen
-from workbench.views import RUN_COLUMNS, fit, run_row, run_status
+from workbench.views import RUN_COLUMNS, error_text, fit, run_row, run_status
 
 # status (up to "interrupted"), epoch, "best robust %": their widths, cell padding, scrollbar
 NUMBERS_WIDTH = 11 + 5 + 13 + 3 * 2 + 2 + 1
@@ -63,6 +63,7 @@ class HomeScreen(Screen):
                 )
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
                 yield Static("no runs yet: press n to start one", id="runs-empty")
+                yield Static("", id="run-damage")  # why the highlighted run is damaged
                 yield Label(
                     "Checkpoints  [dim](i: inspect, e: evaluate, g: gallery)[/]",
                     classes="pane-title",
@@ -154,7 +155,11 @@ class HomeScreen(Screen):
         def ok(*texts: str) -> bool:
             return not text or any(text.lower() in t.lower() for t in texts)
 
-        infos = [r for r in list_runs(runs_dir) if ok(r.name, r.method)]
+        try:
+            infos = [r for r in list_runs(runs_dir) if ok(r.name, r.method)]
+        except OSError as exc:  # the runs folder itself went away or cannot be listed
+            self.app.call_from_thread(self.notify, error_text(exc), severity="error")
+            return
         rows = [run_row(r) for r in infos]
         rows += [
             (name, launch_state(runs_dir / name), "", "", "", "")
@@ -188,6 +193,7 @@ class HomeScreen(Screen):
         self._runs = {r.name: r for r in infos}
         self.query_one("#runs-empty").display = not rows
         table.display = bool(rows)
+        self._show_damage()
         if selected == self.selected_run():
             self._show_checkpoints(selected, ckpts)
         else:  # the cursor moved (or the rows arrived): read the new run's files
@@ -224,7 +230,15 @@ class HomeScreen(Screen):
         if event.data_table.id == "presets":
             self._describe_preset()
         if event.data_table.id == "runs":
+            self._show_damage()
             self._scan_checkpoints(self.selected_run())
+
+    def _show_damage(self) -> None:
+        """A damaged run says which file and line could not be read, under the runs."""
+        info = self._runs.get(self.selected_run() or "")
+        box = self.query_one("#run-damage", Static)
+        box.update(f"[b red]damaged:[/] {escape(info.damage)}" if info and info.damage else "")
+        box.display = bool(info and info.damage)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "presets":

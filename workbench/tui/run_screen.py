@@ -80,13 +80,17 @@ class RunScreen(Screen):
         """Tail events.jsonl in a thread; hand batches of events to the UI thread."""
         worker = get_current_worker()
         tail = EventTail(self.run_dir / "events.jsonl")
+        seen = 0  # damage reported so far
         while not worker.is_cancelled:
             events = tail.poll()
-            if events:
-                self.app.call_from_thread(self.ingest, events)
+            damage, seen = [str(d) for d in tail.damage[seen:]], len(tail.damage)
+            if events or damage:
+                self.app.call_from_thread(self.ingest, events, damage)
             time.sleep(0.25)
 
-    def ingest(self, events: list[dict]) -> None:
+    def ingest(self, events: list[dict], damage: list[str] | None = None) -> None:
+        for reason in damage or []:
+            self.series.note_damage(reason)
         for e in events:
             self.series.add(e)
         self.dirty = True
@@ -102,6 +106,7 @@ class RunScreen(Screen):
             f"[b]{state.name or self.run_dir.name}[/]  {state.method}"
             f"  on {state.device or '?'}  {run_status(phase)}  "
             f"epoch {state.current_epoch()}/{state.epochs_total}"
+            + ("  [b red]damaged[/] (see the log)" if state.damage else "")
         )
         self.query_one("#run-info", Label).update(info)
         rate = st.get("samples_per_s")

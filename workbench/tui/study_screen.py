@@ -18,13 +18,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 from textual_plotext import PlotextPlot
 
-from engine.errors import WorkbenchError
 from engine.study import members as ms
 from engine.study.report import pair_line
 from workbench.tui.keys import keys
 from workbench.views import (
     STUDY_GROUP_COLUMNS,
     STUDY_MEMBER_COLUMNS,
+    error_text,
     study_group_row,
     study_member_row,
 )
@@ -104,8 +104,8 @@ class StudyScreen(Screen):
     def _load(self, name: str) -> None:
         try:
             doc = load_report(self.app.runs_dir, name)
-        except (WorkbenchError, OSError, ValueError, KeyError) as exc:
-            self.app.call_from_thread(self._show_error, name, str(exc))
+        except Exception as exc:  # a study's files are hostile input: say so, never crash
+            self.app.call_from_thread(self._show_error, name, error_text(exc))
             return
         self.app.call_from_thread(self._show, name, doc)
 
