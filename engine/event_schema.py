@@ -123,7 +123,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, bool]]] = {
         "distributed": (obj, False),
     },
     "step": {
-        "epoch": (count, True),
+        "epoch": (count, False),
         "step": (count, True),
         "batch": (count, False),
         "batches": (count, False),
