@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import tomli_w
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from engine.errors import ConfigError
+from engine.panels import Panels
 from engine.registry import DATASETS, METHODS, MODELS
 
 
@@ -104,6 +105,17 @@ class MethodSection(Section):
     """
 
     name: str
+    # what the faces show for the method's runs (engine/panels.py); recorded in run_started
+    panels: ClassVar[Panels] = Panels()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A form field must be one of the method's own keys, as the preset spells it."""
+        super().__pydantic_init_subclass__(**kwargs)
+        keys = {f.alias or name for name, f in cls.model_fields.items()} - {"name"}
+        for f in cls.panels.fields:
+            if f.key not in keys:
+                raise TypeError(f"{cls.__name__}.panels: form field {f.key!r} is not a key of it")
 
     def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
         """A setting elsewhere in the preset this method needs: (dotted key, message), or None."""
@@ -121,10 +133,14 @@ class AttackConfig(Section):
     random_start: bool = True
 
 
+DefenseName = Literal["none", "apinet"]
+DEFENSES: tuple[str, ...] = get_args(DefenseName)  # the faces list them; "none" is no defence
+
+
 class DefenseConfig(Section):
     """Inference-time defence. API-Net: eps_ap 12/255 MNIST/SVHN, 14/255 CIFAR, 8 steps."""
 
-    name: Literal["none", "apinet"] = "none"
+    name: DefenseName = "none"
     eps_ap: Unit = 12 / 255
     steps: int = Field(8, ge=0, le=10_000)
     step: Unit = 0.01

@@ -30,6 +30,7 @@ from engine.train.perf import native_bf16
 from engine.train.trainer import Trainer
 
 SMOKE_S = 30.0
+SMOKE_ABOUT = f"synthetic Madry, at most {SMOKE_S:g} s each"  # what the smoke table's title says
 SMOKE_PRESET = [  # mnist5k_madry, shrunk: synthetic digits, two PGD steps, a few batches
     "data.dataset=synthetic",
     "data.train_limit=512",
@@ -189,6 +190,7 @@ def check(device: str = "auto") -> dict[str, Any]:
         "devices": devices(),
         "device": str(dev),
         "smoke": runs,
+        "smoke_about": SMOKE_ABOUT,
         "used_by_presets": sorted(used),
         "failed_used": failed,
     }

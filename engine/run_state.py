@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.event_schema import problem
+from engine.panels import Panels
 
 
 @dataclass
@@ -20,6 +21,7 @@ class RunState:
     phase: str = "loading data"  # loading data | training | evaluating | saving | testing | done
     last_time: float | None = None  # the newest event's time ("last event Ns ago")
     config: dict[str, Any] = field(default_factory=dict)
+    panels: Panels | None = None  # what the method declared it shows; None: an older run
     device: str = ""
     started: float | None = None  # the first run_started
     resumed_at: float | None = None  # the latest run_started (this process's start)
@@ -53,6 +55,7 @@ class RunState:
             self.last_time = float(e["time"])
         if t == "run_started":
             self.config = e.get("config") or {}
+            self.panels = Panels.from_json(e.get("panels"))
             self.device = e.get("device", "")
             self.steps_per_epoch = max(1, int(e.get("steps_per_epoch", 1) or 1))
             self.start_step = int(e.get("start_epoch", 0) or 0) * self.steps_per_epoch

@@ -138,6 +138,7 @@ def static_runs(root: Path) -> Path:
                 "type": "run_started",
                 "time": 1000.0,
                 "config": cfg.to_dict(),
+                "panels": cfg.method.panels.to_json(),  # as the trainer records it
                 "device": "cpu",
                 "steps_per_epoch": 8,
                 "train_size": 512,
@@ -650,8 +651,8 @@ def test_zoom_cycles_one_plot_at_a_time_and_ticks_match_the_data(static_dir):
             app.action_attach(Path("runs/alpha"))
             await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
             screen = app.screen
-            await wait_for(pilot, lambda: bool(screen.query("#p-lr")))
-            ids = ["p-loss", "p-lkd", "p-acc", "p-lr"]
+            await wait_for(pilot, lambda: bool(screen.query("#p-own-0")))  # run_started read
+            ids = ["p-loss", "p-own-0", "p-acc", "p-lr"]  # alpha's method's own plot: L_lkd
 
             def shown() -> list[str]:
                 return [i for i in ids if screen.query_one(f"#{i}").display]

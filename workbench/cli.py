@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.checkpoint import model_parameters, numel, read_header
-from engine.config import parse_fraction
+from engine.config import DEFENSES, parse_fraction
 from engine.errors import WorkbenchError
 from engine.eval.evidence import list_evaluations
 from engine.run_diff import differing, run_config
@@ -43,6 +43,7 @@ RunsDirOpt = Annotated[Path, typer.Option("--runs-dir", help="Where runs live.")
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
 SamplesOpt = Annotated[int, typer.Option("--samples", help="Test examples (0 = all).", min=0)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+WRAPS = ", ".join(d for d in DEFENSES if d != "none")  # the defences `eval --defense` takes
 
 
 def print_json(doc: Any) -> None:
@@ -122,7 +123,8 @@ def eval_(
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
     defense: Annotated[
-        str | None, typer.Option("--defense", help="Wrap the model: apinet (settings: defense.*).")
+        str | None,
+        typer.Option("--defense", help=f"Wrap the model: {WRAPS} (settings: defense.*)."),
     ] = None,
     source: Annotated[
         Path | None,

@@ -21,6 +21,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from engine.panels import Panels
 from engine.run_state import RunState
 from engine.train import session
 from engine.train.session import RunRequest
@@ -116,8 +117,11 @@ def follow(console: Console, view: RunView) -> Live | None:
     return Live(view, console=console, refresh_per_second=4, transient=False)
 
 
-def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any]) -> Table:
-    """The closing summary: what was selected on validation, how it does on test, L_lkd, files."""
+def final_table(
+    outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any], panels: Panels | None = None
+) -> Table:
+    """The closing summary: what was selected on validation, how it does on test, the last
+    values of the curves the method plots of its own (`panels`, from its run_started), files."""
     history = outcome.final.get("history") or []
     last = history[-1] if history else {}
     steps = cfg.get("eval", {}).get("steps", 20)
@@ -141,12 +145,9 @@ def final_table(outcome: Any, last_parts: dict[str, float], cfg: dict[str, Any])
         table.add_row(f"test ({test['robust_n']}), selected: {robust}", measured(test, "robust"))
     else:
         table.add_row("test", "not measured (the run did not finish)")
-    for key, label in (
-        ("lkd_clean", "L_lkd clean, last log window"),
-        ("lkd_adv", "L_lkd adversarial, last log window"),
-    ):
-        if key in last_parts:
-            table.add_row(label, num(last_parts[key], 4))
+    for series in panels.own() if panels else ():
+        if series.key in last_parts:
+            table.add_row(f"{series.name}, last log window", num(last_parts[series.key], 4))
     run_dir = outcome.run_dir
     for name in ("best.safetensors", "last.safetensors"):
         if (run_dir / name).exists():
@@ -219,7 +220,7 @@ def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:
     elif not outcome.saved:
         err.print("aborted without a final checkpoint; last.safetensors is from the last epoch")
     else:
-        out.print(final_table(outcome, view.last_parts, view.state.config))
+        out.print(final_table(outcome, view.last_parts, view.state.config, view.state.panels))
         for line in reading(outcome, view.state.config):
             out.print(line, highlight=False, soft_wrap=True)
         if outcome.status == "failed":

@@ -198,7 +198,7 @@ def doctor(doc: dict[str, Any]) -> None:
         )
         for r in doc["smoke"]
     ]
-    title = f"smoke runs on {doc['device']} (synthetic Madry, at most 30 s each)"
+    title = f"smoke runs on {doc['device']} ({doc['smoke_about']})"
     out.print(table(title, ("option", "status", "samples/s", "note"), rows))
     used = ", ".join(doc["used_by_presets"]) or "none"
     out.print(f"the built-in presets use: {used}", highlight=False)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.panels import Plot
 from engine.run_state import RunState
 from workbench.views import interval, num, short
 
@@ -111,7 +113,42 @@ class RunSeries:
 
 
 EPOCH_METRICS = ("robust_acc", "clean_acc")  # per epoch (validation); the rest per step
-SMOOTHED = ("loss", "lkd_clean", "lkd_adv")  # drawn through an EMA (the raw values are noisy)
+LOSS_PLOT = "loss and parts"
+
+
+def step_plots(s: RunSeries) -> list[Plot]:
+    """The run's per-step plots: the loss with every part no plot of the method's own claims,
+    then those plots, as the method declared them in `run_started` (engine/panels.py). An
+    older run declared nothing: every part it logged joins the loss."""
+    own = s.state.panels.plots if s.state.panels else ()
+    claimed = {k for p in own for k in p.keys}
+    return [Plot(LOSS_PLOT, ("loss", *(k for k in s.parts if k not in claimed))), *own]
+
+
+def own_series(s: RunSeries) -> list[str]:
+    """The curves of the run's method's own plots (an older run: every part it logged)."""
+    return [x.key for x in s.state.panels.own()] if s.state.panels else list(s.parts)
+
+
+def compare_metrics(runs: Iterable[RunSeries]) -> list[str]:
+    """What Compare cycles through: accuracies, loss, every selected run's own curves, lr."""
+    fixed = [*EPOCH_METRICS, "loss", "lr"]
+    own = dict.fromkeys(k for s in runs for k in own_series(s) if k not in fixed)
+    return [*EPOCH_METRICS, "loss", *own, "lr"]
+
+
+def smoothed(s: RunSeries, metric: str) -> bool:
+    """Whether the plots draw a metric through an EMA: the loss and the parts its method does
+    not declare otherwise; never the accuracies or the learning rate."""
+    if metric in EPOCH_METRICS or metric == "lr":
+        return False
+    declared = s.state.panels.get(metric) if s.state.panels else None
+    return declared is None or declared.smooth
+
+
+def step_values(s: RunSeries, metric: str) -> list[float]:
+    """One per-step series: the loss, the learning rate or a loss part (empty if never logged)."""
+    return s.loss if metric == "loss" else s.lr if metric == "lr" else s.parts.get(metric, [])
 
 
 def metric_series(s: RunSeries, metric: str) -> tuple[str, list[float], list[float]]:
@@ -120,8 +157,7 @@ def metric_series(s: RunSeries, metric: str) -> tuple[str, list[float], list[flo
         xs, ys = [float(e) for e in s.state.epochs], getattr(s.state, metric)
         axis = "epoch"
     else:
-        ys = s.loss if metric == "loss" else s.lr if metric == "lr" else s.parts.get(metric, [])
-        xs, axis = s.step_x, "step"
+        xs, ys, axis = s.step_x, step_values(s, metric), "step"
     pairs = [
         (x, float(y))
         for x, y in zip(xs, ys, strict=False)
@@ -138,7 +174,7 @@ def series_csv(runs: dict[str, RunSeries], metric: str) -> str:
     w.writerow(["run", "metric", "axis", "x", "value", "plotted_ema"])
     for name, s in runs.items():
         axis, xs, ys = metric_series(s, metric)
-        smooth = ema(ys) if metric in SMOOTHED else [None] * len(ys)
+        smooth = ema(ys) if smoothed(s, metric) else [None] * len(ys)
         for x, y, e in zip(xs, ys, smooth, strict=True):
             w.writerow([name, metric, axis, f"{x:g}", repr(y), "" if e is None else repr(e)])
     return out.getvalue()

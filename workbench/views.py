@@ -65,8 +65,8 @@ def duration(seconds: float | None) -> str:
 
 def fit(name: str, width: int) -> str:
     """A name shortened in the middle to `width` characters, keeping what tells names apart:
-    a study member's own name whole (`atblr_vs_m…/atblr__s0`), else the first word and the
-    tail (`cifar100_…net32_atblr`)."""
+    a study member's own name whole (`lambda_gr…/lam01__s0`), else the first word and the
+    tail (`cifar100_…et32_lam01`)."""
     if len(name) <= width:
         return name
     width = max(width, 4)

@@ -204,6 +204,7 @@ class Trainer:
         w.emit(
             "run_started",
             config=cfg.to_dict(),
+            panels=cfg.method.panels.to_json(),  # what the faces draw (engine/panels.py)
             device=str(self.device),
             train_size=len(self.train_loader.y),
             val_size=len(self.splits.val),

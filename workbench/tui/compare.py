@@ -22,13 +22,19 @@ from engine.checkpoint import atomic_write_bytes
 from engine.events import read_log
 from engine.run_diff import differing
 from engine.runs import list_runs
-from workbench.series import SMOOTHED, RunSeries, downsample, ema, metric_series, series_csv
+from workbench.series import (
+    RunSeries,
+    compare_metrics,
+    downsample,
+    ema,
+    metric_series,
+    series_csv,
+    smoothed,
+)
 from workbench.tui.charts import draw
 from workbench.tui.dialogs import Prompt
 from workbench.tui.keys import keys
 from workbench.tui.run_screen import PALETTE
-
-METRICS = ["robust_acc", "clean_acc", "loss", "lkd_clean", "lkd_adv", "lr"]
 
 
 def colour_for(name: str) -> str:
@@ -46,7 +52,7 @@ class CompareScreen(Screen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.metric = 0
+        self.metric = "robust_acc"  # kept by name: the list changes with the selection
         self.series: dict[str, RunSeries] = {}  # the selected runs', in selection order
         self._cache: dict[str, tuple[tuple[int, float], RunSeries]] = {}
 
@@ -122,8 +128,14 @@ class CompareScreen(Screen):
         self.show_diff()
 
     # -- actions
+    def metrics(self) -> list[str]:
+        """Accuracies, loss and lr, plus the curves the selected runs' methods declared."""
+        return compare_metrics(self.series.values())
+
     def action_next_metric(self) -> None:
-        self.metric = (self.metric + 1) % len(METRICS)
+        metrics = self.metrics()
+        at = metrics.index(self.metric) if self.metric in metrics else -1
+        self.metric = metrics[(at + 1) % len(metrics)]
         self.draw()
 
     def action_config_diff(self) -> None:
@@ -133,7 +145,7 @@ class CompareScreen(Screen):
         self.draw()
 
     def action_export(self) -> None:
-        metric = METRICS[self.metric]
+        metric = self.metric
         if not self.series:
             self.notify("select runs to export", severity="warning")
             return
@@ -165,7 +177,9 @@ class CompareScreen(Screen):
             table.add_row(key, *(cell(v) for v in values))
 
     def draw(self) -> None:
-        metric = METRICS[self.metric]
+        if self.series and self.metric not in self.metrics():
+            self.metric = self.metrics()[0]  # none of the selected runs has that curve
+        metric = self.metric
         legend = [f"[{colour_for(n)}]■[/] {escape(n)}" for n in self.series]
         if self.query_one("#compare-view", ContentSwitcher).current == "diff":
             n = self.query_one("#diff", DataTable).row_count
@@ -181,7 +195,7 @@ class CompareScreen(Screen):
         for name, s in self.series.items():
             axis, xs, ys = metric_series(s, metric)
             if axis == "step":
-                ys = ema(ys) if metric in SMOOTHED else ys
+                ys = ema(ys) if smoothed(s, metric) else ys
                 xs, ys = downsample(xs, ys, width)
             series.append((name, xs, ys, colour_for(name)))
         plt.xlabel(axis)

@@ -21,13 +21,31 @@ from engine.preset_files import load_preset
 from engine.runs import check_name, default_name
 from workbench.tui.keys import keys
 
-FIELDS = [
+FIELDS = [  # (id, --set key, label); the method's own fields join after eps (`fields`)
     ("epochs", "train.epochs", "epochs"),
     ("batch", "data.batch_size", "batch size"),
     ("eps", "attack.eps", "eps (e.g. 8/255)"),
-    ("lambda", "method.lambda", "lambda (ATBLR)"),
     ("device", "train.device", "device (auto, cpu, cuda:0)"),
 ]
+
+
+def fields(c: PresetConfig) -> list[tuple[str, str, str, str]]:
+    """(id, --set key, label, preset value) per field: the common ones, and after eps the
+    `[method]` keys the preset's method declares as form fields (engine/panels.py)."""
+    values = {
+        "epochs": str(c.train.epochs),
+        "batch": str(c.data.batch_size),
+        "eps": f"{c.attack.eps:g}",
+        "device": c.train.device,
+    }
+    out = [(key, dotted, label, values[key]) for key, dotted, label in FIELDS]
+    method = c.to_dict()["method"]
+    own = [
+        (f"method-{f.key}", f"method.{f.key}", f.label, str(method.get(f.key, "")))
+        for f in c.method.panels.fields
+    ]
+    at = [key for key, *_ in out].index("eps") + 1
+    return [*out[:at], *own, *out[at:]]
 
 
 class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
@@ -43,14 +61,6 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
 
     def compose(self) -> ComposeResult:
         c = self.cfg
-        values = {
-            "epochs": str(c.train.epochs),
-            "batch": str(c.data.batch_size),
-            "eps": f"{c.attack.eps:g}",
-            "lambda": f"{getattr(c.method, 'lam', '')}",
-            "device": c.train.device,
-        }
-        defaults = {k: f"default: {v}" if v else "" for k, v in values.items()}
         with Vertical(id="launch"):
             shown = self.preset
             if shown.is_absolute() and shown.is_relative_to(Path.cwd()):
@@ -59,11 +69,10 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
             with Grid(id="launch-grid"):
                 yield Label("run name")
                 yield Input(default_name(c.name), id="name")
-                for key, dotted, label in FIELDS:
-                    if key == "lambda" and c.method.name != "atblr":
-                        continue
+                for key, dotted, label, value in fields(c):
                     yield Label(label)
-                    yield Input("", placeholder=defaults[key], id=f"f-{key}", name=dotted)
+                    default = f"default: {value}" if value else ""
+                    yield Input("", placeholder=default, id=f"f-{key}", name=dotted)
                 yield Label("more --set")
                 yield Input("", placeholder="KEY=VALUE ..., e.g. data.train_limit=1000", id="more")
             yield Static("", id="launch-error")

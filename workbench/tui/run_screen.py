@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
 from textual.worker import get_current_worker
@@ -16,7 +18,14 @@ from textual_plotext import PlotextPlot
 
 from engine.events import EventTail
 from workbench.launcher import last_output, launch_state
-from workbench.series import RunSeries, downsample, ema
+from workbench.series import (
+    RunSeries,
+    downsample,
+    ema,
+    smoothed,
+    step_plots,
+    step_values,
+)
 from workbench.tui.charts import draw
 from workbench.tui.keys import keys
 from workbench.views import duration, run_status
@@ -48,6 +57,7 @@ class RunScreen(Screen):
         self._logged = 0
         self._gpu = ""
         self.maximised: str | None = None
+        self._drawn: list[Size] | None = None  # the plots' sizes when last drawn
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -55,9 +65,8 @@ class RunScreen(Screen):
         with Horizontal(id="run-progress"):
             yield ProgressBar(id="bar", show_eta=False)
             yield Label("", id="run-rate")
-        with Grid(id="plots"):
+        with Grid(id="plots"):  # the method's own plots join before accuracy (`_arrange`)
             yield PlotextPlot(id="p-loss")
-            yield PlotextPlot(id="p-lkd")
             yield PlotextPlot(id="p-acc")
             yield PlotextPlot(id="p-lr")
         yield RichLog(id="log", markup=True, wrap=True, max_lines=500)
@@ -66,6 +75,7 @@ class RunScreen(Screen):
     def on_mount(self) -> None:
         self.title = self.run_dir.name
         self.sub_title = "live run"
+        self._layout()
         self.follow()
         self.set_interval(0.4, self.redraw)
 
@@ -93,7 +103,30 @@ class RunScreen(Screen):
             self.series.note_damage(reason)
         for e in events:
             self.series.add(e)
+        self._arrange()
         self.dirty = True
+
+    def _arrange(self) -> None:
+        """One plot widget per plot of the method's own (its `run_started` says which), in the
+        grid before accuracy; a run's method never changes, so widgets are only ever added."""
+        grid = self.query_one("#plots", Grid)
+        have = len(grid.query(".own"))
+        want = len(step_plots(self.series)) - 1
+        if want <= have:
+            return
+        new = [PlotextPlot(id=f"p-own-{i}", classes="own") for i in range(have, want)]
+        for widget in new:
+            widget.display = self.maximised is None
+        grid.mount_all(new, before="#p-acc")
+        self._layout()
+
+    def _layout(self) -> None:
+        """Two plots a row; an odd count gives the loss plot the whole top row."""
+        grid = self.query_one("#plots", Grid)
+        plots = list(grid.query(PlotextPlot))
+        whole = self.maximised is None
+        grid.styles.grid_size_rows = math.ceil(len(plots) / 2) if whole else 1
+        plots[0].styles.column_span = 1 + len(plots) % 2 if whole else 1
 
     def _header(self) -> None:
         state = self.series.state
@@ -133,34 +166,29 @@ class RunScreen(Screen):
             self.series.log.append(("bold red", f"did not start: {last_output(self.run_dir)}"))
             self.dirty = True
         self._header()  # every tick: the ETA counts down, "last event" counts up
-        if not self.dirty:
-            return
-        self.dirty = False
         s = self.series
-        self._plot_loss()
-        self._plot_lkd()
-        self._plot_acc()
-        self._plot_simple("#p-lr", "learning rate", {"lr": s.lr})
         log = self.query_one("#log", RichLog)
         for style, text in s.log[self._logged :]:
             log.write(f"[{style}]{text}[/]" if style else text)
         self._logged = len(s.log)
+        sizes = [w.size for w in self.query(PlotextPlot) if w.display]
+        if not self.dirty and sizes == self._drawn:
+            return
+        if not all(size.area for size in sizes):
+            return  # a plot just mounted has no size yet: draw once the grid is laid out
+        self.dirty = False
+        self._drawn = sizes
+        for i, plot in enumerate(step_plots(s)):
+            wid = "#p-loss" if i == 0 else f"#p-own-{i - 1}"
+            title = plot.title + (" (EMA)" if i == 0 and self.smooth else "")
+            lines = {k: step_values(s, k) for k in plot.keys}
+            smooth = {k for k in plot.keys if self.smooth and smoothed(s, k)}
+            self._plot_simple(wid, title, lines, smooth)
+        self._plot_acc()
+        self._plot_simple("#p-lr", "learning rate", {"lr": s.lr})
 
     def _width(self, wid: str) -> int:
         return max(10, self.query_one(wid).size.width - 8)
-
-    def _plot_loss(self) -> None:
-        s = self.series
-        lines = {"loss": s.loss}
-        lines.update({k: v for k, v in s.parts.items() if not k.startswith("lkd")})
-        title = "loss and parts" + (" (EMA)" if self.smooth else "")
-        self._plot_simple("#p-loss", title, lines, smooth=self.smooth)
-
-    def _plot_lkd(self) -> None:
-        s = self.series
-        lines = {k: v for k, v in s.parts.items() if k.startswith("lkd")}
-        title = "L_lkd clean vs adversarial" if lines else "L_lkd (ATBLR runs only)"
-        self._plot_simple("#p-lkd", title, lines, smooth=self.smooth)
 
     def _plot_acc(self) -> None:
         s = self.series
@@ -175,8 +203,9 @@ class RunScreen(Screen):
         plot.refresh()
 
     def _plot_simple(
-        self, wid: str, title: str, lines: dict[str, list[float]], smooth: bool = False
+        self, wid: str, title: str, lines: dict[str, list[float]], smooth: Collection[str] = ()
     ) -> None:
+        """Per-step series on one plot; those named in `smooth` through an EMA."""
         s = self.series
         plot = self.query_one(wid, PlotextPlot)
         plt = plot.plt
@@ -186,7 +215,7 @@ class RunScreen(Screen):
         series = []
         for i, (name, ys) in enumerate(lines.items()):
             fx, fy = finite(s.step_x, ys)
-            if smooth and fy:
+            if name in smooth and fy:
                 fy = ema(fy)
             fx, fy = downsample(fx, fy, width)
             series.append((name, fx, fy, PALETTE[i % len(PALETTE)]))
@@ -194,8 +223,8 @@ class RunScreen(Screen):
         plot.refresh()
 
     def action_maximise(self) -> None:
-        """z: one plot fills the grid, the next z the next plot, then all four again."""
-        order = ["p-loss", "p-lkd", "p-acc", "p-lr"]
+        """z: one plot fills the grid, the next z the next plot, then all of them again."""
+        order = [str(w.id) for w in self.query(PlotextPlot)]
         self.maximised = (
             None
             if self.maximised == order[-1]
@@ -205,6 +234,7 @@ class RunScreen(Screen):
         grid.set_class(self.maximised is not None, "maximised")
         for wid in order:
             self.query_one(f"#{wid}", PlotextPlot).display = self.maximised in (None, wid)
+        self._layout()
         self.dirty = True
 
     # -- actions

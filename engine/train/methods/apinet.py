@@ -18,6 +18,7 @@ from torch import nn
 from engine.config import MethodSection, PresetConfig
 from engine.data import dataset_info
 from engine.defenses.apinet import anti_perturbation, class_scores
+from engine.panels import Panels, Series
 from engine.registry import METHODS
 from engine.train.distributed import attack_model
 from engine.train.methods.base import training_adversary
@@ -26,6 +27,7 @@ from engine.train.methods.base import training_adversary
 class ApinetConfig(MethodSection):
     name: Literal["apinet"]
     init_from: str = ""  # a checkpoint to start from (usually a Madry-trained discriminator)
+    panels = Panels(series=(Series("ce_api"),))
 
     def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
         if cfg.defense.name != "apinet":

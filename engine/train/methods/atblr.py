@@ -20,6 +20,7 @@ from pydantic import Field
 
 from engine.config import MethodSection, NonNegReal, PresetConfig
 from engine.models import Classifier, GaussianHead
+from engine.panels import FormField, Panels, Plot, Series
 from engine.registry import METHODS
 from engine.train.methods.base import training_adversary
 
@@ -28,6 +29,16 @@ class AtblrConfig(MethodSection):
     name: Literal["atblr"]
     lam: NonNegReal = Field(0.1, alias="lambda")
     adv_cap: NonNegReal = 0.0  # 0: the paper's unbounded Eq. 8; c > 0: push stops at c * dim(h)
+    panels = Panels(
+        series=(
+            Series("ce_clean"),
+            Series("ce_adv"),
+            Series("lkd_clean", "L_lkd clean"),
+            Series("lkd_adv", "L_lkd adversarial"),
+        ),
+        plots=(Plot("L_lkd clean vs adversarial", ("lkd_clean", "lkd_adv")),),  # the paper's Fig. 3
+        fields=(FormField("lambda", "lambda (L_lkd weight)"),),
+    )
 
     def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
         if cfg.model.head != "gaussian":

@@ -2,8 +2,9 @@
 
 A method is one class registered by name with `@METHODS.register("name")`. It
 carries `config`, the pydantic class of its `[method]` table (a
-`MethodSection` subclass with `name: Literal["name"]`), is built from the whole
-resolved preset, and turns a batch into a loss and its named parts.
+`MethodSection` subclass with `name: Literal["name"]`, whose `panels` says
+what the faces show: engine/panels.py), is built from the whole resolved
+preset, and turns a batch into a loss and its named parts.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import MethodSection, PresetConfig, Unit
+from engine.panels import Panels, Series
 from engine.registry import METHODS
 from engine.train.methods.base import training_adversary
 
@@ -21,6 +22,7 @@ from engine.train.methods.base import training_adversary
 class MadryConfig(MethodSection):
     name: Literal["madry"]
     clean_weight: Unit = 0.0
+    panels = Panels(series=(Series("ce_clean"), Series("ce_adv")))  # ce_clean when w > 0
 
 
 @METHODS.register("madry")

@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import MethodSection, PresetConfig
+from engine.panels import Panels, Series
 from engine.registry import METHODS
 
 
 class StandardConfig(MethodSection):
     name: Literal["standard"]
+    panels = Panels(series=(Series("ce"),))
 
 
 @METHODS.register("standard")

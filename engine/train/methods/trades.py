@@ -15,6 +15,7 @@ from torch import nn
 from engine.attacks import ascend, ball, eval_mode
 from engine.attacks.objectives import kl_from
 from engine.config import MethodSection, NonNegReal, PresetConfig
+from engine.panels import Panels, Series
 from engine.registry import METHODS
 from engine.train.distributed import attack_model
 
@@ -22,6 +23,7 @@ from engine.train.distributed import attack_model
 class TradesConfig(MethodSection):
     name: Literal["trades"]
     beta: NonNegReal = 6.0
+    panels = Panels(series=(Series("ce"), Series("kl")))
 
     def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
         """TRADES' inner search is its own: one KL-PGD from x + 0.001 N(0, 1), nothing else."""
