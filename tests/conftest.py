@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,12 @@ amp = "off"       # fp32: the tests compare runs with each other and with plain 
 @pytest.fixture
 def tiny_preset(tmp_path):
     return write_preset(tmp_path / "tiny.toml", TINY_PRESET)
+
+
+async def wait_for(pilot, condition, timeout: float = 90.0, poll: float = 0.2) -> None:
+    """Let a Pilot-driven app run until `condition()` holds (an AssertionError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(poll)

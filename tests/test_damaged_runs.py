@@ -8,7 +8,6 @@ behind: hostile input, read without trusting a single field.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from engine.events import EventTail, read_log
 from engine.run_state import RunState
 from engine.runs import read_note, run_info
-from tests.conftest import wb
+from tests.conftest import wait_for, wb
 from workbench.series import RunSeries
 
 START = {
@@ -286,14 +285,6 @@ def test_hostile_checkpoint_headers_are_one_line_and_exit_2(tmp_path):
 # -- the app over the corpus
 
 
-async def _wait(pilot, condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.1)
-
-
 def test_the_app_opens_every_damaged_run_on_every_screen(tmp_path, monkeypatch):
     import asyncio
 
@@ -314,30 +305,30 @@ def test_the_app_opens_every_damaged_run_on_every_screen(tmp_path, monkeypatch):
             home = app.screen
             assert isinstance(home, HomeScreen)
             table = home.query_one("#runs")
-            await _wait(pilot, lambda: table.row_count >= len(made))
-            await _wait(pilot, lambda: home.query_one("#run-damage").display)
+            await wait_for(pilot, lambda: table.row_count >= len(made), 30.0, 0.1)
+            await wait_for(pilot, lambda: home.query_one("#run-damage").display, 30.0, 0.1)
             shown = str(home.query_one("#run-damage").render())
             assert "damaged:" in shown and "line" in shown
             for name, run_dir in made.items():
                 app.action_attach(run_dir)
-                await _wait(pilot, lambda: isinstance(app.screen, RunScreen))
+                await wait_for(pilot, lambda: isinstance(app.screen, RunScreen), 30.0, 0.1)
                 screen = app.screen
-                await _wait(pilot, lambda s=screen: s.series.state.damage, timeout=10)
+                await wait_for(pilot, lambda s=screen: s.series.state.damage, 10.0, 0.1)
                 await pilot.pause(0.5)  # a few redraws of the plots and the header
                 assert any(t.startswith("damaged: ") for _, t in screen.series.log), name
                 app.pop_screen()
             app.push_screen(CompareScreen())
-            await _wait(pilot, lambda: isinstance(app.screen, CompareScreen))
+            await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 30.0, 0.1)
             compare = app.screen
-            await _wait(pilot, lambda: compare.series)
+            await wait_for(pilot, lambda: compare.series, 30.0, 0.1)
             for key in ("m", "m", "f", "f"):  # another metric, then the settings that differ
                 await pilot.press(key)
             await pilot.pause(0.3)
             app.pop_screen()
             app.push_screen(StudyScreen())
-            await _wait(pilot, lambda: isinstance(app.screen, StudyScreen))
+            await wait_for(pilot, lambda: isinstance(app.screen, StudyScreen), 30.0, 0.1)
             study = app.screen
-            await _wait(pilot, lambda: study.doc is not None)
+            await wait_for(pilot, lambda: study.doc is not None, 30.0, 0.1)
             assert {r["status"] for r in study.doc["members"]} == {"failed"}
             assert study.query_one("#members").row_count == 2
 

@@ -15,7 +15,7 @@ from engine import checkpoint_io as ckpt
 from engine.eval import WORST
 from engine.models import build
 from engine.preset_files import load_preset
-from tests.conftest import TINY_PRESET, write_preset
+from tests.conftest import TINY_PRESET, wait_for, write_preset
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.compare import CompareScreen
 from workbench.tui.home import HomeScreen
@@ -24,14 +24,6 @@ from workbench.tui.launch import LaunchScreen
 from workbench.tui.run_screen import RunScreen
 
 SIZES = [(100, 30), (80, 24)]
-
-
-async def wait_for(pilot, condition, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.2)
 
 
 def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch):
