@@ -40,12 +40,13 @@ class RunState:
     error: str = ""
     damage: list[str] = field(default_factory=list)  # what could not be applied, and where
 
-    def apply(self, e: dict[str, Any]) -> bool:
+    def apply(self, e: dict[str, Any], checked: bool = False) -> bool:
         """Apply one event (True if applied); one with fields of the wrong types goes to `damage`.
 
-        An event type this version does not know is skipped without complaint.
+        An event type this version does not know is skipped without complaint. `checked`:
+        the event came through `read_log` or `EventTail`, which validated it already.
         """
-        reason = problem(e)
+        reason = None if checked else problem(e)
         if reason:
             self.damage.append(reason)
         if reason is not None:

@@ -197,7 +197,7 @@ def _summarise(run_dir: Path) -> RunInfo:
     events = run_dir / "events.jsonl"
     log = read_log(events) if events.exists() else EventLog()
     for e in log.events:
-        state.apply(e)
+        state.apply(e, checked=True)
     state.damage[:0] = [str(d) for d in log.damage]
     status = "stale" if state.status == "starting" else state.status  # no run_started at all
     return RunInfo(

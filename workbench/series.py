@@ -62,13 +62,16 @@ class RunSeries:
     def note_damage(self, reason: str) -> None:
         """A line of the events file no reader could trust: kept in the state, shown in the log."""
         self.state.damage.append(reason)
-        self.log.append(("bold red", f"damaged: {reason}"))
+        self._log_damage([reason])
 
-    def add(self, e: dict[str, Any]) -> None:
+    def _log_damage(self, reasons: list[str]) -> None:
+        self.log.extend(("bold red", f"damaged: {reason}") for reason in reasons)
+
+    def add(self, e: dict[str, Any], checked: bool = False) -> None:
+        """One event; `checked` as in `RunState.apply` (read through `read_log`/`EventTail`)."""
         before = len(self.state.damage)
-        if not self.state.apply(e):  # wrong types, or a type this version does not know
-            for reason in self.state.damage[before:]:
-                self.log.append(("bold red", f"damaged: {reason}"))
+        if not self.state.apply(e, checked):  # wrong types, or a type this version does not know
+            self._log_damage(self.state.damage[before:])
             return
         t = e.get("type")
         if t == "run_started":

@@ -116,7 +116,7 @@ class CompareScreen(Screen):
         for d in log.damage:
             s.note_damage(str(d))
         for e in log.events:
-            s.add(e)
+            s.add(e, checked=True)
         self._cache[name] = (sig, s)
         return s
 

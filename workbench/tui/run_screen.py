@@ -101,8 +101,8 @@ class RunScreen(Screen):
     def ingest(self, events: list[dict], damage: list[str] | None = None) -> None:
         for reason in damage or []:
             self.series.note_damage(reason)
-        for e in events:
-            self.series.add(e)
+        for e in events:  # EventTail validated them
+            self.series.add(e, checked=True)
         self._arrange()
         self.dirty = True
 
