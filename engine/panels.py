@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+MAX_ITEMS = 32  # series, plots or form fields one record may declare: any real method has few
+
 
 @dataclass(frozen=True)
 class Series:
@@ -81,6 +83,9 @@ class Panels:
         """The record back; None when absent (an older run) or not one (never raises)."""
         if not isinstance(doc, dict):
             return None
+        sizes = [doc.get(k, []) for k in ("series", "plots", "fields")]
+        if any(isinstance(v, list) and len(v) > MAX_ITEMS for v in sizes):
+            return None  # an edited file asking for thousands of plot widgets
         try:
             return cls(
                 series=tuple(

@@ -373,3 +373,13 @@ def test_an_uncaught_error_in_the_app_exits_1_and_leaves_its_traceback(tmp_path,
     res = CliRunner().invoke(cli, ["--runs-dir", str(tmp_path / "runs")])
     assert res.exit_code == 1
     assert f"its traceback is in {tmp_path / 'crash.log'}" in res.output
+
+
+def test_a_panels_record_asking_for_thousands_of_plots_reads_as_none():
+    series = [{"key": f"k{i}"} for i in range(5000)]
+    plots = [{"title": f"p{i}", "keys": [f"k{i}"]} for i in range(5000)]
+    state = RunState()
+    assert state.apply({**START, "panels": {"series": series, "plots": plots}})
+    assert state.panels is None and state.status == "running"
+    state.apply({**START, "panels": {"series": series[:2], "plots": plots[:2]}})
+    assert state.panels is not None and len(state.panels.plots) == 2
