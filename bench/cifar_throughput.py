@@ -53,10 +53,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_common_args, cpu_count, pin_malloc
 
-from engine.config import PresetConfig, validate
 from engine.data import Dataset, load_dataset
 from engine.devices import release_memory, resolve_device
-from engine.events import EventWriter
+from engine.records.events import EventWriter
+from engine.spec.config import PresetConfig, validate
 from engine.train import perf
 from engine.train.trainer import Trainer
 

@@ -55,12 +55,12 @@ def main() -> int:
     from engine.attacks.autoattack import AutoAttackCascade
     from engine.checkpoint_io import load_model
     from engine.data import dataset_info
-    from engine.errors import WorkbenchError
     from engine.eval.evaluate import eval_inputs
     from engine.eval.plan import plan_suite
     from engine.eval.run import run_suite
     from engine.eval.stats import paired, wilson
     from engine.eval.suites import load_suite, resolve_columns
+    from engine.spec.errors import WorkbenchError
 
     torch.set_num_threads(cpu_count())
     try:

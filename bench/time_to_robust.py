@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_common_args, cpu_count, pin_malloc
 
-from engine.catalog import resolve_preset
 from engine.data import load_dataset
-from engine.events import EventWriter
-from engine.preset_files import load_preset
+from engine.records.events import EventWriter
+from engine.spec.catalog import resolve_preset
+from engine.spec.preset_files import load_preset
 from engine.train.trainer import Trainer
 
 SIDES = {"on": "auto", "off": "off"}  # fast path -> perf.amp

@@ -81,11 +81,11 @@ def main() -> int:
     from engine.attacks.autoattack import AutoAttackCascade
     from engine.checkpoint_io import load_model
     from engine.data import dataset_info
-    from engine.errors import WorkbenchError
     from engine.eval.entries import predict
     from engine.eval.evaluate import eval_inputs
     from engine.eval.run import run_suite
     from engine.eval.suites import load_suite, resolve_columns
+    from engine.spec.errors import WorkbenchError
 
     path = Path(args.checkpoint)
     try:

@@ -62,12 +62,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import add_common_args, cpu_count, minor_faults, pin_malloc
 
-from engine.catalog import resolve_preset
-from engine.config import PresetConfig
 from engine.data import Dataset, load_dataset
-from engine.events import EventWriter, read_events
 from engine.models import build_model
-from engine.preset_files import load_preset
+from engine.records.events import EventWriter, read_events
+from engine.spec.catalog import resolve_preset
+from engine.spec.config import PresetConfig
+from engine.spec.preset_files import load_preset
 from engine.splits import split
 from engine.train.trainer import Trainer
 

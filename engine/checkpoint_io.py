@@ -1,6 +1,6 @@
 """Checkpoints with torch: atomic save, validated load, state packing, and models from files.
 
-The format and the torch-free header read are in engine/checkpoint.py.
+The format and the torch-free header read are in engine/records/checkpoint_header.py.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from engine import __version__
-from engine.checkpoint import FORMAT, atomic_write_bytes, read_header
-from engine.config import PresetConfig
-from engine.errors import CheckpointError
 from engine.models import build
-from engine.preset_files import from_json, with_overrides
+from engine.records.checkpoint_header import FORMAT, atomic_write_bytes, read_header
+from engine.spec.config import PresetConfig
+from engine.spec.errors import CheckpointError
+from engine.spec.preset_files import from_json, with_overrides
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.errors import DataMissingError
-from engine.registry import DATASETS
+from engine.spec.errors import DataMissingError
+from engine.spec.registry import DATASETS
 
 OFFLINE_HINT = "or train offline on the bundled subset: --set data.dataset=mnist-5k"
 ROOT_ENV = "WORKBENCH_DATA"  # overrides the default data folder

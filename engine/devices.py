@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from engine.errors import WorkbenchError
+from engine.spec.errors import WorkbenchError
 
 HEADROOM = 0.9  # a probe "fits" only if its peak reserved memory stays under this share
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
-from engine import catalog
 from engine.data import load_dataset
 from engine.devices import resolve_device
-from engine.events import EventWriter, read_events
-from engine.preset_files import load_preset
+from engine.records.events import EventWriter, read_events
+from engine.spec import catalog
+from engine.spec.preset_files import load_preset
 from engine.train.perf import native_bf16
 from engine.train.trainer import Trainer
 

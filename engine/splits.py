@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.data import Dataset, default_val_size
-from engine.errors import WorkbenchError
+from engine.spec.errors import WorkbenchError
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import torch
 from engine import checkpoint_io as ckpt
 from engine.defenses.apinet import AntiPerturbation, APINet
 from engine.defenses.strategies import every_strategy
-from engine.errors import ConfigError
 from engine.eval import WORST
 from engine.eval.evaluate import evaluate_checkpoint
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
 from engine.eval.suites import load_suite, resolve_columns
-from engine.preset_files import load_preset
+from engine.spec.errors import ConfigError
+from engine.spec.preset_files import load_preset
 from tests.test_trainer import make
 
 

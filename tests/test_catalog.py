@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import catalog
-from engine.errors import WorkbenchError
-from engine.preset_files import load_preset
-from engine.run_state import RunState
+from engine.records.run_state import RunState
+from engine.spec import catalog
+from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import load_preset
 from tests.conftest import TINY_PRESET, wb, write_preset
 
 

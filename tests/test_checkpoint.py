@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from engine import checkpoint_io as ckpt
-from engine.checkpoint import REQUIRED_META, atomic_write_bytes
-from engine.errors import CheckpointError
 from engine.models import build
-from engine.preset_files import load_preset
+from engine.records.checkpoint_header import REQUIRED_META, atomic_write_bytes
+from engine.spec.errors import CheckpointError
+from engine.spec.preset_files import load_preset
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_plain_pytorch_can_load_a_checkpoint(saved):
     from safetensors.torch import load_file
 
     from engine.models import build as build_model
-    from engine.preset_files import from_json
+    from engine.spec.preset_files import from_json
 
     path, _cfg, model, *_ = saved
     _header, meta = ckpt.read_header(path)
@@ -134,7 +134,7 @@ def test_header_read_and_inspect_do_not_import_torch(saved):
         ["presets"],
     ]
     code = (
-        "import sys; from engine.checkpoint import read_header; "
+        "import sys; from engine.records.checkpoint_header import read_header; "
         f"read_header({str(path)!r}); "
         "from workbench.cli import app; "
         f"[app(c, standalone_mode=False) for c in {commands!r}]; "

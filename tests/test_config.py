@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import parse_fraction
-from engine.errors import ConfigError
-from engine.preset_files import load_preset, with_overrides
+from engine.spec.config import parse_fraction
+from engine.spec.errors import ConfigError
+from engine.spec.preset_files import load_preset, with_overrides
 from tests.conftest import ROOT, TINY_PRESET, write_preset
 
 
@@ -93,7 +93,7 @@ def test_unknown_key_in_parent_names_the_parent_file(tmp_path):
 
 
 def test_resolved_config_round_trips_through_toml_and_json(tiny_preset, tmp_path):
-    from engine.preset_files import from_json
+    from engine.spec.preset_files import from_json
 
     cfg = load_preset(tiny_preset, ["method.name=atblr", "model.head=gaussian"])
     again = write_preset(tmp_path / "again.toml", cfg.to_toml())
@@ -103,7 +103,7 @@ def test_resolved_config_round_trips_through_toml_and_json(tiny_preset, tmp_path
 
 
 def test_a_foreign_config_and_a_bad_method_table_are_one_line_errors():
-    from engine.preset_files import from_json
+    from engine.spec.preset_files import from_json
 
     cases = {
         "[1, 2]": "expected a table of sections, given list",

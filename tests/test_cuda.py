@@ -20,8 +20,8 @@ import torch
 
 from engine import checkpoint_io as ckpt
 from engine.data import load_dataset
-from engine.events import EventWriter, read_events
-from engine.preset_files import load_preset
+from engine.records.events import EventWriter, read_events
+from engine.spec.preset_files import load_preset
 from engine.train import distributed, perf
 from engine.train.distributed import SINGLE, World
 from engine.train.trainer import Trainer

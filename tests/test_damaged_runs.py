@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import EventTail, read_log
-from engine.run_state import RunState
-from engine.runs import read_note, run_info
+from engine.records.events import EventTail, read_log
+from engine.records.run_state import RunState
+from engine.records.runs import read_note, run_info
 from tests.conftest import wait_for, wb
-from workbench.series import RunSeries
+from workbench.tui.series import RunSeries
 
 START = {
     "type": "run_started",
@@ -161,7 +161,7 @@ def test_runs_lists_every_damaged_run_as_damaged_and_exits_0(tmp_path):
 
 
 def test_a_running_run_with_a_damaged_line_keeps_its_status(tmp_path):
-    from engine.runs import RunLock
+    from engine.records.runs import RunLock
 
     d = tmp_path / "live"
     d.mkdir()
@@ -250,7 +250,7 @@ def static_ckpt(tmp_path):
 
     from engine import checkpoint_io as ckpt
     from engine.models import build
-    from engine.preset_files import load_preset
+    from engine.spec.preset_files import load_preset
     from tests.conftest import TINY_PRESET, write_preset
 
     cfg = load_preset(write_preset(tmp_path / "tiny.toml", TINY_PRESET))

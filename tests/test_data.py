@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from engine.data import load_dataset
-from engine.errors import DataMissingError
 from engine.loader import Augment, TensorLoader, epoch_generator
+from engine.spec.errors import DataMissingError
 
 
 def test_bundled_subset_is_real_stratified_and_shuffled(mnist5k):

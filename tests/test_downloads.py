@@ -23,7 +23,7 @@ import torchvision
 from typer.testing import CliRunner
 
 from engine.data import load_dataset
-from engine.errors import DataMissingError
+from engine.spec.errors import DataMissingError
 from tests.conftest import write_preset
 from workbench.cli import app
 

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from engine import checkpoint_io as ckpt
-from engine.config import validate
 from engine.data import load_dataset
 from engine.eval import WORST
 from engine.eval.evaluate import evaluate_checkpoint, evaluate_model
 from engine.eval.run import run_suite
 from engine.eval.suites import load_suite, resolve_columns
+from engine.spec.config import validate
 from tests.conftest import ROOT
 
 SMALL_SUITE = """

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import PresetConfig, validate
-from engine.errors import ConfigError
 from engine.models import Classifier, GaussianHead, build_model
+from engine.spec.config import PresetConfig, validate
+from engine.spec.errors import ConfigError
 from engine.train.methods.atblr import Atblr
 from engine.train.methods.trades import Trades, kl_batchmean
 

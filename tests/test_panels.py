@@ -1,4 +1,4 @@
-"""A method declares what the faces show (engine/panels.py); no face file names a method.
+"""A method declares what the faces show (engine/spec/panels.py); no face file names a method.
 
 A method registered from this file alone, with a curve of its own, trains for
 real; its run gets its own plot on the live screen, its curve in Compare and
@@ -20,22 +20,22 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from engine.config import MethodSection, PresetConfig, Unit, validate
-from engine.events import read_events
 from engine.models import build
-from engine.panels import FormField, Panels, Plot, Series
-from engine.preset_files import load_preset
-from engine.registry import METHODS
+from engine.records.events import read_events
+from engine.spec.config import MethodSection, PresetConfig, Unit, validate
+from engine.spec.panels import FormField, Panels, Plot, Series
+from engine.spec.preset_files import load_preset
+from engine.spec.registry import METHODS
 from engine.train.methods.base import build_method
 from tests.conftest import TINY_PRESET, write_preset
 from tests.test_trainer import make
 from tests.test_tui import screen_text, static_runs, wait_for
 from workbench.headless import RunView, final_table
-from workbench.series import RunSeries, compare_metrics, smoothed, step_plots
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.compare import CompareScreen
 from workbench.tui.launch import LaunchScreen
 from workbench.tui.run_screen import RunScreen
+from workbench.tui.series import RunSeries, compare_metrics, smoothed, step_plots
 
 # ------------------------------------------------------------------ a method with its own curve
 

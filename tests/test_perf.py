@@ -18,11 +18,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from engine import checkpoint_io as ckpt
 from engine import devices
 from engine.data import load_dataset
-from engine.errors import ConfigError, WorkbenchError
-from engine.events import EventWriter, read_events
 from engine.loader import TensorLoader, epoch_generator
 from engine.models import build
-from engine.preset_files import load_preset
+from engine.records.events import EventWriter, read_events
+from engine.spec.errors import ConfigError, WorkbenchError
+from engine.spec.preset_files import load_preset
 from engine.splits import split
 from engine.train import perf
 from engine.train.methods.base import build_method

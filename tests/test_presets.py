@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import catalog
 from engine import checkpoint_io as ckpt
 from engine.data import DatasetInfo, dataset_info, load_dataset
 from engine.eval.suites import load_suite
-from engine.events import read_events
 from engine.models import MODELS, build, build_model
-from engine.preset_files import load_preset
+from engine.records.events import read_events
+from engine.spec import catalog
+from engine.spec.preset_files import load_preset
 
 PRESETS = sorted(catalog.BUILTIN_PRESETS.glob("*.toml"))
 
@@ -201,7 +201,7 @@ def test_a_synthetic_cifar_net_learns_in_a_few_steps():
 
 
 def test_a_real_cifar_preset_runs_end_to_end_on_synthetic_data(tmp_path):
-    from engine.events import EventWriter
+    from engine.records.events import EventWriter
     from engine.train.trainer import Trainer
 
     overrides = [

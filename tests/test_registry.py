@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.attacks import AttackColumn, ball
-from engine.config import MethodSection, PresetConfig, Unit
 from engine.data import DatasetInfo
-from engine.errors import ConfigError
 from engine.eval.evaluate import evaluate_model
 from engine.eval.suites import read_suite, resolve_columns
-from engine.events import read_events
-from engine.preset_files import load_preset
-from engine.registry import ATTACKS, METHODS, MODELS
+from engine.records.events import read_events
+from engine.spec.config import MethodSection, PresetConfig, Unit
+from engine.spec.errors import ConfigError
+from engine.spec.preset_files import load_preset
+from engine.spec.registry import ATTACKS, METHODS, MODELS
 from engine.train.methods.base import training_adversary
 from tests.test_trainer import make
 

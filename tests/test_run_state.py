@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.run_state import RunState
+from engine.records.run_state import RunState
 
 START = {"type": "run_started", "time": 100.0, "config": {"train": {"epochs": 2}}}
 START["steps_per_epoch"] = 10

@@ -12,8 +12,8 @@ import torch
 
 from engine import checkpoint_io as ckpt
 from engine.data import load_dataset
-from engine.events import EventWriter, read_events
-from engine.preset_files import load_preset
+from engine.records.events import EventWriter, read_events
+from engine.spec.preset_files import load_preset
 from engine.train.schedule import lr_at
 from engine.train.trainer import Trainer
 
@@ -144,7 +144,7 @@ def test_learning_rate_schedules(tiny_preset, sched, epoch, expected):
 
 
 def test_resume_refuses_weights_only_and_malformed_checkpoints(tiny_preset, tmp_path):
-    from engine.errors import CheckpointError
+    from engine.spec.errors import CheckpointError
 
     t = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "r")
     t.run()
@@ -161,7 +161,7 @@ def test_resume_refuses_weights_only_and_malformed_checkpoints(tiny_preset, tmp_
 def test_run_summary_follows_the_events_file_and_liveness(tiny_preset, tmp_path):
     import json as _json
 
-    from engine.runs import run_info
+    from engine.records.runs import run_info
 
     t = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "r")
     t.run()
@@ -254,7 +254,7 @@ def test_the_test_split_never_reaches_training_or_selection(tiny_preset, tmp_pat
 
 
 def test_resume_refuses_a_checkpoint_split_otherwise(tiny_preset, tmp_path):
-    from engine.errors import CheckpointError
+    from engine.spec.errors import CheckpointError
 
     t = make(load_preset(tiny_preset, ["train.epochs=1"]), tmp_path / "r")
     t.run()

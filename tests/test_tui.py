@@ -14,7 +14,7 @@ import torch
 from engine import checkpoint_io as ckpt
 from engine.eval import WORST
 from engine.models import build
-from engine.preset_files import load_preset
+from engine.spec.preset_files import load_preset
 from tests.conftest import TINY_PRESET, wait_for, write_preset
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.compare import CompareScreen
@@ -420,7 +420,7 @@ def test_resize_and_empty_state_do_not_crash(tmp_path, monkeypatch):
 
 
 def test_quitting_the_app_leaves_the_run_training_and_reopening_attaches(tmp_path, monkeypatch):
-    from workbench.launcher import run_pid, stop
+    from workbench.tui.launcher import run_pid, stop
 
     monkeypatch.chdir(tmp_path)
     presets = tmp_path / "presets"
@@ -471,7 +471,7 @@ def test_quitting_the_app_leaves_the_run_training_and_reopening_attaches(tmp_pat
 
 
 def test_a_launch_that_fails_validation_is_reported_not_left_starting(tmp_path, monkeypatch):
-    from workbench.launcher import last_output, launch, launch_state
+    from workbench.tui.launcher import last_output, launch, launch_state
 
     monkeypatch.chdir(tmp_path)
     preset = write_preset(
@@ -684,7 +684,7 @@ def test_home_always_shows_best_robust_accuracy_and_the_quit_key(static_dir, siz
 
 
 def test_compare_shows_only_the_settings_that_differ_and_exports_every_point(static_dir):
-    from engine.run_diff import differing
+    from engine.records.run_diff import differing
 
     configs = {
         "a": {"train": {"epochs": 3, "lr": 0.1}, "method": {"name": "atblr", "lambda": 0.1}},
@@ -806,8 +806,8 @@ def test_shared_formatting_never_calls_skipped_checks_a_pass_and_fits_names():
 
 
 def test_a_study_member_can_be_trashed_and_restored_but_not_renamed_out_of_its_study(tmp_path):
-    from engine import run_ops
-    from engine.errors import WorkbenchError
+    from engine.records import run_ops
+    from engine.spec.errors import WorkbenchError
 
     member = tmp_path / "study1" / "m__s0"
     member.mkdir(parents=True)

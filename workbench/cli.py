@@ -17,12 +17,12 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.checkpoint import model_parameters, numel, read_header
-from engine.config import DEFENSES, parse_fraction
-from engine.errors import WorkbenchError
-from engine.eval.evidence import list_evaluations
-from engine.run_diff import differing, run_config
-from engine.runs import check_runs_dir, list_runs, listed_run_dir, runs_json
+from engine.records.checkpoint_header import model_parameters, numel, read_header
+from engine.records.evidence import list_evaluations
+from engine.records.run_diff import differing, run_config
+from engine.records.runs import check_runs_dir, list_runs, listed_run_dir, runs_json
+from engine.spec.config import DEFENSES, parse_fraction
+from engine.spec.errors import WorkbenchError
 from workbench import printing, study_cmd, views
 from workbench.printing import err, fail, out
 from workbench.process import pin_malloc

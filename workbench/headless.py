@@ -21,8 +21,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from engine.panels import Panels
-from engine.run_state import RunState
+from engine.records.run_state import RunState
+from engine.spec.panels import Panels
 from engine.train import session
 from engine.train.session import RunRequest
 from engine.train.trainer import Outcome

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from engine.errors import WorkbenchError
+from engine.spec.errors import WorkbenchError
 from engine.train import distributed, session
 
 GRACE_S = 20.0  # after one rank fails, how long the others get before they are killed

@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.progress import Progress as Bar
 from rich.table import Table
 
-from engine import catalog
-from engine.runs import RunInfo
+from engine.records.runs import RunInfo
+from engine.spec import catalog
 from workbench import views
 from workbench.plots import sweep_plot
 

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.errors import WorkbenchError
-from engine.runs import check_runs_dir
+from engine.records.runs import check_runs_dir
+from engine.spec.errors import WorkbenchError
 from engine.study import members as ms
 from workbench import study_print
 from workbench.printing import err, fail
@@ -86,7 +86,7 @@ def _emit(doc: dict[str, Any], as_json: bool, as_csv: bool) -> None:
 
 
 def _save(runs_dir: Path, name: str, doc: dict[str, Any]) -> None:
-    from engine.checkpoint import atomic_write_bytes
+    from engine.records.checkpoint_header import atomic_write_bytes
 
     path = ms.study_root(runs_dir, name) / ms.STUDY_DIR / ms.REPORT_FILE
     atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
@@ -102,7 +102,7 @@ def _run(
     opts: dict[str, Any],
 ) -> str:
     """Record the study file beside its members, then run them until done or stopped."""
-    from engine.checkpoint import atomic_write_bytes
+    from engine.records.checkpoint_header import atomic_write_bytes
     from engine.study.run import SlurmOptions, run_study
 
     root = ms.study_root(runs_dir, spec.name)

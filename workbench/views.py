@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import Entry
-from engine.checkpoint import SUMMARY_KEYS, model_parameters, numel
-from engine.errors import WorkbenchError
-from engine.runs import RunInfo
+from engine.records.checkpoint_header import SUMMARY_KEYS, model_parameters, numel
+from engine.records.runs import RunInfo
+from engine.spec.catalog import Entry
+from engine.spec.errors import WorkbenchError
 
 RUN_STATUS_STYLE = {
     "running": "bold green",

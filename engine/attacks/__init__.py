@@ -1,7 +1,7 @@
 """L-infinity attacks with one call shape, `attack(model, x, y) -> x_adv`, one file per kind.
 
 Importing this package imports every attack file in it, and each registers its
-suite column class under its `kind` (engine/registry.py `ATTACKS`), so a new
+suite column class under its `kind` (engine/spec/registry.py `ATTACKS`), so a new
 attack is a new file here: suites, training adversaries and evidence pick it up.
 """
 
@@ -11,7 +11,7 @@ from engine.attacks.base import Attack, AttackColumn, LossName, ball, eval_mode
 from engine.attacks.fgsm import FGSM
 from engine.attacks.objectives import cw_margin, objective
 from engine.attacks.pgd import PGD, ascend
-from engine.registry import ATTACKS, import_submodules
+from engine.spec.registry import ATTACKS, import_submodules
 
 import_submodules(__name__, __path__)
 

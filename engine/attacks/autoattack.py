@@ -18,9 +18,9 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from engine.attacks.base import AttackColumn, eval_mode
-from engine.config import PresetConfig, Unit
-from engine.errors import WorkbenchError
-from engine.registry import ATTACKS
+from engine.spec.config import PresetConfig, Unit
+from engine.spec.errors import WorkbenchError
+from engine.spec.registry import ATTACKS
 
 HINT = "it is a dependency of the workbench: reinstall it (pip install pyautoattack)"
 COMPONENT_NAMES = {

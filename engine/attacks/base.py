@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from engine.config import PresetConfig, Section
+from engine.spec.config import PresetConfig, Section
 
 LossName = Literal["ce", "cw"]
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -6,8 +6,8 @@ from typing import Any, ClassVar, Literal
 
 from engine.attacks.base import AttackColumn, LossName
 from engine.attacks.pgd import PGD
-from engine.config import NonNegReal, PresetConfig, Unit
-from engine.registry import ATTACKS
+from engine.spec.config import NonNegReal, PresetConfig, Unit
+from engine.spec.registry import ATTACKS
 
 
 class FGSM(PGD):

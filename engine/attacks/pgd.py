@@ -23,8 +23,8 @@ from torch import nn
 
 from engine.attacks.base import AttackColumn, LossName, ball, eval_mode
 from engine.attacks.objectives import Objective, fooled, misclassification, objective
-from engine.config import NonNegReal, PresetConfig, Unit
-from engine.registry import ATTACKS
+from engine.spec.config import NonNegReal, PresetConfig, Unit
+from engine.spec.registry import ATTACKS
 
 Direction = Callable[[torch.Tensor], torch.Tensor]
 Iterate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]

@@ -28,7 +28,7 @@ from torch import nn
 from engine.attacks import ascend, ball, eval_mode
 from engine.attacks.objectives import log_likelihood
 from engine.attacks.pgd import max_normalised, offset_start
-from engine.config import PresetConfig
+from engine.spec.config import PresetConfig
 
 Start = Literal["zero", "noise"]
 

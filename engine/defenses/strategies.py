@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from engine.attacks import Attack
-from engine.config import PresetConfig
 from engine.defenses.apinet import unrolled
+from engine.spec.config import PresetConfig
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Evaluation: suites, plans, attack runs, sanity checks, evidence, sweeps, ablations, gallery.
+"""Evaluation: suites, plans, attack runs, sanity checks, sweeps, ablations, gallery.
 
-Kept free of imports so `engine.eval.evidence` (torch-free) stays light.
+What an evaluation saves (its evidence) is a record: `engine.records.evidence`.
 """
 
-WORST = "robust (worst case)"  # the per-example AND of every column: every table's headline
+from engine.records.evidence import WORST
+
+__all__ = ["WORST"]

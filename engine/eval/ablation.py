@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.eval.evaluate import evaluate_checkpoint
-from engine.eval.evidence import evaluation_dir, stamp, write_json
+from engine.records.evidence import evaluation_dir, stamp, write_json
 
 
 def eps_ap_sweep(

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.errors import WorkbenchError
 from engine.eval import WORST, stats
+from engine.spec.errors import WorkbenchError
 
 
 def read_evaluation(path: Path) -> dict[str, Any]:

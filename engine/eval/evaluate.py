@@ -2,7 +2,7 @@
 
 The plan (engine/eval/plan.py) says what runs, `run_suite` runs it, the sanity
 checks read the outcome and run their extra attacks, and for a checkpoint the
-whole record goes to `eval/<suite>-<time>.json` (engine/eval/evidence.py).
+whole record goes to `eval/<suite>-<time>.json` (engine/records/evidence.py).
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ import torch
 from torch import nn
 
 from engine.checkpoint_io import load_model
-from engine.config import PresetConfig
 from engine.data import dataset_info, load_dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
-from engine.errors import WorkbenchError
-from engine.eval import evidence, sanity, stats
+from engine.eval import sanity, stats
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
-from engine.events import EventWriter
+from engine.records import evidence
+from engine.records.events import EventWriter
+from engine.spec.config import PresetConfig
+from engine.spec.errors import WorkbenchError
 
 ColumnProgress = Callable[[str, int, int, int], None]  # name, done, total, number of columns
 

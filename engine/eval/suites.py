@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from engine.attacks import ATTACKS, AttackColumn
-from engine.catalog import builtin_suite, resolve_suite
-from engine.config import NonNegReal, PresetConfig, Section, Unit
-from engine.errors import ConfigError, WorkbenchError
+from engine.spec.catalog import builtin_suite, resolve_suite
+from engine.spec.config import NonNegReal, PresetConfig, Section, Unit
+from engine.spec.errors import ConfigError, WorkbenchError
 
 
 class SanitySpec(Section):

@@ -17,21 +17,21 @@ from typing import Any
 
 import torch
 
-from engine.checkpoint import atomic_write_bytes, read_header
 from engine.checkpoint_io import load_model
 from engine.data import dataset_info
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import bpda, transfer
 from engine.devices import resolve_device
-from engine.errors import WorkbenchError
 from engine.eval.entries import predict
 from engine.eval.evaluate import eval_inputs
-from engine.eval.evidence import code_version, evaluation_dir, stamp, write_json
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
 from engine.eval.stats import wilson
 from engine.eval.suites import Column
-from engine.preset_files import from_json
+from engine.records.checkpoint_header import atomic_write_bytes, read_header
+from engine.records.evidence import code_version, evaluation_dir, stamp, write_json
+from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import from_json
 
 
 def eps_grid(eps_max: float, points: int) -> list[float]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config import PresetConfig, validate
 from engine.data import DatasetInfo, dataset_info
 from engine.models.classifier import Classifier
 from engine.models.heads import GaussianHead, LinearHead, build_head
 from engine.models.normalize import Normalize
-from engine.preset_files import from_json
-from engine.registry import MODELS, import_submodules
+from engine.spec.config import PresetConfig, validate
+from engine.spec.preset_files import from_json
+from engine.spec.registry import MODELS, import_submodules
 
 import_submodules(__name__, __path__)
 

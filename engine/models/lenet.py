@@ -6,7 +6,7 @@ from torch import nn
 
 from engine.data import DatasetInfo
 from engine.models.layers import conv_relu_pool
-from engine.registry import MODELS
+from engine.spec.registry import MODELS
 
 
 @MODELS.register("lenet")

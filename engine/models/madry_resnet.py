@@ -37,7 +37,7 @@ from torch import nn
 
 from engine.data import DatasetInfo
 from engine.models.normalize import Normalize
-from engine.registry import MODELS
+from engine.spec.registry import MODELS
 
 LEAK = 0.1  # model.py's _relu(x, 0.1): every activation is a leaky ReLU
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from engine.data import DatasetInfo
 from engine.models.normalize import Normalize
-from engine.registry import MODELS
+from engine.spec.registry import MODELS
 
 
 class PreActBlock(nn.Module):

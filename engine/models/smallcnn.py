@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from engine.data import DatasetInfo
-from engine.registry import MODELS
+from engine.spec.registry import MODELS
 
 
 @MODELS.register("smallcnn")

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import atomic_write_bytes
-from engine.runs import LAUNCH_LOG, LAUNCH_PID
+from engine.records.checkpoint_header import atomic_write_bytes
+from engine.records.runs import LAUNCH_LOG, LAUNCH_PID
 
 
 def workbench_argv(*args: str) -> list[str]:

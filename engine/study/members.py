@@ -16,10 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.checkpoint import atomic_write_bytes
-from engine.errors import WorkbenchError
-from engine.events import read_events
-from engine.runs import LAUNCH_LOG, LAUNCH_PID, STUDY_MARK, is_locked, is_placeholder, run_info
+from engine.records.checkpoint_header import atomic_write_bytes
+from engine.records.events import read_events
+from engine.records.runs import (
+    LAUNCH_LOG,
+    LAUNCH_PID,
+    STUDY_MARK,
+    is_locked,
+    is_placeholder,
+    run_info,
+)
+from engine.spec.errors import WorkbenchError
 from engine.study.spec import Member, StudySpec
 
 STUDY_DIR = STUDY_MARK  # RUNS/<study>/.study: the study file as run, job logs, the report

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import WorkbenchError
-from engine.runs import LAUNCH_PID, is_locked
+from engine.records.runs import LAUNCH_PID, is_locked
+from engine.spec.errors import WorkbenchError
 from engine.study import members as ms
 from engine.study.jobs import MemberJob, workbench_argv
 from engine.study.spec import Member, StudySpec

@@ -17,10 +17,10 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine import catalog
-from engine.errors import WorkbenchError
-from engine.preset_files import load_preset
-from engine.runs import NAME_RE
+from engine.records.runs import NAME_RE
+from engine.spec import catalog
+from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import load_preset
 
 Scalar = bool | int | float | str
 

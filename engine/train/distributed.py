@@ -39,8 +39,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.config import DistributedConfig
-from engine.errors import WorkbenchError
+from engine.spec.config import DistributedConfig
+from engine.spec.errors import WorkbenchError
 
 TIMEOUT = datetime.timedelta(hours=2)  # rank 0 evaluates alone while the others wait
 

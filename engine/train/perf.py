@@ -46,8 +46,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import PerfConfig
 from engine.devices import Trial, release_memory, search_batch_size
+from engine.spec.config import PerfConfig
 
 CPU_AUTO_BATCH = 128  # "auto" on CPU: a good size for the small CPU models, no probing
 AUTO_START = 32  # first batch the CUDA probe tries

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from engine.config import PresetConfig
+from engine.spec.config import PresetConfig
 
 
 def lr_at(cfg: PresetConfig, epoch_float: float) -> float:

@@ -20,15 +20,11 @@ from typing import Any
 
 import torch
 
-from engine.catalog import resolve_preset
-from engine.checkpoint import atomic_write_bytes
-from engine.config import PresetConfig
 from engine.data import load_dataset
 from engine.devices import resolve_device
-from engine.errors import WorkbenchError
-from engine.events import EventWriter, Listener
-from engine.preset_files import load_preset
-from engine.runs import (
+from engine.records.checkpoint_header import atomic_write_bytes
+from engine.records.events import EventWriter, Listener
+from engine.records.runs import (
     RunLock,
     check_name,
     check_runs_dir,
@@ -36,6 +32,10 @@ from engine.runs import (
     default_name,
     is_placeholder,
 )
+from engine.spec.catalog import resolve_preset
+from engine.spec.config import PresetConfig
+from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import load_preset
 from engine.train import distributed
 from engine.train.trainer import Outcome, Trainer
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from engine import checkpoint_io as ckpt
-from engine.errors import CheckpointError
+from engine.spec.errors import CheckpointError
 
 
 @dataclass

@@ -24,13 +24,13 @@ from typing import Any
 import torch
 
 from engine import checkpoint_io as ckpt
-from engine.checkpoint import read_header
-from engine.config import PresetConfig
 from engine.data import Dataset
-from engine.errors import CheckpointError, TrainingDiverged, WorkbenchError
-from engine.events import EventWriter
 from engine.loader import Augment, TensorLoader, epoch_generator
 from engine.models import build
+from engine.records.checkpoint_header import read_header
+from engine.records.events import EventWriter
+from engine.spec.config import PresetConfig
+from engine.spec.errors import CheckpointError, TrainingDiverged, WorkbenchError
 from engine.splits import split
 from engine.train import distributed, perf
 from engine.train.distributed import SINGLE, World
@@ -204,7 +204,7 @@ class Trainer:
         w.emit(
             "run_started",
             config=cfg.to_dict(),
-            panels=cfg.method.panels.to_json(),  # what the faces draw (engine/panels.py)
+            panels=cfg.method.panels.to_json(),  # what the faces draw (engine/spec/panels.py)
             device=str(self.device),
             train_size=len(self.train_loader.y),
             val_size=len(self.splits.val),

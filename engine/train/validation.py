@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import PresetConfig
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import bpda, transfer
 from engine.eval.plan import plan_suite
 from engine.eval.run import SuiteResult, run_suite
 from engine.eval.stats import wilson
 from engine.eval.suites import resolve_columns, training_suite
+from engine.spec.config import PresetConfig
 
 
 class SplitEvaluation:

@@ -19,10 +19,9 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from engine.catalog import preset_dirs as preset_dirs_default
-from engine.config import PresetConfig
-from engine.preset_files import load_preset
-from workbench.launcher import launch, stop
+from engine.spec.catalog import preset_dirs as preset_dirs_default
+from engine.spec.config import PresetConfig
+from engine.spec.preset_files import load_preset
 from workbench.tui.compare import CompareScreen
 from workbench.tui.gallery import GalleryScreen
 from workbench.tui.help_screen import HelpScreen
@@ -30,6 +29,7 @@ from workbench.tui.home import HomeScreen
 from workbench.tui.inspect_screen import InspectScreen
 from workbench.tui.keys import KEY_NAMES, KEYS, keys
 from workbench.tui.launch import LaunchScreen
+from workbench.tui.launcher import launch, stop
 from workbench.tui.run_screen import RunScreen
 from workbench.tui.study_screen import StudyScreen
 from workbench.views import error_text
@@ -178,7 +178,7 @@ class WorkbenchApp(App):
         form, inspector or gallery opens without a pause. A failure here is left for the action
         that needs the engine to report."""
         try:
-            from engine import registry
+            from engine.spec import registry
 
             registry.METHODS.names()
         except Exception:  # reported where it matters, not by a warm-up

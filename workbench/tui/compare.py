@@ -18,11 +18,15 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Label, SelectionList
 from textual_plotext import PlotextPlot
 
-from engine.checkpoint import atomic_write_bytes
-from engine.events import read_log
-from engine.run_diff import differing
-from engine.runs import list_runs
-from workbench.series import (
+from engine.records.checkpoint_header import atomic_write_bytes
+from engine.records.events import read_log
+from engine.records.run_diff import differing
+from engine.records.runs import list_runs
+from workbench.tui.charts import draw
+from workbench.tui.dialogs import Prompt
+from workbench.tui.keys import keys
+from workbench.tui.run_screen import PALETTE
+from workbench.tui.series import (
     RunSeries,
     compare_metrics,
     downsample,
@@ -31,10 +35,6 @@ from workbench.series import (
     series_csv,
     smoothed,
 )
-from workbench.tui.charts import draw
-from workbench.tui.dialogs import Prompt
-from workbench.tui.keys import keys
-from workbench.tui.run_screen import PALETTE
 
 
 def colour_for(name: str) -> str:

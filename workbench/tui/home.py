@@ -14,14 +14,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import RowDoesNotExist
 
-from engine import run_ops
-from engine.catalog import presets
-from engine.errors import WorkbenchError
-from engine.runs import LAUNCH_LOG, RunInfo, list_runs, read_note
-from workbench.launcher import launch_state, resume
+from engine.records import run_ops
+from engine.records.runs import LAUNCH_LOG, RunInfo, list_runs, read_note
+from engine.spec.catalog import presets
+from engine.spec.errors import WorkbenchError
 from workbench.tui.dialogs import Confirm, Prompt
 from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
+from workbench.tui.launcher import launch_state, resume
 from workbench.tui.log_screen import LogScreen
 from workbench.views import RUN_COLUMNS, error_text, fit, run_row, run_status
 
@@ -296,7 +296,7 @@ class HomeScreen(Screen):
 
         self.app.push_screen(Confirm(f"Stop {name}? It saves a checkpoint and exits."), answered)
 
-    # -- the run lifecycle (engine/run_ops.py does the work; errors become notices)
+    # -- the run lifecycle (engine/records/run_ops.py does the work; errors become notices)
     def _op(self, what: str, fn: Callable[[], object]) -> object | None:
         try:
             out = fn()

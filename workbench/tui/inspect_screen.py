@@ -32,9 +32,9 @@ from textual.widgets import (
 )
 from textual.worker import get_current_worker
 
-from engine import catalog
-from engine.checkpoint import read_header
-from engine.eval.evidence import list_evaluations
+from engine.records.checkpoint_header import read_header
+from engine.records.evidence import list_evaluations
+from engine.spec import catalog
 from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.views import (

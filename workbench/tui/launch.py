@@ -15,10 +15,10 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from engine.config import PresetConfig
-from engine.errors import WorkbenchError
-from engine.preset_files import load_preset
-from engine.runs import check_name, default_name
+from engine.records.runs import check_name, default_name
+from engine.spec.config import PresetConfig
+from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import load_preset
 from workbench.tui.keys import keys
 
 FIELDS = [  # (id, --set key, label); the method's own fields join after eps (`fields`)
@@ -31,7 +31,7 @@ FIELDS = [  # (id, --set key, label); the method's own fields join after eps (`f
 
 def fields(c: PresetConfig) -> list[tuple[str, str, str, str]]:
     """(id, --set key, label, preset value) per field: the common ones, and after eps the
-    `[method]` keys the preset's method declares as form fields (engine/panels.py)."""
+    `[method]` keys the preset's method declares as form fields (engine/spec/panels.py)."""
     values = {
         "epochs": str(c.train.epochs),
         "batch": str(c.data.batch_size),

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, RichLog
 
-from engine.runs import LAUNCH_LOG
+from engine.records.runs import LAUNCH_LOG
 from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 

@@ -16,9 +16,11 @@ from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
-from engine.events import EventTail
-from workbench.launcher import last_output, launch_state
-from workbench.series import (
+from engine.records.events import EventTail
+from workbench.tui.charts import draw
+from workbench.tui.keys import keys
+from workbench.tui.launcher import last_output, launch_state
+from workbench.tui.series import (
     RunSeries,
     downsample,
     ema,
@@ -26,8 +28,6 @@ from workbench.series import (
     step_plots,
     step_values,
 )
-from workbench.tui.charts import draw
-from workbench.tui.keys import keys
 from workbench.views import duration, run_status
 
 PALETTE = ["cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white"]

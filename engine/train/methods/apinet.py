@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import MethodSection, PresetConfig
 from engine.data import dataset_info
 from engine.defenses.apinet import anti_perturbation, class_scores
-from engine.panels import Panels, Series
-from engine.registry import METHODS
+from engine.spec.config import MethodSection, PresetConfig
+from engine.spec.panels import Panels, Series
+from engine.spec.registry import METHODS
 from engine.train.distributed import attack_model
 from engine.train.methods.base import training_adversary
 

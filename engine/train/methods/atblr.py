@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from engine.config import MethodSection, NonNegReal, PresetConfig
 from engine.models import Classifier, GaussianHead
-from engine.panels import FormField, Panels, Plot, Series
-from engine.registry import METHODS
+from engine.spec.config import MethodSection, NonNegReal, PresetConfig
+from engine.spec.panels import FormField, Panels, Plot, Series
+from engine.spec.registry import METHODS
 from engine.train.methods.base import training_adversary
 
 

@@ -3,7 +3,7 @@
 A method is one class registered by name with `@METHODS.register("name")`. It
 carries `config`, the pydantic class of its `[method]` table (a
 `MethodSection` subclass with `name: Literal["name"]`, whose `panels` says
-what the faces show: engine/panels.py), is built from the whole resolved
+what the faces show: engine/spec/panels.py), is built from the whole resolved
 preset, and turns a batch into a loss and its named parts.
 """
 
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from engine.attacks import build_attack
-from engine.config import AttackConfig, MethodSection, PresetConfig
-from engine.registry import METHODS
+from engine.spec.config import AttackConfig, MethodSection, PresetConfig
+from engine.spec.registry import METHODS
 from engine.train.distributed import attack_model
 
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import MethodSection, PresetConfig
-from engine.panels import Panels, Series
-from engine.registry import METHODS
+from engine.spec.config import MethodSection, PresetConfig
+from engine.spec.panels import Panels, Series
+from engine.spec.registry import METHODS
 
 
 class StandardConfig(MethodSection):

@@ -14,9 +14,9 @@ from torch import nn
 
 from engine.attacks import ascend, ball, eval_mode
 from engine.attacks.objectives import kl_from
-from engine.config import MethodSection, NonNegReal, PresetConfig
-from engine.panels import Panels, Series
-from engine.registry import METHODS
+from engine.spec.config import MethodSection, NonNegReal, PresetConfig
+from engine.spec.panels import Panels, Series
+from engine.spec.registry import METHODS
 from engine.train.distributed import attack_model
 
 

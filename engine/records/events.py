@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.event_schema import problem
+from engine.records.event_schema import problem
 
 EVENT_TYPES = (
     "run_started",

@@ -2,7 +2,7 @@
 
 Every error names the file (or the `--set` that caused it), the dotted key,
 what was given and what is allowed, so a user never has to read a traceback.
-Reading preset files, `extends` and `--set` are engine/preset_files.py.
+Reading preset files, `extends` and `--set` are engine/spec/preset_files.py.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pydantic import (
     ValidationError,
 )
 
-from engine.errors import ConfigError
-from engine.panels import Panels
-from engine.registry import DATASETS, METHODS, MODELS
+from engine.spec.errors import ConfigError
+from engine.spec.panels import Panels
+from engine.spec.registry import DATASETS, METHODS, MODELS
 
 
 def parse_fraction(value: Any) -> Any:
@@ -100,12 +100,12 @@ class ModelConfig(Section):
 class MethodSection(Section):
     """Base of every method's `[method]` table; each method file declares its own subclass.
 
-    `name` picks the class from the method registry (engine/registry.py); the
+    `name` picks the class from the method registry (engine/spec/registry.py); the
     subclass adds the method's keys, so unknown keys are rejected per method.
     """
 
     name: str
-    # what the faces show for the method's runs (engine/panels.py); recorded in run_started
+    # what the faces show for the method's runs (engine/spec/panels.py); recorded in run_started
     panels: ClassVar[Panels] = Panels()
 
     @classmethod

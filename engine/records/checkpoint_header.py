@@ -16,7 +16,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CheckpointError
+from engine.spec.errors import CheckpointError
 
 FORMAT = "workbench/1"
 REQUIRED_META = (

@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import WorkbenchError
-from engine.runs import LAUNCH_LOG, LAUNCH_PID, check_name, is_locked
+from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, check_name, is_locked
+from engine.spec.errors import WorkbenchError
 
 
 @dataclass

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from engine.errors import WorkbenchError
-from engine.events import EventLog, read_log
-from engine.run_state import RunState
+from engine.records.events import EventLog, read_log
+from engine.records.run_state import RunState
+from engine.spec.errors import WorkbenchError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -133,8 +133,8 @@ class RunInfo:
     started: float | None
     best_robust_interval: list[float] | None = None  # 95% Wilson
     last_clean_interval: list[float] | None = None
-    phase: str = ""  # while running: training, evaluating, saving, testing (engine/run_state.py)
-    note: str = ""  # the user's note and tags (engine/run_ops.py keeps them in notes.json)
+    phase: str = ""  # while running: training, evaluating, saving, testing (engine/records/run_state.py)
+    note: str = ""  # the user's note and tags (engine/records/run_ops.py keeps them in notes.json)
     tags: list[str] = field(default_factory=list)
     damage: str = ""  # the first line of events.jsonl no reader could trust (file, line, why)
 
@@ -171,7 +171,7 @@ def run_info(run_dir: Path) -> RunInfo:
     return info
 
 
-NOTES = "notes.json"  # {"note": str, "tags": [str, ...]}: written by engine/run_ops.py
+NOTES = "notes.json"  # {"note": str, "tags": [str, ...]}: written by engine/records/run_ops.py
 
 
 def read_note(run_dir: Path) -> tuple[str, list[str]]:

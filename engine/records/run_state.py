@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.event_schema import problem
-from engine.panels import Panels
+from engine.records.event_schema import problem
+from engine.spec.panels import Panels
 
 
 @dataclass

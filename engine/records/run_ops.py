@@ -1,5 +1,5 @@
 """What a user does to a run directory besides training it: trash (with undo), archive, rename,
-and a note with tags (`read_note` is in engine/runs.py, which lists them). Torch-free.
+and a note with tags (`read_note` is in engine/records/runs.py, which lists them). Torch-free.
 
 Nothing here touches a live run: each operation refuses a run whose lock is
 held. Trash and archive are moves inside the runs directory (`.trash/`,
@@ -13,9 +13,9 @@ import re
 import time
 from pathlib import Path
 
-from engine.checkpoint import atomic_write_bytes
-from engine.errors import WorkbenchError
-from engine.runs import NOTES, check_name, is_locked
+from engine.records.checkpoint_header import atomic_write_bytes
+from engine.records.runs import NOTES, check_name, is_locked
+from engine.spec.errors import WorkbenchError
 
 TRASH = ".trash"
 ARCHIVE = ".archive"

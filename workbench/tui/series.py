@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.panels import Plot
-from engine.run_state import RunState
+from engine.records.run_state import RunState
+from engine.spec.panels import Plot
 from workbench.views import interval, num, short
 
 
@@ -121,7 +121,7 @@ LOSS_PLOT = "loss and parts"
 
 def step_plots(s: RunSeries) -> list[Plot]:
     """The run's per-step plots: the loss with every part no plot of the method's own claims,
-    then those plots, as the method declared them in `run_started` (engine/panels.py). An
+    then those plots, as the method declared them in `run_started` (engine/spec/panels.py). An
     older run declared nothing: every part it logged joins the loss."""
     own = s.state.panels.plots if s.state.panels else ()
     claimed = {k for p in own for k in p.keys}

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.errors import WorkbenchError
-from engine.events import read_events
+from engine.records.events import read_events
+from engine.spec.errors import WorkbenchError
 
 MISSING = "(unset)"
 

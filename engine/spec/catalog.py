@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from engine.errors import WorkbenchError
+from engine.spec.errors import WorkbenchError
 
 BUILTIN_PRESETS = Path(str(resources.files("engine").joinpath("presets")))
 BUILTIN_SUITES = BUILTIN_PRESETS / "suites"

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__
-from engine.catalog import resolve_suite
-from engine.checkpoint import atomic_write_bytes
-from engine.eval import WORST
+from engine.records.checkpoint_header import atomic_write_bytes
+from engine.spec.catalog import resolve_suite
+
+WORST = "robust (worst case)"  # the per-example AND of every column: every table's headline
 
 PACKAGE = Path(__file__).resolve().parent.parent  # engine/: its git checkout, if any
 

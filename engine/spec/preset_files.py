@@ -2,7 +2,7 @@
 
 Every error names the file (or the `--set` that caused it) and the dotted key:
 each step records which source set each key, so the schema's messages
-(engine/config.py) can say where a bad value came from.
+(engine/spec/config.py) can say where a bad value came from.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import parent_preset
-from engine.config import PresetConfig, validate
-from engine.errors import ConfigError
+from engine.spec.catalog import parent_preset
+from engine.spec.config import PresetConfig, validate
+from engine.spec.errors import ConfigError
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
