@@ -33,25 +33,11 @@ TARGET = 0.97
 
 
 def job(runs: Path, name: str, epochs: int) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "workbench",
-        "run",
-        str(ROOT / "presets" / "demo.toml"),
-        "--headless",
-        "--name",
-        name,
-        "--runs-dir",
-        str(runs),
-        "--set",
-        f"train.epochs={epochs}",
-        "--set",
-        "eval.samples=100",
-        "--set",
-        "eval.steps=5",
-    ]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from engine.records.run_request import RunRequest
+
+    sets = (f"train.epochs={epochs}", "eval.samples=100", "eval.steps=5")
+    req = RunRequest(str(ROOT / "presets" / "demo.toml"), sets, name, runs)
+    return subprocess.Popen(req.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def throughput(run_dir: Path) -> float:

@@ -471,6 +471,7 @@ def test_quitting_the_app_leaves_the_run_training_and_reopening_attaches(tmp_pat
 
 
 def test_a_launch_that_fails_validation_is_reported_not_left_starting(tmp_path, monkeypatch):
+    from engine.records.run_request import RunRequest
     from workbench.tui.launcher import last_output, launch, launch_state
 
     monkeypatch.chdir(tmp_path)
@@ -480,7 +481,7 @@ def test_a_launch_that_fails_validation_is_reported_not_left_starting(tmp_path, 
             'dataset = "synthetic"', 'dataset = "mnist"\nroot = "nodata"\ndownload = false'
         ),
     )
-    launched = launch(preset, "nodata", Path("runs"))
+    launched = launch(RunRequest(str(preset), name="nodata", runs_dir=Path("runs")).preflight())
     deadline = time.monotonic() + 60
     while launch_state(launched.run_dir) == "starting" and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -20,6 +20,7 @@ import typer
 from engine.records.checkpoint_header import model_parameters, numel, read_header
 from engine.records.evidence import list_evaluations
 from engine.records.run_diff import differing, run_config
+from engine.records.run_request import RunRequest
 from engine.records.runs import check_runs_dir, list_runs, listed_run_dir, runs_json
 from engine.spec.config import DEFENSES, parse_fraction
 from engine.spec.errors import WorkbenchError
@@ -90,14 +91,12 @@ def run(
     ] = 1,
 ) -> None:
     """Train a preset; writes runs/<name>/ with events and safetensors checkpoints."""
-    from engine.train.session import RunRequest
-
-    req = RunRequest(preset, sets or [], name, runs_dir, resume, device)
+    req = RunRequest(preset, tuple(sets or ()), name, runs_dir, resume, device, nproc)
     try:
         if nproc != 1:
             from workbench.multiproc import launch_request
 
-            code = launch_request(req, nproc)  # the ranks' own exit codes, combined
+            code = launch_request(req)  # the ranks' own exit codes, combined
         else:
             from workbench.headless import train_here
 

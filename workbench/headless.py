@@ -21,10 +21,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from engine.records.run_request import RunRequest
 from engine.records.run_state import RunState
 from engine.spec.panels import Panels
 from engine.train import session
-from engine.train.session import RunRequest
 from engine.train.trainer import Outcome
 from workbench.views import duration, interval, num, short
 

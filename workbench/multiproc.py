@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
+from dataclasses import replace
 from typing import Any
 
+from engine.records.run_request import RunRequest
 from engine.spec.errors import WorkbenchError
 from engine.train import distributed, session
 
@@ -47,10 +48,9 @@ def rank_env(rank: int, nproc: int, port: int, on_cuda: bool) -> dict[str, str]:
     return env
 
 
-def launch(args: list[str], nproc: int, on_cuda: bool) -> int:
-    """Run `workbench <args>` as ranks 0..nproc-1; the job's exit code (rank 0's unless it is 0)."""
+def launch(cmd: list[str], nproc: int, on_cuda: bool) -> int:
+    """Run `cmd` as ranks 0..nproc-1; the job's exit code (rank 0's unless it is 0)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "workbench", *args]
     procs = [
         subprocess.Popen(cmd, env=rank_env(r, nproc, port, on_cuda), start_new_session=True)
         for r in range(nproc)
@@ -82,26 +82,10 @@ def launch(args: list[str], nproc: int, on_cuda: bool) -> int:
     return next((c for c in codes if c != 0), 0)
 
 
-def launch_request(req: session.RunRequest, nproc: int) -> int:
-    """`workbench run --nproc N`: check the run here, then start its N ranks."""
-    if not 2 <= nproc <= 256:
-        raise WorkbenchError(f"--nproc {nproc}: give a number of processes from 1 to 256")
+def launch_request(req: RunRequest) -> int:
+    """`workbench run --nproc N`: check the run here, then start its N ranks on the same run."""
     if distributed.env_world().enabled:
         raise WorkbenchError("--nproc: already inside a distributed job (torchrun); drop --nproc")
-    prep = session.prepare(req, nproc)
-    batch = prep.cfg.data.batch_size
-    if isinstance(batch, int) and batch < nproc:
-        raise WorkbenchError(
-            f"{prep.source}: key 'data.batch_size': {batch} is the global batch; "
-            f"it must be at least --nproc ({nproc})"
-        )
-    args = ["run", "--headless", "--runs-dir", str(req.runs_dir)]
-    if req.resume is not None:
-        args += ["--resume", str(req.resume)]
-    else:
-        args += [str(prep.preset_path), "--name", prep.run_dir.name]
-    for item in req.sets:
-        args += ["--set", item]
-    if req.device is not None:
-        args += ["--device", req.device]
-    return launch(args, nproc, on_cuda=prep.device.type == "cuda")
+    prep = session.prepare(req, req.nproc)
+    rank = replace(prep.pinned(), nproc=1)  # one process each, the preset and name fixed here
+    return launch(rank.command(), req.nproc, on_cuda=prep.device.type == "cuda")

@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +29,6 @@ from typing import Any
 
 from engine.records.checkpoint_header import atomic_write_bytes
 from engine.records.runs import LAUNCH_LOG, LAUNCH_PID
-
-
-def workbench_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "workbench", *args]
 
 
 @dataclass

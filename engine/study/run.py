@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.records.run_request import EvalRequest, RunRequest
 from engine.records.runs import LAUNCH_PID, is_locked
 from engine.spec.errors import WorkbenchError
 from engine.study import members as ms
-from engine.study.jobs import MemberJob, workbench_argv
+from engine.study.jobs import MemberJob
 from engine.study.spec import Member, StudySpec
 
 POLL_S = 0.5
@@ -53,23 +54,19 @@ def job_for(
     root = ms.study_root(runs_dir, spec.name).resolve()
     run_dir = root / m.name
     if state.status in (ms.PENDING,):
-        run = ["run", m.preset, "--headless", "--name", m.name, "--runs-dir", str(root)]
-        for s in m.sets:
-            run += ["--set", s]
+        run: RunRequest | None = RunRequest(m.preset, m.sets, m.name, root)
     elif state.status == ms.INTERRUPTED:
-        run = ["run", "--resume", str(run_dir)]
+        run = RunRequest(resume=run_dir)
     else:  # trained: evaluate only
         run = None
-    ev = ["eval", str(run_dir / "best.safetensors"), "--suite", spec.suite]
-    if spec.samples:
-        ev += ["--samples", str(spec.samples)]
+    ev = EvalRequest(run_dir / "best.safetensors", spec.suite, spec.samples or 0)
     env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     return MemberJob(
         m.name,
         str(run_dir),
         str(ms.result_path(runs_dir, spec.name, m).resolve()),
-        None if run is None else workbench_argv(*run),
-        workbench_argv(*ev),
+        None if run is None else run.command(),
+        ev.command(),
         env,
         own_session=own,
     )

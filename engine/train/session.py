@@ -15,7 +15,6 @@ import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,77 +23,33 @@ from engine.data import load_dataset
 from engine.devices import resolve_device
 from engine.records.checkpoint_header import atomic_write_bytes
 from engine.records.events import EventWriter, Listener
-from engine.records.runs import (
-    RunLock,
-    check_name,
-    check_runs_dir,
-    create_run_dir,
-    default_name,
-    is_placeholder,
-)
-from engine.spec.catalog import resolve_preset
-from engine.spec.config import PresetConfig
-from engine.spec.errors import WorkbenchError
-from engine.spec.preset_files import load_preset
+from engine.records.run_request import Preflight, RunRequest
+from engine.records.runs import RunLock, create_run_dir
 from engine.train import distributed
 from engine.train.trainer import Outcome, Trainer
 
 
 @dataclass(frozen=True)
-class RunRequest:
-    """What `workbench run` was asked for, as typed: a launcher forwards it to its ranks."""
-
-    preset: str | None
-    sets: list[str]
-    name: str | None
-    runs_dir: Path
-    resume: Path | None
-    device: str | None
-
-
-@dataclass(frozen=True)
-class PreparedRun:
+class PreparedRun(Preflight):
     """A request checked against everything that can be checked before writing anything."""
 
-    request: RunRequest
-    cfg: PresetConfig
-    source: str  # the preset file (or the resumed run's config.toml)
-    preset_path: Path | None  # the preset file a bare name resolved to (new runs only)
-    run_dir: Path
     device: torch.device
 
 
 def prepare(req: RunRequest, nproc: int = 1, new_run: bool = True) -> PreparedRun:
-    """Load and check a run's preset, name, device and distributed settings; write nothing.
+    """The request's preflight (engine/records/run_request.py), then its device and distributed
+    settings on this machine; write nothing.
 
+    `nproc` is the processes of the job on this machine (a rank's request says 1);
     `new_run=False` skips the "name already taken" check (DDP ranks > 0, whose
     rank 0 may already have made the folder).
     """
-    sets = req.sets if req.device is None else [*req.sets, f"train.device={req.device}"]
-    preset_path = None
-    if req.resume is not None:
-        resume = req.resume
-        if not (resume / "config.toml").is_file() or not (resume / "last.safetensors").is_file():
-            raise WorkbenchError(
-                f"{resume}: not a resumable run (needs config.toml and last.safetensors)"
-            )
-        source = str(resume / "config.toml")
-        cfg, run_dir = load_preset(source, sets), resume
-    elif req.preset is None:
-        raise WorkbenchError("run: give a PRESET (see `workbench presets`) or --resume RUN_DIR")
-    else:
-        preset_path = resolve_preset(req.preset)
-        source = str(preset_path)
-        cfg = load_preset(preset_path, sets)
-        name = check_name(req.name) if req.name else default_name(cfg.name)
-        run_dir = check_runs_dir(req.runs_dir) / name
-        if new_run and run_dir.exists() and not is_placeholder(run_dir):
-            raise WorkbenchError(
-                f"{run_dir}: a run with this name exists; pick another --name or --resume {run_dir}"
-            )
-    dev = resolve_device(cfg.train.device, f"--device {req.device}" if req.device else source)
-    distributed.check(cfg.distributed, dev, nproc, source)
-    return PreparedRun(req, cfg, source, preset_path, run_dir, dev)
+    pre = req.preflight(new_run)
+    dev = resolve_device(
+        pre.cfg.train.device, f"--device {req.device}" if req.device else pre.source
+    )
+    distributed.check(pre.cfg.distributed, dev, nproc, pre.source)
+    return PreparedRun(pre.request, pre.cfg, pre.source, pre.preset_path, pre.run_dir, dev)
 
 
 def run(

@@ -19,6 +19,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from engine.records.run_request import Preflight
 from engine.spec.catalog import preset_dirs as preset_dirs_default
 from engine.spec.config import PresetConfig
 from engine.spec.preset_files import load_preset
@@ -162,12 +163,13 @@ class WorkbenchApp(App):
     def _open_form(self, preset: Path, cfg: PresetConfig) -> None:
         self._opening = None
 
-        def started(result: tuple[str, list[str]] | None) -> None:
-            if result is None:
+        def started(checked: Preflight | None) -> None:
+            if checked is None:
                 return
-            name, sets = result
-            launched = launch(preset, name, self.runs_dir, sets)
-            self.notify(f"started {name} (pid {launched.pid}); it keeps running if you quit")
+            launched = launch(checked)
+            self.notify(
+                f"started {launched.name} (pid {launched.pid}); it keeps running if you quit"
+            )
             self.push_screen(RunScreen(launched.run_dir))
 
         self.push_screen(LaunchScreen(preset, cfg), started)

@@ -1,8 +1,9 @@
 """The launch form: the common overrides and free `--set`s, validated before anything starts.
 
 Fields start empty with the preset's value as placeholder, so an empty field
-visibly means "the preset's default"; the device is checked on this machine
-before a process is started.
+visibly means "the preset's default". Start runs the request's preflight
+(engine/records/run_request.py), the checks `workbench run` makes, and shows
+its one line; the device is checked on this machine before a process is started.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from engine.records.runs import check_name, default_name
+from engine.records.run_request import Preflight, RunRequest
+from engine.records.runs import default_name
 from engine.spec.config import PresetConfig
 from engine.spec.errors import WorkbenchError
 from engine.spec.preset_files import load_preset
@@ -48,8 +50,8 @@ def fields(c: PresetConfig) -> list[tuple[str, str, str, str]]:
     return [*out[:at], *own, *out[at:]]
 
 
-class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
-    """Returns (run name, --set overrides), or None when cancelled."""
+class LaunchScreen(ModalScreen[Preflight | None]):
+    """Returns the run request, checked by its preflight, or None when cancelled."""
 
     KEYMAP = "launch"
     BINDINGS = keys(KEYMAP)
@@ -102,17 +104,14 @@ class LaunchScreen(ModalScreen[tuple[str, list[str]] | None]):
 
     def action_start(self) -> None:
         name = self.query_one("#name", Input).value.strip()
-        sets = self.overrides()
+        req = RunRequest(str(self.preset), tuple(self.overrides()), name, self.app.runs_dir)
         try:
-            check_name(name)
-            if (self.app.runs_dir / name).exists():
-                raise WorkbenchError(f"a run named {name!r} exists already")
-            cfg = load_preset(self.preset, sets)  # validate here: errors stay in the form
-            if cfg.train.device.startswith("cuda"):  # a device this machine lacks fails here
+            checked = req.preflight()  # the run's own checks: errors stay in the form
+            if checked.cfg.train.device.startswith("cuda"):  # a device this machine lacks
                 from engine.devices import resolve_device
 
-                resolve_device(cfg.train.device, "device")
+                resolve_device(checked.cfg.train.device, "device")
         except WorkbenchError as exc:
             self.query_one("#launch-error", Static).update(f"[red]{escape(str(exc))}[/]")
             return
-        self.dismiss((name, sets))
+        self.dismiss(checked)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, check_name, is_locked
+from engine.records.run_request import Preflight, RunRequest
+from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, is_locked, is_placeholder
 from engine.spec.errors import WorkbenchError
 
 
@@ -29,43 +29,22 @@ class Launched:
     log: Path
 
 
-def launch(
-    preset: Path,
-    name: str,
-    runs_dir: Path,
-    sets: list[str] | None = None,
-    device: str | None = None,
-    python: str = sys.executable,
-) -> Launched:
-    """Spawn a detached headless run; returns at once (the run writes its own events)."""
-    run_dir = Path(runs_dir) / check_name(name)
-    run_dir.mkdir(parents=True, exist_ok=False)
-    cmd = [
-        python,
-        "-m",
-        "workbench",
-        "run",
-        str(preset),
-        "--headless",
-        "--name",
-        name,
-        "--runs-dir",
-        str(runs_dir),
-    ]
-    for s in sets or []:
-        cmd += ["--set", s]
-    if device:
-        cmd += ["--device", device]
-    return _spawn(cmd, run_dir, "wb")
+def launch(checked: Preflight, python: str | None = None) -> Launched:
+    """Spawn a checked run detached (the form ran its preflight); returns at once, the run
+    writes its own events. A folder an earlier launch left without a run is reused, as
+    `workbench run` itself would."""
+    run_dir = checked.run_dir
+    run_dir.mkdir(parents=True, exist_ok=is_placeholder(run_dir))
+    return _spawn(checked.pinned().command(python), run_dir, "wb")
 
 
-def resume(run_dir: Path, python: str = sys.executable) -> Launched:
+def resume(run_dir: Path, python: str | None = None) -> Launched:
     """Continue an interrupted run detached (`workbench run --resume`), output appended."""
     if is_locked(run_dir):
         raise WorkbenchError(f"{run_dir.name} is running already")
     if not (run_dir / "last.safetensors").is_file():
         raise WorkbenchError(f"{run_dir.name}: no last.safetensors to resume from")
-    return _spawn([python, "-m", "workbench", "run", "--resume", str(run_dir)], run_dir, "ab")
+    return _spawn(RunRequest(resume=run_dir).command(python), run_dir, "ab")
 
 
 def _spawn(cmd: list[str], run_dir: Path, mode: str) -> Launched:
