@@ -69,9 +69,8 @@ def test_the_eval_command_line_reaches_eval(monkeypatch):
         raise WorkbenchError("caught")
 
     monkeypatch.setattr(engine.eval.evaluate, "evaluate_checkpoint", catch)
-    for req, samples in ((EvalRequest(Path("r/best.safetensors"), "quick", 64), 64),):
-        res = CliRunner().invoke(cli.app, req.argv())
-        assert res.exit_code == 2 and seen[-1] == (req.checkpoint, "quick", samples)
+    res = CliRunner().invoke(cli.app, EvalRequest(Path("r/best.safetensors"), "quick", 64).argv())
+    assert res.exit_code == 2 and seen[-1] == (Path("r/best.safetensors"), "quick", 64)
     res = CliRunner().invoke(cli.app, EvalRequest(Path("b.safetensors")).argv())
     assert res.exit_code == 2 and seen[-1] == (Path("b.safetensors"), "paper", 0)
 
