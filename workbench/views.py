@@ -30,6 +30,8 @@ SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 
 # validation; best robust before clean and method last, so a narrow terminal cuts method first
 RUN_COLUMNS = ("run", "status", "epoch", "best robust %", "clean %", "method")
+# Home: the clean accuracy beside best robust is the same (best) epoch's, and says so
+HOME_RUN_COLUMNS = ("run", "status", "epoch", "best robust %", "clean % at best", "method")
 EVALUATION_COLUMNS = ("attack", "accuracy %", "95% interval", "seconds", "examples/s")
 SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "robust %", "clean %", "sanity")
 TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
@@ -102,6 +104,13 @@ def run_row(r: RunInfo) -> tuple[str, ...]:
         num(r.last_clean_acc),
         r.method,
     )
+
+
+def home_run_row(r: RunInfo) -> tuple[str, ...]:
+    """One run on Home (`HOME_RUN_COLUMNS`): the clean accuracy of the epoch that set the best
+    robust one, so the two numbers side by side describe one model, the best checkpoint."""
+    row = run_row(r)
+    return (*row[:4], num(r.best_clean_acc), row[5])
 
 
 def with_intervals(cells: tuple[str, ...], r: RunInfo) -> tuple[str, ...]:
