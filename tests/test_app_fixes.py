@@ -135,7 +135,8 @@ LEGEND = re.compile(r"\[(\w+)\]■\[/\] (\S+)")
 
 def legend(screen: CompareScreen) -> dict[str, str]:
     """Run name -> the colour its legend entry has."""
-    return {name: colour for colour, name in LEGEND.findall(str(screen.query_one("#legend").content))}
+    text = str(screen.query_one("#legend").content)
+    return {name: colour for colour, name in LEGEND.findall(text)}
 
 
 async def open_compare(pilot, n: int) -> CompareScreen:
@@ -225,7 +226,9 @@ def saved_evaluations(root: Path) -> None:
     docs = {
         "quick-1.json": evaluation(str(best.resolve()), 91.0),
         "quick-0.json": evaluation("runs/alpha/best.safetensors", 90.0),
-        "quick-2.json": evaluation(str(best.parent.resolve() / "checkpoints/epoch-2.safetensors"), 5),
+        "quick-2.json": evaluation(
+            str(best.resolve().parent / "checkpoints/epoch-2.safetensors"), 5
+        ),
     }
     for name, doc in docs.items():
         (evals / name).write_text(json.dumps(doc))
@@ -349,9 +352,7 @@ def test_home_shows_the_clean_accuracy_of_the_best_epoch(static_dir):
         {"type": "epoch_end", "time": 2002.0, "epoch": 2, "clean_acc": 9.5, "robust_acc": 40.0},
     ]
     epochs[0]["best_robust_acc"] = epochs[1]["best_robust_acc"] = 47.5
-    (run / "events.jsonl").write_text(
-        "".join(json.dumps(e) + "\n" for e in [start, *epochs, done])
-    )
+    (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in [start, *epochs, done]))
     app = make_app(static_dir)
 
     async def scenario() -> None:

@@ -133,7 +133,7 @@ class RunInfo:
     started: float | None
     best_robust_interval: list[float] | None = None  # 95% Wilson
     last_clean_interval: list[float] | None = None
-    phase: str = ""  # while running: training, evaluating, saving, testing (engine/records/run_state.py)
+    phase: str = ""  # while running: training, evaluating, saving, testing (see run_state.py)
     note: str = ""  # the user's note and tags (engine/records/run_ops.py keeps them in notes.json)
     tags: list[str] = field(default_factory=list)
     damage: str = ""  # the first line of events.jsonl no reader could trust (file, line, why)
