@@ -126,7 +126,7 @@ def sweep(doc: dict[str, Any], steps: int) -> None:
 def checkpoint(
     path: Path, header: dict[str, Any], meta: dict[str, str], evals: list[dict[str, Any]]
 ) -> None:
-    """A checkpoint's summary, config, tensors and saved evaluations."""
+    """A checkpoint's summary, config, per-epoch metrics, tensors and saved evaluations."""
     t = Table(title=f"{path}", show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
@@ -137,6 +137,11 @@ def checkpoint(
     if isinstance(cfg, dict):
         out.print("[bold]config[/]")
         out.print(tomli_w.dumps(cfg), highlight=False, markup=False)
+    metrics = views.parsed_metadata(meta).get("metrics")
+    history = views.history_rows(metrics) if isinstance(metrics, dict) else []
+    if history:
+        columns = views.history_columns(metrics)
+        out.print(table("metrics history (validation)", columns, history, right=1))
     out.print(table("tensors", views.TENSOR_COLUMNS, views.tensor_rows(header), right=3))
     if not evals:
         out.print("no evaluations yet: `workbench eval CKPT --suite paper`")

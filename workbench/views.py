@@ -30,6 +30,8 @@ SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 
 # validation; best robust before clean and method last, so a narrow terminal cuts method first
 RUN_COLUMNS = ("run", "status", "epoch", "best robust %", "clean %", "method")
+# Home: the clean accuracy beside best robust is the same (best) epoch's, and says so
+HOME_RUN_COLUMNS = ("run", "status", "epoch", "best robust %", "clean % at best", "method")
 EVALUATION_COLUMNS = ("attack", "accuracy %", "95% interval", "seconds", "examples/s")
 SAVED_EVALUATION_COLUMNS = ("time", "suite", "n", "eps", "robust %", "clean %", "sanity")
 TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
@@ -38,14 +40,20 @@ TENSOR_COLUMNS = ("tensor", "dtype", "shape", "numel")
 def num(value: Any, digits: int = 2) -> str:
     """A number with `digits` decimals, "-" for none (and anything else as it is)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.{digits}f}"
+        try:
+            return f"{value:.{digits}f}"
+        except OverflowError:  # an integer too large for a float, from an edited file
+            return "-"
     return "-" if value is None else str(value)
 
 
 def short(value: Any) -> str:
     """A loss or other logged number: 4 significant digits ("-" for none)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.4g}"
+        try:
+            return f"{value:.4g}"
+        except OverflowError:
+            return "-"
     return "-" if value is None else str(value)
 
 
@@ -104,6 +112,13 @@ def run_row(r: RunInfo) -> tuple[str, ...]:
     )
 
 
+def home_run_row(r: RunInfo) -> tuple[str, ...]:
+    """One run on Home (`HOME_RUN_COLUMNS`): the clean accuracy of the epoch that set the best
+    robust one, so the two numbers side by side describe one model, the best checkpoint."""
+    row = run_row(r)
+    return (*row[:4], num(r.best_clean_acc), row[5])
+
+
 def with_intervals(cells: tuple[str, ...], r: RunInfo) -> tuple[str, ...]:
     """A run row's best robust and clean cells with their 95% intervals appended."""
     robust, clean = cells
@@ -126,7 +141,7 @@ def parsed_metadata(meta: dict[str, str]) -> dict[str, Any]:
             try:
                 parsed[k] = json.loads(v)
                 continue
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, too deep, a 5000-digit number
                 pass
         parsed[k] = v
     return parsed
@@ -164,35 +179,71 @@ def tensor_rows(header: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def history_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
-    """The history table's header: one column per training mean (loss, ce_adv, lkd_clean ...),
-    so none is cut off in a long "k v, k v" cell."""
+def _epochs(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The history's epoch records. A checkpoint header is a file anyone can edit: a history
+    that is not a list, and records that are not objects, read as none."""
+    history = metrics.get("history")
+    return [r for r in history if isinstance(r, dict)] if isinstance(history, list) else []
+
+
+def _train(record: dict[str, Any]) -> dict[str, Any]:
+    train = record.get("train")
+    return train if isinstance(train, dict) else {}
+
+
+def _real(value: Any) -> float | int | None:
+    """A number, or None for anything else (text, lists, booleans) in a hostile record."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _train_names(metrics: dict[str, Any]) -> list[str]:
     names: list[str] = []
-    for rec in metrics.get("history", []):
-        for k in rec.get("train") or {}:
+    for rec in _epochs(metrics):
+        for k in _train(rec):
             if k not in names:
                 names.append(k)
     names.sort(key=lambda k: k != "loss")  # the total first: a narrow screen cuts the parts
+    return names
+
+
+def history_columns(metrics: dict[str, Any]) -> tuple[str, ...]:
+    """The history table's header: one column per training mean (loss, ce_adv, lkd_clean ...),
+    so none is cut off in a long "k v, k v" cell. Names are escaped: both faces read markup."""
+    names = tuple(escape(k) for k in _train_names(metrics))
     return ("epoch", "clean % [95%]", "robust % [95%]", "s", *names)
 
 
 def history_rows(metrics: dict[str, Any]) -> list[tuple[str, ...]]:
     """A checkpoint's per-epoch history under `history_columns`: the training means are the
-    epoch's means, 4 significant digits, "-" where an epoch lacks one."""
-    names = history_columns(metrics)[4:]
+    epoch's means, 4 significant digits, "-" where an epoch lacks one (or has no number)."""
+    names = _train_names(metrics)
     rows = []
-    for rec in metrics.get("history", []):
-        train = rec.get("train") or {}
+    for rec in _epochs(metrics):
+        train = _train(rec)
+        epoch, seconds = rec.get("epoch"), _real(rec.get("seconds", 0))
         rows.append(
             (
-                str(rec.get("epoch")),
-                accuracy(rec, "clean"),
-                accuracy(rec, "robust"),
-                f"{rec.get('seconds', 0):.1f}",
-                *(short(train.get(k)) for k in names),
+                str(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool) else "-",
+                _accuracy(rec, "clean"),
+                _accuracy(rec, "robust"),
+                num(seconds, 1),
+                *(short(_real(train.get(k))) for k in names),
             )
         )
     return rows
+
+
+def _accuracy(record: dict[str, Any], name: str) -> str:
+    """`accuracy` of a record read as hostile: only numbers and a pair of numbers count."""
+    bounds = record.get(f"{name}_interval")
+    pair = (
+        isinstance(bounds, list) and len(bounds) == 2 and all(_real(b) is not None for b in bounds)
+    )
+    clean = {
+        f"{name}_acc": _real(record.get(f"{name}_acc")),
+        f"{name}_interval": bounds if pair else None,
+    }
+    return accuracy(clean, name)
 
 
 def interval(bounds: Any) -> str:

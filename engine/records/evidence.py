@@ -138,13 +138,17 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
 def list_evaluations(path: Path) -> list[dict[str, Any]]:
     """Summaries of the saved evaluations of this checkpoint, oldest first.
 
-    An evaluation belongs to the checkpoint if its recorded `checkpoint`
-    resolves to the same file; unreadable files are listed as such.
+    They are found by where they live, the checkpoint's run directory (or the
+    `eval/` folder beside a loose checkpoint), and told apart by the checkpoint's
+    place in it (`best.safetensors`, `checkpoints/epoch-3.safetensors`): the path
+    an evaluation recorded is absolute in newer files and relative to the folder
+    it ran in in older ones, and a renamed or moved run changes it either way.
+    Unreadable files are listed as such.
     """
-    out_dir, _ = evaluation_dir(path)
+    out_dir, run = evaluation_dir(path)
     if not out_dir.is_dir():
         return []
-    me = path.resolve()
+    me = _place(path, run)
     rows = []
     for f in sorted(out_dir.glob("*.json")):
         try:
@@ -154,13 +158,15 @@ def list_evaluations(path: Path) -> list[dict[str, Any]]:
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("checkpoint"), str):
             continue
-        try:
-            if Path(doc["checkpoint"]).resolve() != me:
-                continue
-        except (OSError, ValueError):  # a NUL byte, a path too long to resolve
-            continue
-        rows.append(_summary(f, doc))
+        if Path(doc["checkpoint"]).parts[-len(me) :] == me:
+            rows.append(_summary(f, doc))
     return rows
+
+
+def _place(path: Path, run: Path | None) -> tuple[str, ...]:
+    """A checkpoint's path inside its run directory (its name alone when it has no run)."""
+    inside = path.parent.name == "checkpoints" and run is not None and run == path.parent.parent
+    return (path.parent.name, path.name) if inside else (path.name,)
 
 
 def _summary(f: Path, doc: dict[str, Any]) -> dict[str, Any]:

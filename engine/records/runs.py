@@ -133,10 +133,11 @@ class RunInfo:
     started: float | None
     best_robust_interval: list[float] | None = None  # 95% Wilson
     last_clean_interval: list[float] | None = None
-    phase: str = ""  # while running: training, evaluating, saving, testing (engine/records/run_state.py)
+    phase: str = ""  # while running: training, evaluating, saving, testing (see run_state.py)
     note: str = ""  # the user's note and tags (engine/records/run_ops.py keeps them in notes.json)
     tags: list[str] = field(default_factory=list)
     damage: str = ""  # the first line of events.jsonl no reader could trust (file, line, why)
+    best_clean_acc: float | None = None  # the epoch's that set best_robust_acc (Home shows it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,7 +216,20 @@ def _summarise(run_dir: Path) -> RunInfo:
         state.last_clean_interval,
         state.phase if status == "running" else "",
         damage=state.damaged,
+        best_clean_acc=_best_clean(state),
     )
+
+
+def _best_clean(state: RunState) -> float | None:
+    """The clean accuracy of the epoch the best checkpoint is from: the first to reach the
+    best robust accuracy (the trainer keeps a new best only when it is higher)."""
+    best = state.best_robust_acc
+    if best is None:
+        return None
+    for robust, clean in zip(state.robust_acc, state.clean_acc, strict=True):
+        if robust == best:
+            return clean
+    return None
 
 
 STUDY_MARK = ".study"  # RUNS/<study>/.study: the folder holds a study's members (engine/study)

@@ -1,12 +1,11 @@
-"""Compare: one metric from several runs on one chart, each run in a stable colour; the
-settings that differ between them (f); the plotted series as CSV (w).
+"""Compare: one metric from several runs on one chart, each selected run in a colour of its
+own; the settings that differ between them (f); the plotted series as CSV (w).
 
 Event files are read in a worker thread (cached by size and mtime), never on the UI thread.
 """
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,18 @@ from workbench.tui.series import (
 )
 
 
-def colour_for(name: str) -> str:
-    """The same run gets the same colour every time, whatever else is selected."""
-    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+def assign_colours(selected: list[str], kept: dict[str, str]) -> dict[str, str]:
+    """A colour per selected run, in selection order: a run keeps its colour while it stays
+    selected, a newly selected one takes the first colour no selected run has. Eight runs get
+    eight colours (a name's hash gave two of the first three the same one); beyond that the
+    palette repeats."""
+    out = {n: kept[n] for n in selected if n in kept}
+    for n in selected:
+        if n not in out:
+            used = set(out.values())
+            free = [c for c in PALETTE if c not in used]
+            out[n] = free[0] if free else PALETTE[len(out) % len(PALETTE)]
+    return {n: out[n] for n in selected}
 
 
 def cell(value: Any) -> str:
@@ -54,6 +62,7 @@ class CompareScreen(Screen):
         super().__init__()
         self.metric = "robust_acc"  # kept by name: the list changes with the selection
         self.series: dict[str, RunSeries] = {}  # the selected runs', in selection order
+        self.colours: dict[str, str] = {}  # the selected runs' (assign_colours)
         self._cache: dict[str, tuple[tuple[int, float], RunSeries]] = {}
 
     def compose(self) -> ComposeResult:
@@ -82,14 +91,27 @@ class CompareScreen(Screen):
     def _fill(self, names: list[str]) -> None:
         pick = self.query_one("#pick", SelectionList)
         for i, name in enumerate(names):
-            pick.add_option((f"[{colour_for(name)}]■[/] {escape(name)}", name, i < 3))
+            pick.add_option((self._prompt(name), name, i < 3))
         self.reload()
 
     def on_selection_list_selected_changed(self) -> None:
         self.reload()
 
+    def _prompt(self, name: str) -> str:
+        """A run in the list: its colour's mark while selected, a blank before it otherwise."""
+        colour = self.colours.get(name)
+        return f"[{colour}]■[/] {escape(name)}" if colour else f"  {escape(name)}"
+
     def reload(self) -> None:
-        self.load(list(self.query_one("#pick", SelectionList).selected))
+        pick = self.query_one("#pick", SelectionList)
+        selected = list(pick.selected)
+        before = self.colours
+        self.colours = assign_colours(selected, before)
+        for i in range(pick.option_count):
+            name = pick.get_option_at_index(i).value
+            if before.get(name) != self.colours.get(name):
+                pick.replace_option_prompt_at_index(i, self._prompt(name))
+        self.load(selected)
 
     @work(thread=True, exclusive=True, group="compare-load")
     def load(self, names: list[str]) -> None:
@@ -124,8 +146,8 @@ class CompareScreen(Screen):
         for message in failed:
             self.notify(message, severity="error")
         self.series = loaded
+        self.show_diff()  # first: the diff view's label counts this table's rows
         self.draw()
-        self.show_diff()
 
     # -- actions
     def metrics(self) -> list[str]:
@@ -167,6 +189,10 @@ class CompareScreen(Screen):
         self.notify(f"wrote {path} ({len(self.series)} runs, {metric})")
 
     # -- views
+    def colour(self, name: str) -> str:
+        """A loaded run's colour (one deselected since its load began keeps the first one)."""
+        return self.colours.get(name, PALETTE[0])
+
     def show_diff(self) -> None:
         table = self.query_one("#diff", DataTable)
         table.clear(columns=True)
@@ -180,10 +206,14 @@ class CompareScreen(Screen):
         if self.series and self.metric not in self.metrics():
             self.metric = self.metrics()[0]  # none of the selected runs has that curve
         metric = self.metric
-        legend = [f"[{colour_for(n)}]■[/] {escape(n)}" for n in self.series]
+        legend = [f"[{self.colour(n)}]■[/] {escape(n)}" for n in self.series]
         if self.query_one("#compare-view", ContentSwitcher).current == "diff":
             n = self.query_one("#diff", DataTable).row_count
-            what = f"{n} settings differ" if len(self.series) > 1 else "select two or more runs"
+            what = (
+                f"{n} setting{' differs' if n == 1 else 's differ'}"
+                if len(self.series) > 1
+                else "select two or more runs"
+            )
             self.query_one("#legend", Label).update(f"{what}  (f: back to the chart)")
             return
         plot = self.query_one("#chart", PlotextPlot)
@@ -197,7 +227,7 @@ class CompareScreen(Screen):
             if axis == "step":
                 ys = ema(ys) if smoothed(s, metric) else ys
                 xs, ys = downsample(xs, ys, width)
-            series.append((name, xs, ys, colour_for(name)))
+            series.append((name, xs, ys, self.colour(name)))
         plt.xlabel(axis)
         title = f"{metric} by {axis}  (m: next metric)"
         draw(plt, title, series, True, plot.size.height, plot.size.width)  # epochs, steps

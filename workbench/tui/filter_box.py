@@ -9,7 +9,12 @@ from textual.widgets import Input
 
 
 class FilterBox(Input):
-    DEFAULT_CSS = "FilterBox { display: none; height: 1; border: none; padding: 0 1; }"
+    # one row, and no border even when focused: Input's focused border is a row above and
+    # one below, which on a one-row box left no room for the text being typed
+    DEFAULT_CSS = """
+    FilterBox { display: none; height: 1; border: none; padding: 0 1; }
+    FilterBox:focus, FilterBox.-invalid, FilterBox.-invalid:focus { border: none; }
+    """
 
     class Cleared(Message):
         """Escape emptied and hid the box: the screen puts the focus back on its list."""

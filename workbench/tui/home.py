@@ -23,7 +23,7 @@ from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.tui.launcher import launch_state, resume
 from workbench.tui.log_screen import LogScreen
-from workbench.views import RUN_COLUMNS, error_text, fit, run_row, run_status
+from workbench.views import HOME_RUN_COLUMNS, error_text, fit, home_run_row, run_status
 
 # status (up to "interrupted"), epoch, "best robust %": their widths, cell padding, scrollbar
 NUMBERS_WIDTH = 11 + 5 + 13 + 3 * 2 + 2 + 1
@@ -78,8 +78,7 @@ class HomeScreen(Screen):
         self._presets = list(presets(dirs=self.app.preset_dirs))
         self.query_one("#presets", DataTable).add_columns("preset")
         self._fill_presets()
-        runs = self.query_one("#runs", DataTable)
-        runs.add_columns(*RUN_COLUMNS)
+        self.query_one("#runs", DataTable).add_columns(*HOME_RUN_COLUMNS)
         self.query_one("#ckpts", DataTable).add_columns("checkpoint", "kind")
         self._runs: dict[str, RunInfo] = {}
         self._trashed: list[tuple[Path, str]] = []  # (where it went, its name): u undoes
@@ -160,7 +159,7 @@ class HomeScreen(Screen):
         except OSError as exc:  # the runs folder itself went away or cannot be listed
             self.app.call_from_thread(self.notify, error_text(exc), severity="error")
             return
-        rows = [run_row(r) for r in infos]
+        rows = [home_run_row(r) for r in infos]
         rows += [
             (name, launch_state(runs_dir / name), "", "", "", "")
             for name in starting_runs(runs_dir)
@@ -181,7 +180,10 @@ class HomeScreen(Screen):
         fresh = [(r[0], *r[1:], *(i.tags for i in infos if i.name == r[0])) for r in rows]
         if fresh != getattr(self, "_last_rows", None):
             self._last_rows = fresh
-            table.clear()
+            # the columns too: a column never narrows by itself, so after the terminal shrank
+            # the old run names' width would push best robust % out of view
+            table.clear(columns=True)
+            table.add_columns(*HOME_RUN_COLUMNS)
             tags = {r.name: r.tags for r in infos}
             # the name gives way so the numbers after it (best robust first) stay in view
             room = max(12, (table.size.width or self.size.width - 28) - NUMBERS_WIDTH)
