@@ -25,6 +25,7 @@ RUN_STATUS_STYLE = {
     "stale": "magenta",
     "damaged": "bold red",  # events.jsonl has lines no reader could trust
     "starting": "dim",
+    "launching…": "dim",  # the live screen, before a launched run's first events
 }
 SANITY_STYLE = {"PASS": "green", "WARN": "yellow", "SKIP": "dim"}
 

@@ -3,14 +3,18 @@ and a note with tags (`read_note` is in engine/records/runs.py, which lists them
 
 Nothing here touches a live run: each operation refuses a run whose lock is
 held. Trash and archive are moves inside the runs directory (`.trash/`,
-`.archive/`), so undo restores the folder byte for byte.
+`.archive/`), so undo restores the folder byte for byte. Each trashed folder
+has a sidecar `.trash/<entry>.json` with the run's name and when it went, so
+the trash (and undo) is read from disk and survives a restart of the app.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.records.checkpoint_header import atomic_write_bytes
@@ -37,16 +41,71 @@ def _idle(run_dir: Path) -> Path:
 
 
 def trash(runs_dir: Path, name: str) -> Path:
-    """Move a run to RUNS/.trash/<name>--<time>; returns where it went (for undo)."""
+    """Move a run to RUNS/.trash/<name>--<time>; returns where it went (for undo). The
+    sidecar beside it keeps the full name, which a study member's folder name lacks."""
     src = _idle(runs_dir / name)
-    dest = runs_dir / TRASH / f"{src.name}--{time.strftime('%Y%m%d-%H%M%S')}"
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    dest = runs_dir / TRASH / f"{src.name}--{stamp}"
     dest.parent.mkdir(exist_ok=True)
     n = 1
-    while dest.exists():
+    while dest.exists() or _sidecar(dest).exists():
         dest = dest.with_name(f"{dest.name}-{n}")
         n += 1
     src.rename(dest)
+    atomic_write_bytes(_sidecar(dest), json.dumps({"name": name, "time": now}).encode())
     return dest
+
+
+def _sidecar(trashed: Path) -> Path:
+    return trashed.with_name(trashed.name + ".json")
+
+
+@dataclass(frozen=True)
+class Trashed:
+    """A run in RUNS/.trash: where it is, the name it had, and when it went there."""
+
+    path: Path
+    name: str
+    time: float
+
+
+def _read_trashed(entry: Path) -> Trashed:
+    """One trash entry; one without a readable sidecar (trashed before sidecars, or edited)
+    falls back to the name before `--` and the folder's own time."""
+    name, when = entry.name.rpartition("--")[0] or entry.name, None
+    try:
+        doc = json.loads(_sidecar(entry).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict):
+        if isinstance(doc.get("name"), str) and doc["name"]:
+            name = doc["name"]
+        if isinstance(doc.get("time"), int | float) and not isinstance(doc["time"], bool):
+            when = float(doc["time"])
+    if when is None:
+        try:
+            when = entry.stat().st_mtime
+        except OSError:
+            when = 0.0
+    return Trashed(entry, name, when)
+
+
+def trashed(runs_dir: Path) -> list[Trashed]:
+    """Everything in RUNS/.trash, the most recently trashed first (undo takes that one)."""
+    try:
+        entries = [p for p in (runs_dir / TRASH).iterdir() if p.is_dir()]
+    except OSError:  # no trash yet, or unreadable: nothing to list
+        return []
+    return sorted(map(_read_trashed, entries), key=lambda t: (t.time, t.path.name), reverse=True)
+
+
+def purge(runs_dir: Path, item: Trashed) -> None:
+    """Delete a trashed run for good (only ever something directly inside RUNS/.trash)."""
+    if item.path.resolve().parent != (runs_dir / TRASH).resolve():
+        raise WorkbenchError(f"{item.path}: not in {runs_dir / TRASH}; not deleting it")
+    shutil.rmtree(item.path)
+    _sidecar(item.path).unlink(missing_ok=True)
 
 
 def restore(runs_dir: Path, trashed: Path, name: str) -> Path:
@@ -54,7 +113,9 @@ def restore(runs_dir: Path, trashed: Path, name: str) -> Path:
     dest = runs_dir / name
     if dest.exists():
         raise WorkbenchError(f"{dest}: a run with this name exists now; cannot restore over it")
+    dest.parent.mkdir(parents=True, exist_ok=True)  # a study member whose study went too
     trashed.rename(dest)
+    _sidecar(trashed).unlink(missing_ok=True)
     return dest
 
 

@@ -166,7 +166,8 @@ def run_info(run_dir: Path) -> RunInfo:
     if note or tags:
         info = replace(info, note=note, tags=tags)
     if info.status == "running" and not is_locked(run_dir):
-        info = replace(info, status="stale")  # the writer died without a last word
+        # the writer died without a last word; its last phase is no longer what it does
+        info = replace(info, status="stale", phase="")
     if info.damage and info.status != "running":  # a live run keeps its status; damage shows
         info = replace(info, status="damaged")
     return info

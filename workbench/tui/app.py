@@ -24,13 +24,14 @@ from engine.spec.catalog import preset_dirs as preset_dirs_default
 from engine.spec.config import PresetConfig
 from engine.spec.preset_files import load_preset
 from workbench.tui.compare import CompareScreen
+from workbench.tui.dialogs import Confirm
 from workbench.tui.gallery import GalleryScreen
 from workbench.tui.help_screen import HelpScreen
 from workbench.tui.home import HomeScreen
 from workbench.tui.inspect_screen import InspectScreen
 from workbench.tui.keys import KEY_NAMES, KEYS, keys
 from workbench.tui.launch import LaunchScreen
-from workbench.tui.launcher import launch, stop
+from workbench.tui.launcher import launch, run_pid, stop
 from workbench.tui.run_screen import RunScreen
 from workbench.tui.study_screen import StudyScreen
 from workbench.views import error_text
@@ -46,6 +47,9 @@ CSS = """
 #ckpts { height: 8; }
 #runs-empty { padding: 1 2; color: $text-muted; height: 1fr; }
 #run-damage { height: auto; max-height: 3; padding: 0 1; display: none; }
+#run-note { height: auto; max-height: 3; padding: 0 1; display: none; color: $text-muted; }
+#trash { height: 1fr; }
+#trash-empty { padding: 1 2; color: $text-muted; height: 1fr; }
 #run-info { padding: 0 1; }
 #run-progress { height: 1; padding: 0 1; }
 #bar { width: 1fr; }
@@ -85,6 +89,7 @@ LaunchScreen { align: center middle; }
 HelpScreen, Confirm, Prompt { align: center middle; }
 .dialog { width: 64; height: auto; border: thick $primary; padding: 0 1; }
 .dialog { background: $surface; }
+#prompt-error { height: auto; }
 #log-about { padding: 0 1; width: 100%; }
 #log-view { height: 1fr; }
 #help { width: 64; height: auto; max-height: 90%; border: thick $primary; padding: 0 1; }
@@ -124,6 +129,9 @@ class WorkbenchApp(App):
         self.preset_dirs = preset_dirs or preset_dirs_default()
         self.eval_samples = eval_samples
         self.crash_log: Path | None = None  # where an uncaught exception's traceback went
+        # the launch form's last values per preset file, for this session: the next form
+        # for that preset opens with them filled in (LaunchScreen writes it on a start)
+        self.form_memory: dict[str, dict[str, str]] = {}
 
     def _handle_exception(self, error: Exception) -> None:
         """An uncaught exception still ends the app (return code 1), but leaves its traceback
@@ -170,7 +178,10 @@ class WorkbenchApp(App):
             self.notify(
                 f"started {launched.name} (pid {launched.pid}); it keeps running if you quit"
             )
-            self.push_screen(RunScreen(launched.run_dir))
+            for screen in self.screen_stack:  # a filter left on would hide the new run
+                if isinstance(screen, HomeScreen):
+                    screen.clear_filter()
+            self.push_screen(RunScreen(launched.run_dir, epochs=checked.cfg.train.epochs))
 
         self.push_screen(LaunchScreen(preset, cfg), started)
 
@@ -190,10 +201,23 @@ class WorkbenchApp(App):
         self.push_screen(RunScreen(run_dir))
 
     def action_stop(self, run_dir: Path) -> None:
-        if stop(run_dir):
-            self.notify(f"stopping {run_dir.name}: it saves a checkpoint and exits")
-        else:
+        """`s` on Home and on the live screen alike: asks first, and only for a run that a
+        process is writing (anything else just says it is not running)."""
+        if run_pid(run_dir) is None:
             self.notify(f"{run_dir.name} is not running", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            if stop(run_dir):
+                self.notify(f"stopping {run_dir.name}: it saves a checkpoint and exits")
+            else:  # it ended while the question was open
+                self.notify(f"{run_dir.name} is not running", severity="warning")
+
+        self.push_screen(
+            Confirm(f"Stop {run_dir.name}? It saves a checkpoint and exits."), answered
+        )
 
     def action_inspect(self, path: Path, evaluate: bool = False) -> None:
         self.push_screen(InspectScreen(path, evaluate, self.eval_samples))

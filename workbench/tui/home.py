@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 from textual.widgets.data_table import RowDoesNotExist
 
 from engine.records import run_ops
-from engine.records.runs import LAUNCH_LOG, RunInfo, list_runs, read_note
+from engine.records.runs import LAUNCH_LOG, RunInfo, is_locked, list_runs, read_note
 from engine.spec.catalog import presets
 from engine.spec.errors import WorkbenchError
 from workbench.tui.dialogs import Confirm, Prompt
@@ -23,10 +23,30 @@ from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.tui.launcher import launch_state, resume
 from workbench.tui.log_screen import LogScreen
+from workbench.tui.trash_screen import TrashScreen
 from workbench.views import HOME_RUN_COLUMNS, error_text, fit, home_run_row, run_status
 
 # status (up to "interrupted"), epoch, "best robust %": their widths, cell padding, scrollbar
 NUMBERS_WIDTH = 11 + 5 + 13 + 3 * 2 + 2 + 1
+NO_RUNS = "no runs yet: press n to start one"
+
+
+def run_label(name: str, tags: list[str], room: int) -> str:
+    """A run's name with its `#tags` after it in `room` characters: the name is what tells
+    runs apart, so it keeps its room and the tags get what is left (cut with …)."""
+    label = fit(name, room)
+    rest = room - len(label)
+    tail = "".join(f" #{t}" for t in tags)
+    if not tail or rest < 3:
+        return label
+    return label + (tail if len(tail) <= rest else tail[: rest - 1] + "…")
+
+
+def run_matches(text: str, info: RunInfo) -> bool:
+    """The filter over what a run's row and detail pane show: name, #tags, note, status."""
+    words = [info.name, info.method, info.note, info.status, info.phase]
+    words += [f"#{t}" for t in info.tags]
+    return not text or any(text.lower() in w.lower() for w in words)
 
 
 def starting_runs(runs_dir: Path) -> list[str]:
@@ -48,9 +68,7 @@ class HomeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield FilterBox(
-            placeholder="filter presets, runs and checkpoints (esc clears)", id="filter"
-        )
+        yield FilterBox(placeholder="filter: names, #tags, notes, status (esc clears)", id="filter")
         with Horizontal(id="home"):
             with Vertical(id="left"):
                 yield Label("Presets  [dim](n)[/]", classes="pane-title")
@@ -62,8 +80,9 @@ class HomeScreen(Screen):
                     classes="pane-title",
                 )
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-                yield Static("no runs yet: press n to start one", id="runs-empty")
+                yield Static(NO_RUNS, id="runs-empty")
                 yield Static("", id="run-damage")  # why the highlighted run is damaged
+                yield Static("", id="run-note")  # the highlighted run's note and tags
                 yield Label(
                     "Checkpoints  [dim](i: inspect, e: evaluate, g: gallery)[/]",
                     classes="pane-title",
@@ -81,7 +100,6 @@ class HomeScreen(Screen):
         self.query_one("#runs", DataTable).add_columns(*HOME_RUN_COLUMNS)
         self.query_one("#ckpts", DataTable).add_columns("checkpoint", "kind")
         self._runs: dict[str, RunInfo] = {}
-        self._trashed: list[tuple[Path, str]] = []  # (where it went, its name): u undoes
         self._ckpt_for: str | None = None
         self.action_refresh()
         self.query_one("#presets", DataTable).focus()
@@ -151,22 +169,18 @@ class HomeScreen(Screen):
     def _scan(self, text: str, selected: str | None) -> None:
         runs_dir = self.app.runs_dir
 
-        def ok(*texts: str) -> bool:
-            return not text or any(text.lower() in t.lower() for t in texts)
-
         try:
-            infos = [r for r in list_runs(runs_dir) if ok(r.name, r.method)]
+            infos = [r for r in list_runs(runs_dir) if run_matches(text, r)]
         except OSError as exc:  # the runs folder itself went away or cannot be listed
             self.app.call_from_thread(self.notify, error_text(exc), severity="error")
             return
         rows = [home_run_row(r) for r in infos]
-        rows += [
-            (name, launch_state(runs_dir / name), "", "", "", "")
-            for name in starting_runs(runs_dir)
-            if ok(name)
-        ]
+        for name in starting_runs(runs_dir):
+            state = launch_state(runs_dir / name)
+            if not text or any(text.lower() in w.lower() for w in (name, state)):
+                rows.append((name, state, "", "", "", ""))
         ckpts = self._checkpoint_files(selected) if selected else []
-        self.app.call_from_thread(self._apply, infos, rows, selected, ckpts)
+        self.app.call_from_thread(self._apply, infos, rows, selected, ckpts, text)
 
     def _apply(
         self,
@@ -174,6 +188,7 @@ class HomeScreen(Screen):
         rows: list[tuple[str, ...]],
         selected: str | None,
         ckpts: list[tuple[Path, str]],
+        text: str = "",
     ) -> None:
         table = self.query_one("#runs", DataTable)
         keep = self.selected_run()
@@ -188,12 +203,14 @@ class HomeScreen(Screen):
             # the name gives way so the numbers after it (best robust first) stay in view
             room = max(12, (table.size.width or self.size.width - 28) - NUMBERS_WIDTH)
             for r in rows:
-                label = " ".join([r[0], *(f"#{t}" for t in tags.get(r[0], []))])
-                table.add_row(fit(label, room), run_status(r[1]), *r[2:], key=r[0])
+                label = run_label(r[0], tags.get(r[0], []), room)
+                table.add_row(label, run_status(r[1]), *r[2:], key=r[0])
             if keep is not None and keep in {r[0] for r in rows}:
                 table.move_cursor(row=table.get_row_index(keep))
         self._runs = {r.name: r for r in infos}
-        self.query_one("#runs-empty").display = not rows
+        empty = self.query_one("#runs-empty", Static)
+        empty.update(f"no runs match {escape(repr(text))} (esc clears)" if text else NO_RUNS)
+        empty.display = not rows
         table.display = bool(rows)
         self._show_damage()
         if selected == self.selected_run():
@@ -236,11 +253,17 @@ class HomeScreen(Screen):
             self._scan_checkpoints(self.selected_run())
 
     def _show_damage(self) -> None:
-        """A damaged run says which file and line could not be read, under the runs."""
+        """A damaged run says which file and line could not be read, under the runs; a run
+        with a note shows its text there too (the list has room only for the tags)."""
         info = self._runs.get(self.selected_run() or "")
         box = self.query_one("#run-damage", Static)
         box.update(f"[b red]damaged:[/] {escape(info.damage)}" if info and info.damage else "")
         box.display = bool(info and info.damage)
+        note = self.query_one("#run-note", Static)
+        words = [*(f"#{t}" for t in info.tags), info.note] if info else []
+        text = " ".join(w for w in words if w)
+        note.update(f"[b]note:[/] {escape(text)}  [dim](o edits)[/]" if text else "")
+        note.display = bool(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "presets":
@@ -289,14 +312,8 @@ class HomeScreen(Screen):
 
     def action_stop(self) -> None:
         name = self.selected_run()
-        if not name:
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.app.action_stop(self.app.runs_dir / name)
-
-        self.app.push_screen(Confirm(f"Stop {name}? It saves a checkpoint and exits."), answered)
+        if name:  # the app asks, and only when the run is running
+            self.app.action_stop(self.app.runs_dir / name)
 
     # -- the run lifecycle (engine/records/run_ops.py does the work; errors become notices)
     def _op(self, what: str, fn: Callable[[], object]) -> object | None:
@@ -305,9 +322,13 @@ class HomeScreen(Screen):
         except (WorkbenchError, OSError) as exc:
             self.notify(f"{what}: {exc}", severity="error")
             return None
+        self._reload()
+        return out
+
+    def _reload(self) -> None:
+        """Read the runs again now, redrawing every row (a rename or a note changed them)."""
         self._last_rows = None
         self.action_refresh()
-        return out
 
     def action_log(self) -> None:
         name = self.selected_run()
@@ -325,21 +346,35 @@ class HomeScreen(Screen):
             self.app.action_attach(self.app.runs_dir / info.name)
 
     def action_delete(self) -> None:
+        """`d`: asks, then moves the run to the trash (`u` undoes, `T` lists the trash)."""
         name = self.selected_run()
         if not name:
             return
-        where = self._op("delete", lambda: run_ops.trash(self.app.runs_dir, name))
-        if where is not None:
-            self._trashed.append((where, name))
-            self.notify(f"moved {name} to {run_ops.TRASH}/ (u: undo)")
+        if is_locked(self.app.runs_dir / name):  # refused anyway: say so without asking
+            self.notify(f"delete: {name} is running: stop it first", severity="error")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self._op("delete", lambda: run_ops.trash(self.app.runs_dir, name)):
+                self.notify(f"moved {name} to {run_ops.TRASH}/ (u: undo, T: the trash)")
+
+        self.app.push_screen(
+            Confirm(f"Delete {name}? It moves to {run_ops.TRASH}/ (u undoes)."), answered
+        )
 
     def action_undo(self) -> None:
-        if not self._trashed:
-            self.notify("nothing to undo")
+        """`u`: the most recently trashed run back, read from the trash folder on disk, so it
+        works after a restart too."""
+        items = run_ops.trashed(self.app.runs_dir)
+        if not items:
+            self.notify("nothing to undo: the trash is empty")
             return
-        where, name = self._trashed.pop()
-        if self._op("undo", lambda: run_ops.restore(self.app.runs_dir, where, name)):
-            self.notify(f"restored {name}")
+        last = items[0]
+        if self._op("undo", lambda: run_ops.restore(self.app.runs_dir, last.path, last.name)):
+            self.notify(f"restored {last.name}")
+
+    def action_trash(self) -> None:
+        self.app.push_screen(TrashScreen())
 
     def action_archive(self) -> None:
         name = self.selected_run()
@@ -351,11 +386,15 @@ class HomeScreen(Screen):
         if not name:
             return
 
-        def answered(new: str | None) -> None:
-            if new and new.strip() != name:
-                self._op("rename", lambda: run_ops.rename(self.app.runs_dir, name, new.strip()))
+        def apply(new: str) -> None:  # raises to keep the dialog open with the reason
+            if new.strip() and new.strip() != name:
+                run_ops.rename(self.app.runs_dir, name, new.strip())
 
-        self.app.push_screen(Prompt(f"Rename {name} to:", name), answered)
+        def answered(new: str | None) -> None:
+            if new is not None:
+                self._reload()
+
+        self.app.push_screen(Prompt(f"Rename {name} to:", name, apply=apply), answered)
 
     def action_note(self) -> None:
         name = self.selected_run()
@@ -365,17 +404,18 @@ class HomeScreen(Screen):
         note, tags = read_note(run_dir)
         text = " ".join([*(f"#{t}" for t in tags), note]).strip()
 
-        def answered(value: str | None) -> None:
-            if value is None:
-                return
+        def apply(value: str) -> None:  # a bad tag keeps the dialog open, saying why
             words = value.split()
             tags = [w[1:] for w in words if w.startswith("#") and len(w) > 1]
             note = " ".join(w for w in words if not w.startswith("#"))
-            self._op("note", lambda: run_ops.write_note(run_dir, note, tags))
+            run_ops.write_note(run_dir, note, tags)
 
-        self.app.push_screen(
-            Prompt(f"Note for {name} (#words are tags):", text, "#baseline seed 0 ..."), answered
-        )
+        def answered(value: str | None) -> None:
+            if value is not None:
+                self._reload()
+
+        question = f"Note for {name} (#words are tags):"
+        self.app.push_screen(Prompt(question, text, "#baseline seed 0 ...", apply), answered)
 
     def action_inspect(self) -> None:
         path = self.selected_checkpoint()

@@ -13,7 +13,7 @@ from textual.binding import Binding
 BACK = ("q", "app.back", "Back")  # q (and escape) go back one screen everywhere
 # keys that work but stay out of the footer, so it is never cut: ? and the palette list them
 HIDDEN = {"tab", "shift+tab", "x", "t", "f1", "escape", "slash", "ctrl+q", "r"}
-HIDDEN |= {"l", "R", "d", "u", "v", "f2", "o"}  # the run lifecycle on Home
+HIDDEN |= {"l", "R", "d", "u", "v", "f2", "o", "T"}  # the run lifecycle on Home
 HIDDEN_ON = {"home": {"g"}}  # and per screen, so Home's footer fits 80 columns
 
 KEYS: dict[str, list[tuple[str, str, str]]] = {
@@ -38,8 +38,9 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("slash", "filter", "Filter"),
         ("l", "log", "Log"),
         ("R", "resume", "Resume"),
-        ("d", "delete", "Delete"),
+        ("d", "delete", "Delete (asks; to the trash)"),
         ("u", "undo", "Undo delete"),
+        ("T", "trash", "Trash: restore or delete for good"),
         ("v", "archive", "Archive"),
         ("f2", "rename", "Rename"),
         ("o", "note", "Note & tags"),
@@ -49,6 +50,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
     "run": [
         BACK,
         ("s", "stop", "Stop run"),
+        ("l", "log", "Log"),
         ("m", "toggle_ema", "EMA smoothing"),
         ("i", "inspect", "Inspect best"),
         ("z", "maximise", "Zoom plot"),
@@ -69,6 +71,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "gallery": [BACK, ("z", "zoom", "Full size / half size")],
     "study": [BACK, ("r", "refresh", "Refresh")],
+    "trash": [BACK, ("u", "restore", "Restore"), ("d", "purge", "Delete for good")],
     "log": [BACK, ("slash", "search", "Search")],
     "launch": [("escape", "cancel", "Cancel"), ("ctrl+s", "start", "Start")],
 }

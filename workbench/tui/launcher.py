@@ -13,10 +13,12 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.records.run_request import Preflight, RunRequest
+from engine.records.run_state import RunState
 from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, is_locked, is_placeholder
 from engine.spec.errors import WorkbenchError
 
@@ -84,6 +86,27 @@ def launch_state(run_dir: Path) -> str:
     except (OSError, IndexError):
         pass
     return "starting"
+
+
+QUIET_S = 5.0  # an events file written this recently still has a writer, lock or not
+
+
+def live_status(run_dir: Path, state: RunState) -> str:
+    """What the live screen says a run is doing: "launching…" until its first events, its
+    phase while a process holds its lock, and "stale" (as Home says) once no process does:
+    the writer died without a last word, so "starting" or "running" would wait forever."""
+    if state.status not in ("starting", "running"):
+        return state.status
+    events = run_dir / "events.jsonl"
+    try:
+        quiet = time.time() - events.stat().st_mtime > QUIET_S
+    except OSError:  # no events yet: launching while the launcher's process lives
+        return "launching…"
+    if quiet and not is_locked(run_dir) and launch_state(run_dir) != "starting":
+        return "stale"
+    if state.status == "starting":
+        return "launching…"
+    return state.phase or state.status
 
 
 def last_output(run_dir: Path, lines: int = 3) -> str:

@@ -56,9 +56,15 @@ class LogScreen(Screen):
     @work(thread=True, exclusive=True, group="log")
     def _load(self) -> None:
         lines = read_tail(self.run_dir / LAUNCH_LOG)
-        self.app.call_from_thread(self._show, lines)
+        missing = not (self.run_dir / LAUNCH_LOG).is_file()
+        self.app.call_from_thread(self._show, lines, missing)
 
-    def _show(self, lines: list[str]) -> None:
+    def _show(self, lines: list[str], missing: bool = False) -> None:
+        if missing:  # say why it is empty rather than show an empty page
+            self.query_one("#log-about", Label).update(
+                f"no {LAUNCH_LOG}: only runs started from this app keep their output here"
+            )
+            return
         if lines == self.lines and not self._dirty:
             return
         self.lines, self._dirty = lines, False

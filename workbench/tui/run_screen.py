@@ -19,7 +19,8 @@ from textual_plotext import PlotextPlot
 from engine.records.events import EventTail
 from workbench.tui.charts import draw
 from workbench.tui.keys import keys
-from workbench.tui.launcher import last_output, launch_state
+from workbench.tui.launcher import last_output, launch_state, live_status
+from workbench.tui.log_screen import LogScreen
 from workbench.tui.series import (
     RunSeries,
     downsample,
@@ -48,9 +49,12 @@ class RunScreen(Screen):
     KEYMAP = "run"
     BINDINGS = keys(KEYMAP)
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, epochs: int = 0) -> None:
         super().__init__()
         self.run_dir = run_dir
+        self.epochs = epochs  # the preset's, shown until the run's own run_started arrives
+        self.shown_status = "launching…"  # what the header says (launcher.live_status)
+        self._checked = 0.0  # when shown_status was last worked out
         self.series = RunSeries()
         self.smooth = True
         self.dirty = True
@@ -134,11 +138,12 @@ class RunScreen(Screen):
         self.query_one("#bar", ProgressBar).update(total=total, progress=done)
         st = state.last_step
         now = time.time()
-        phase = state.phase if state.status == "running" else state.status
+        phase = self.shown_status
+        device = f"  on {state.device}" if state.device else ""
         info = (
             f"[b]{state.name or self.run_dir.name}[/]  {state.method}"
-            f"  on {state.device or '?'}  {run_status(phase)}  "
-            f"epoch {state.current_epoch()}/{state.epochs_total}"
+            f"{device}  {run_status(phase)}  "
+            f"epoch {state.current_epoch()}/{state.epochs_total or self.epochs or '?'}"
             + ("  [b red]damaged[/] (see the log)" if state.damage else "")
         )
         self.query_one("#run-info", Label).update(info)
@@ -150,7 +155,9 @@ class RunScreen(Screen):
         ago = state.since_last_event(now)
         last = "" if ago is None or state.status != "running" else f"  last event {ago:.0f} s ago"
         self.query_one("#run-rate", Label).update(
-            f" {rate:,.0f} samples/s  ETA {eta}{mem}{last}"
+            " no process is writing it (l: its log)"
+            if phase == "stale"
+            else f" {rate:,.0f} samples/s  ETA {eta}{mem}{last}"
             if isinstance(rate, int | float)
             else f" waiting{last}"
         )
@@ -165,6 +172,9 @@ class RunScreen(Screen):
             self.series.state.status = "failed"
             self.series.log.append(("bold red", f"did not start: {last_output(self.run_dir)}"))
             self.dirty = True
+        if time.monotonic() - self._checked > 1.0:  # a lock check, once a second
+            self._checked = time.monotonic()
+            self.shown_status = live_status(self.run_dir, self.series.state)
         self._header()  # every tick: the ETA counts down, "last event" counts up
         s = self.series
         log = self.query_one("#log", RichLog)
@@ -244,6 +254,9 @@ class RunScreen(Screen):
 
     def action_stop(self) -> None:
         self.app.action_stop(self.run_dir)
+
+    def action_log(self) -> None:
+        self.app.push_screen(LogScreen(self.run_dir))
 
     def action_inspect(self) -> None:
         best = self.run_dir / "best.safetensors"
