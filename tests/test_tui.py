@@ -50,7 +50,7 @@ def test_launch_watch_stop_inspect_and_evaluate_a_real_run(tmp_path, monkeypatch
             assert all(math.isfinite(v) for v in run.series.loss)
             assert run.query_one("#bar").progress > 0
             assert run.query_one("#p-loss").plt is not None
-            await pilot.press("s")
+            await pilot.press("s", "y")  # stop asks first on the live screen too
             await wait_for(pilot, lambda: run.series.state.status == "interrupted")
             await pilot.press("escape")
             home = app.screen
@@ -591,11 +591,12 @@ def test_delete_then_undo_restores_a_run_byte_for_byte_and_rename_and_tags_work(
             runs = home.query_one("#runs")
             await wait_for(pilot, lambda: runs.row_count == 2)
             runs.move_cursor(row=runs.get_row_index("alpha"))
-            await pilot.press("s")  # stop asks first
-            assert isinstance(app.screen, Confirm)
-            await pilot.press("n")
+            await pilot.press("s")  # a finished run: nothing to stop, nothing to ask
             assert app.screen is home
-            await pilot.press("d")
+            assert "alpha is not running" in [n.message for n in app._notifications]
+            await pilot.press("d")  # delete asks first
+            assert isinstance(app.screen, Confirm)
+            await pilot.press("y")
             await wait_for(pilot, lambda: runs.row_count == 1)
             assert not alpha.exists() and list((static_dir / "runs" / ".trash").iterdir())
             await pilot.press("u")

@@ -54,7 +54,6 @@ class RunScreen(Screen):
         self.run_dir = run_dir
         self.epochs = epochs  # the preset's, shown until the run's own run_started arrives
         self.shown_status = "launching…"  # what the header says (launcher.live_status)
-        self._checked = 0.0  # when shown_status was last worked out
         self.series = RunSeries()
         self.smooth = True
         self.dirty = True
@@ -172,9 +171,7 @@ class RunScreen(Screen):
             self.series.state.status = "failed"
             self.series.log.append(("bold red", f"did not start: {last_output(self.run_dir)}"))
             self.dirty = True
-        if time.monotonic() - self._checked > 1.0:  # a lock check, once a second
-            self._checked = time.monotonic()
-            self.shown_status = live_status(self.run_dir, self.series.state)
+        self.shown_status = live_status(self.run_dir, self.series.state)  # a stat, rarely a lock
         self._header()  # every tick: the ETA counts down, "last event" counts up
         s = self.series
         log = self.query_one("#log", RichLog)
