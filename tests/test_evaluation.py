@@ -63,7 +63,7 @@ def small_suite(tmp_path: Path, text: str = SMALL_SUITE) -> Path:
 def evaluate(model, cfg, suite_path, x, y, **kw):
     spec = load_suite(str(suite_path))
     cols = resolve_columns(spec, cfg, kw.get("source") is not None)
-    return evaluate_model(spec, cols, model, x, y, 10, 0, **kw)
+    return evaluate_model(spec, cols, model, x, y, 10, seed=0, **kw)
 
 
 def statuses(checks) -> dict[str, str]:
@@ -267,7 +267,7 @@ def test_autoattack_suite_runs_on_a_tiny_model(lenet_ckpts):
     pytest.importorskip("pyautoattack")
     target, _ = lenet_ckpts
     doc = evaluate_checkpoint(
-        target, "autoattack", ["attack.eps=0.05"], samples=16, device="cpu", seed=1
+        target, "autoattack", sets=["attack.eps=0.05"], samples=16, device="cpu", seed=1
     )
     acc = doc["accuracy"]
     cascade = ["AA: APGD-CE", "AA: +APGD-T", "AA: +FAB-T", "AA: +Square"]

@@ -101,6 +101,7 @@ def eps_sweep(
     eps_max: float | None = None,
     points: int = 9,
     steps: int = 40,
+    *,
     samples: int = 0,
     device: str = "auto",
     seed: int = 0,

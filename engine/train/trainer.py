@@ -96,14 +96,14 @@ class Trainer:
         # Under DDP the batch is global: "auto" probes one rank's share, the smallest wins.
         self.fast = perf.setup(
             cfg.perf,
-            cfg.data.batch_size,
-            self.model,
-            self.method,
-            self.optim,
-            train_x,
-            train_y,
-            device,
-            cfg.train.deterministic,
+            requested_batch=cfg.data.batch_size,
+            model=self.model,
+            method=self.method,
+            optim=self.optim,
+            train_x=train_x,
+            train_y=train_y,
+            device=device,
+            deterministic=cfg.train.deterministic,
         )
         batch = self.fast.batch_size
         if cfg.data.batch_size == "auto" and world.enabled:
@@ -130,7 +130,7 @@ class Trainer:
         distributed.rank_seed(cfg.train.seed, world)
         val_x, val_y = data.train_x[self.splits.val], data.train_y[self.splits.val]
         self.evaluation = SplitEvaluation(
-            cfg, self.model, val_x, val_y, data.num_classes, device, "val"
+            cfg, self.model, val_x, val_y, data.num_classes, device, split="val"
         )
         self.state = TrainState()
 
@@ -161,7 +161,7 @@ class Trainer:
                 f"gives {json.dumps(self.splits.record(), sort_keys=True)} (data.val_size, "
                 "data.val_seed and data.dataset must stay as they were)"
             )
-        self.state = load_full(path, self.model, self.optim, self.device)
+        self.state = load_full(path, self.model, self.optim, self.device, meta=meta)
         distributed.rank_seed(self.cfg.train.seed, self.world, self.state.global_step)
 
     def _prune(self) -> None:
@@ -186,14 +186,21 @@ class Trainer:
         if not self.world.is_main or not best.exists():
             return None
         self.writer.emit("phase", phase="testing", epoch=self.state.epoch)
-        cfg, model = ckpt.load_model(best, None, self.device)
+        _, meta = read_header(best)
+        cfg, model = ckpt.load_model(best, None, self.device, meta=meta)
         data = self.data
         n = len(data.test_y)
         test = SplitEvaluation(
-            cfg, model, data.test_x, data.test_y, data.num_classes, self.device, "test", n
+            cfg,
+            model,
+            data.test_x,
+            data.test_y,
+            data.num_classes,
+            self.device,
+            split="test",
+            samples=n,
         )
         record = test(self.cfg.train.seed)
-        _, meta = read_header(best)
         return {**record, "checkpoint": str(best), "epoch": int(meta["epoch"])}
 
     # ------------------------------------------------------------ the loop
