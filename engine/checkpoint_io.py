@@ -49,7 +49,10 @@ def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
 # ------------------------------------------------------------ state packing
 
 
-def base_metadata(config: Any, epoch: int, metrics: dict[str, Any], kind: str) -> dict[str, str]:
+def base_metadata(
+    config: PresetConfig, epoch: int, metrics: dict[str, Any], kind: str
+) -> dict[str, str]:
+    """The metadata every checkpoint carries: its whole config, so a file rebuilds its model."""
     return {
         "format": FORMAT,
         "kind": kind,

@@ -143,8 +143,15 @@ def eval_(
 
     try:
         bs = _batch_size(batch_size)
-        kw = {"sets": sets or [], "samples": samples, "device": device, "seed": seed}
-        kw |= {"defense": defense, "source": source, "batch_size": bs}
+        kw = {
+            "sets": sets or [],
+            "samples": samples,
+            "device": device,
+            "seed": seed,
+            "defense": defense,
+            "source": source,
+            "batch_size": bs,
+        }
         if as_json:
             doc = evaluate_checkpoint(checkpoint, suite, **kw)
         else:
