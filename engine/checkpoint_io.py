@@ -35,17 +35,24 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
 def load(path: str | Path, device: str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Validate the header, then load every tensor (no pickle involved)."""
     _, meta = read_header(path)
+    return load_tensors(path, device), meta
+
+
+def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of a file whose header `read_header` has already validated."""
     try:
-        tensors = load_file(str(path), device=device)
+        return load_file(str(path), device=device)
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from None
-    return tensors, meta
 
 
 # ------------------------------------------------------------ state packing
 
 
-def base_metadata(config: Any, epoch: int, metrics: dict[str, Any], kind: str) -> dict[str, str]:
+def base_metadata(
+    config: PresetConfig, epoch: int, metrics: dict[str, Any], kind: str
+) -> dict[str, str]:
+    """The metadata every checkpoint carries: its whole config, so a file rebuilds its model."""
     return {
         "format": FORMAT,
         "kind": kind,
@@ -136,17 +143,24 @@ def unpack_rng(tensors: dict[str, torch.Tensor], device: torch.device | None = N
 
 
 def load_model(
-    path: Path, sets: list[str] | None = None, device: torch.device | str = "cpu"
+    path: Path,
+    sets: list[str] | None = None,
+    device: torch.device | str = "cpu",
+    *,
+    meta: dict[str, str] | None = None,
 ) -> tuple[PresetConfig, nn.Module]:
     """(resolved config with `--set` overrides, frozen model in eval mode on `device`).
 
     The weights are frozen (`requires_grad=False`): attacks need gradients
     with respect to the input only, and autograd then keeps no weight graph.
+    A caller that has read the header already passes its `meta`, so the file's
+    header is parsed once.
     """
-    _, meta = read_header(path)
+    if meta is None:
+        _, meta = read_header(path)
     cfg = from_json(meta["config"], f"{path}")
     cfg = with_overrides(cfg, sets, f"{path}") if sets else cfg
-    tensors, _ = load(path)
+    tensors = load_tensors(path)
     model = build(cfg)
     unpack_model(model, tensors, str(path))
     model.to(device).eval().requires_grad_(False)

@@ -45,6 +45,7 @@ class TensorLoader:
         device: torch.device,
         shuffle: bool = False,
         augment: Augment | None = None,
+        *,
         drop_last: bool = False,
         shard: tuple[int, int] = (0, 1),
     ) -> None:

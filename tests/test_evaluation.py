@@ -63,7 +63,7 @@ def small_suite(tmp_path: Path, text: str = SMALL_SUITE) -> Path:
 def evaluate(model, cfg, suite_path, x, y, **kw):
     spec = load_suite(str(suite_path))
     cols = resolve_columns(spec, cfg, kw.get("source") is not None)
-    return evaluate_model(spec, cols, model, x, y, 10, 0, **kw)
+    return evaluate_model(spec, cols, model, x, y, 10, seed=0, **kw)
 
 
 def statuses(checks) -> dict[str, str]:
@@ -196,6 +196,28 @@ def test_eps_sweep_is_non_increasing_for_a_trained_model(lenet_ckpts, tmp_path):
     assert len(own["per_example"]) == 5 and len(own["per_example"][2]) == 200
 
 
+def test_loading_and_sweeping_read_a_checkpoint_header_once(lenet_ckpts, tmp_path, monkeypatch):
+    from engine.eval import sweep
+    from engine.records.checkpoint_header import read_header
+
+    reads: list[Path] = []
+
+    def counting(path):
+        reads.append(Path(path))
+        return read_header(path)
+
+    monkeypatch.setattr(ckpt, "read_header", counting)
+    monkeypatch.setattr(sweep, "read_header", counting)
+    target, _ = lenet_ckpts
+    ckpt.load_model(target)
+    assert reads == [target]
+    reads.clear()
+    # no --eps-max: the header that gives the checkpoint's eps also builds its model
+    doc = sweep.eps_sweep([target], None, 2, 1, samples=8, device="cpu", out_dir=tmp_path)
+    assert reads == [target]
+    assert doc["eps"] == pytest.approx([0.0, 2 * lenet_config().attack.eps])
+
+
 def test_black_box_accuracy_is_at_least_white_box_on_the_same_examples(lenet_ckpts, tmp_path):
     target, source = lenet_ckpts
     suite = small_suite(
@@ -267,7 +289,7 @@ def test_autoattack_suite_runs_on_a_tiny_model(lenet_ckpts):
     pytest.importorskip("pyautoattack")
     target, _ = lenet_ckpts
     doc = evaluate_checkpoint(
-        target, "autoattack", ["attack.eps=0.05"], samples=16, device="cpu", seed=1
+        target, "autoattack", sets=["attack.eps=0.05"], samples=16, device="cpu", seed=1
     )
     acc = doc["accuracy"]
     cascade = ["AA: APGD-CE", "AA: +APGD-T", "AA: +FAB-T", "AA: +Square"]

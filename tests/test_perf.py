@@ -170,15 +170,13 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(tiny_preset, tmp_pat
             raise RuntimeError("backend compiler failed\nlong traceback")
 
     cfg.perf.compile = True
-    fast = perf.setup(
-        cfg.perf, 32, model, method, optim, data.train_x, data.train_y, CPU, compile_fn=Broken
-    )
+    inputs = {"model": model, "method": method, "optim": optim, "device": CPU}
+    train = {"train_x": data.train_x, "train_y": data.train_y}
+    fast = perf.setup(cfg.perf, requested_batch=32, **inputs, **train, compile_fn=Broken)
     assert fast.model is model and fast.info["compiled"] is False
     assert "backend compiler failed" in fast.info["compile_error"]
     assert any("perf.compile" in w and "uncompiled" in w for w in fast.warnings)
-    ok = perf.setup(
-        cfg.perf, 32, model, method, optim, data.train_x, data.train_y, CPU, compile_fn=lambda m: m
-    )
+    ok = perf.setup(cfg.perf, requested_batch=32, **inputs, **train, compile_fn=lambda m: m)
     assert ok.info["compiled"] is True
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # the trial steps left no trace

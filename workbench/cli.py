@@ -75,6 +75,7 @@ def root(ctx: typer.Context, runs_dir: RunsDirOpt = Path("runs")) -> None:
 
 @app.command()
 def run(
+    *,  # typer passes every option by name
     preset: Annotated[str | None, typer.Argument(help="Preset file or name.")] = None,
     headless: Annotated[bool, typer.Option("--headless", help="Rich live view, no app.")] = False,
     sets: SetOpt = None,
@@ -111,6 +112,7 @@ def run(
 
 @app.command("eval")
 def eval_(
+    *,  # typer passes every option by name
     checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
     suite: Annotated[
         str,
@@ -140,13 +142,20 @@ def eval_(
 
     try:
         bs = _batch_size(batch_size)
-        kw = {"defense": defense, "source": source, "batch_size": bs}
-        args = (checkpoint, suite, sets or [], samples, device, seed)
+        kw = {
+            "sets": sets or [],
+            "samples": samples,
+            "device": device,
+            "seed": seed,
+            "defense": defense,
+            "source": source,
+            "batch_size": bs,
+        }
         if as_json:
-            doc = evaluate_checkpoint(*args, **kw)
+            doc = evaluate_checkpoint(checkpoint, suite, **kw)
         else:
             with printing.Progress() as progress:
-                doc = evaluate_checkpoint(*args, progress, **kw)
+                doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -180,6 +189,7 @@ def _fraction(option: str, text: str, low: float, high: float, open_low: bool = 
 
 @app.command()
 def sweep(
+    *,  # typer passes every option by name
     checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints.")],
     eps_max: Annotated[
         str | None, typer.Option("--eps-max", help="Largest eps (fractions allowed; default 2x).")
@@ -199,12 +209,13 @@ def sweep(
 
     try:
         emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, 1, open_low=True)
-        args = (checkpoints, emax, points, steps, samples, device, seed, out_dir)
+        args = (checkpoints, emax, points, steps)
+        kw = {"samples": samples, "device": device, "seed": seed, "out_dir": out_dir}
         if as_json:
-            doc = eps_sweep(*args)
+            doc = eps_sweep(*args, **kw)
         else:
             with printing.Progress() as progress:
-                doc = eps_sweep(*args, progress)
+                doc = eps_sweep(*args, **kw, progress=progress)
     except WorkbenchError as exc:
         raise fail(str(exc)) from None
     if as_json:

@@ -23,6 +23,7 @@ from workbench.printing import err, fail
 
 
 def study(
+    *,  # typer passes every option by name
     target: Annotated[str, typer.Argument(help="A study file, or 'report'.")],
     name: Annotated[str | None, typer.Argument(help="With 'report': the study's name.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Members at once.")] = 1,
@@ -139,7 +140,14 @@ def _run(
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return run_study(
-            spec, members, runs_dir, jobs, executor, slurm, stop, study_print.Progress(spec.name)
+            spec,
+            members,
+            runs_dir,
+            jobs=jobs,
+            executor=executor,
+            slurm=slurm,
+            stop=stop,
+            on_update=study_print.Progress(spec.name),
         )
     finally:
         for s, h in old.items():

@@ -21,6 +21,7 @@ def build_attack(
     eps: float,
     step: float = 0.01,
     steps: int = 40,
+    *,
     restarts: int = 1,
     loss: LossName = "ce",
     kappa: float = 50.0,

@@ -49,6 +49,7 @@ def ascend(
     objective: Objective,
     step: float,
     steps: int,
+    *,
     direction: Direction = sign,
     create_graph: bool = False,
     on_iterate: Iterate | None = None,

@@ -29,10 +29,10 @@ def eps_ap_sweep(
         doc = evaluate_checkpoint(
             path,
             "quick",
-            [*(sets or []), f"defense.eps_ap={v}"],
-            samples,
-            device,
-            seed,
+            sets=[*(sets or []), f"defense.eps_ap={v}"],
+            samples=samples,
+            device=device,
+            seed=seed,
             defense="apinet",
         )
         rows.append({"eps_ap": v, "accuracy": doc["accuracy"], "saved": doc["saved"]})

@@ -7,6 +7,7 @@ whole record goes to `eval/<suite>-<time>.json` (engine/records/evidence.py).
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
 from engine.records import evidence
 from engine.records.events import EventWriter
+from engine.spec.catalog import resolve_suite
 from engine.spec.config import PresetConfig
 from engine.spec.errors import WorkbenchError
 
@@ -53,6 +55,7 @@ def evaluate_model(
     x: torch.Tensor,
     y: torch.Tensor,
     num_classes: int,
+    *,
     seed: int = 0,
     defended: nn.Module | None = None,
     strategies: Sequence[Strategy] = (),
@@ -74,7 +77,7 @@ def evaluate_model(
             progress(name, done, total, total_cols)
 
     t0 = time.perf_counter()
-    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result)
+    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result=on_result)
     roles = {k: r for k, r in plan.roles.items() if k in result.correct}
     checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
     sanity_doc: dict[str, Any] = {}
@@ -85,12 +88,12 @@ def evaluate_model(
             classifier,
             x,
             y,
-            result.correct["clean"].to(x.device),
-            result.table(),
-            bs,
-            seed,
-            report,
-            "" if defended is None else "BPDA ",
+            clean=result.correct["clean"].to(x.device),
+            base_acc=result.table(),
+            batch_size=bs,
+            seed=seed,
+            progress=report,
+            prefix="" if defended is None else "BPDA ",
         )
         checks = extra + checks
     for e in plan.entries.values():
@@ -128,6 +131,7 @@ def load_source(path: Path, cfg: PresetConfig, device: torch.device) -> nn.Modul
 def evaluate_checkpoint(
     path: Path,
     suite: str = "paper",
+    *,
     sets: list[str] | None = None,
     samples: int = 0,
     device: str = "auto",
@@ -161,7 +165,7 @@ def evaluate_checkpoint(
         x,
         y,
         n_cls,
-        seed,
+        seed=seed,
         defended=defended,
         strategies=() if defended is None else every_strategy(cfg, model, defended, n_cls),
         source=src,
@@ -172,19 +176,16 @@ def evaluate_checkpoint(
     )
     out_dir, run_dir = evidence.evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
-    per_example = {k: v.tolist() for k, v in ev.result.correct.items()}
-    doc = evidence.suite_document(
-        spec,
-        suite,
-        path,
-        source,
-        cfg,
-        dev,
-        seed,
+    doc = suite_document(
         ev,
-        defended is not None,
-        stats.intervals(per_example),
-        stats.METHOD,
+        spec=spec,
+        suite_arg=suite,
+        path=path,
+        source=source,
+        cfg=cfg,
+        device=dev,
+        seed=seed,
+        defended=defended is not None,
     )
     evidence.write_json(out_path, doc)
     doc["saved"] = str(out_path)
@@ -201,3 +202,60 @@ def evaluate_checkpoint(
         )
         w.close()
     return doc
+
+
+def suite_document(
+    ev: Evaluation,
+    *,
+    spec: SuiteSpec,
+    suite_arg: str,
+    path: Path,
+    source: Path | None,
+    cfg: PresetConfig,
+    device: torch.device,
+    seed: int,
+    defended: bool,
+) -> dict[str, Any]:
+    """Everything an evaluation did and found, per example, as the saved JSON holds it."""
+    result = ev.result
+    n = result.n
+    table = result.table()
+    attacked = sum(1 for k in result.correct if k != "clean")
+    per_example = {k: v.tolist() for k, v in result.correct.items()}
+    return {
+        "kind": "suite",
+        "suite": spec.name,
+        "suite_file": str(resolve_suite(suite_arg)),
+        "description": spec.description,
+        "checkpoint": str(path),
+        "source": None if source is None else str(source),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n": n,
+        "indices": list(range(n)),
+        "dataset": cfg.data.dataset,
+        "split": "test",
+        # the numbers every column shares (None where they differ: see "columns")
+        "eps": evidence.common(ev.plan.params, "eps"),
+        "step": evidence.common(ev.plan.params, "step"),
+        "restarts": evidence.common(ev.plan.params, "restarts"),
+        "seed": seed,
+        "device": str(device),
+        "batch_size": ev.batch_size,
+        "columns": ev.plan.params,
+        "accuracy": table,
+        "table": table,
+        # 95% Wilson score, percent, per column (and the worst case)
+        "intervals": stats.intervals(per_example),
+        "interval_method": stats.METHOD,
+        "seconds": result.seconds,
+        "seconds_total": ev.seconds,  # the suite, its sanity runs, the batch probe
+        "examples_per_s": n * attacked / ev.attack_seconds if ev.attack_seconds > 0 else 0.0,
+        "column_examples_per_s": result.rates(),
+        "per_example": {k: v.int().tolist() for k, v in result.correct.items()},
+        "sanity": [c.to_dict() for c in ev.checks],
+        "sanity_runs": ev.sanity_runs,
+        "defense": cfg.defense.model_dump() if defended else None,
+        "code": evidence.code_version(),
+        "torch_version": evidence.versions()["torch"],
+        "python": platform.python_version(),
+    }

@@ -60,6 +60,7 @@ def run_suite(
     batch_size: int = 500,
     seed: int = 0,
     progress: Progress | None = None,
+    *,
     on_result: Callable[[str, float, float], None] | None = None,
     clean: torch.Tensor | None = None,
 ) -> SuiteResult:

@@ -117,6 +117,7 @@ def per_example_checks(
 
 def extra_checks(
     curve: list[tuple[float, float]],
+    *,
     unbounded: float,
     unbounded_max: float,
     base: tuple[str, float],
@@ -199,13 +200,14 @@ def sanity_runs(
     classifier: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
+    *,
     clean: torch.Tensor,
     base_acc: dict[str, float],
     batch_size: int,
     seed: int,
     progress: Callable[[str, int, int], None] | None,
     prefix: str = "",
-) -> tuple[list, dict[str, Any]]:
+) -> tuple[list[Check], dict[str, Any]]:
     """The extra attacks the sanity checks need, all variants of the suite's base PGD column.
 
     Steps scale with eps (step * eps'/eps), so every point of the curve uses
@@ -244,13 +246,13 @@ def sanity_runs(
     curve.append((eps, base_acc[name]))
     checks = extra_checks(
         curve,
-        acc["sanity eps 1"],
-        spec.sanity.unbounded_max,
-        (name, base_acc[name]),
-        (f"{p['steps'] * 2} steps", acc[steps2]),
-        (f"{p['restarts'] * 2} restarts", acc[restarts2]),
-        n,
-        spec.sanity.tolerance,
+        unbounded=acc["sanity eps 1"],
+        unbounded_max=spec.sanity.unbounded_max,
+        base=(name, base_acc[name]),
+        doubled_steps=(f"{p['steps'] * 2} steps", acc[steps2]),
+        doubled_restarts=(f"{p['restarts'] * 2} restarts", acc[restarts2]),
+        n=n,
+        tol_points=spec.sanity.tolerance,
     )
     runs = {
         k: {

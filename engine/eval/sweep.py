@@ -47,13 +47,16 @@ def sweep_checkpoint(
     dev: torch.device,
     seed: int,
     progress: Callable[[str, int, int], None] | None = None,
+    *,
+    meta: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One checkpoint's curve with per-example outcomes.
 
     A defended checkpoint (inference-time defence) is attacked with the
     transfer and BPDA strategies and each point is their per-example worst case.
+    `meta`: the checkpoint's header metadata, when the caller has read it already.
     """
-    cfg, model = load_model(path, None, dev)
+    cfg, model = load_model(path, None, dev, meta=meta)
     x, y = eval_inputs(cfg, samples, dev)
     n = len(y)
     n_cls = dataset_info(cfg.data.dataset).num_classes
@@ -101,6 +104,7 @@ def eps_sweep(
     eps_max: float | None = None,
     points: int = 9,
     steps: int = 40,
+    *,
     samples: int = 0,
     device: str = "auto",
     seed: int = 0,
@@ -116,9 +120,10 @@ def eps_sweep(
     """
     if not paths:
         raise WorkbenchError("sweep: give at least one checkpoint")
+    first: dict[str, str] | None = None  # the first checkpoint's metadata, if read here
     if eps_max is None:
-        _, meta = read_header(paths[0])
-        eps_max = min(1.0, 2 * from_json(meta["config"], str(paths[0])).attack.eps)
+        _, first = read_header(paths[0])
+        eps_max = min(1.0, 2 * from_json(first["config"], str(paths[0])).attack.eps)
         if eps_max <= 0:
             raise WorkbenchError(f"{paths[0]}: its eps is 0; give --eps-max")
     dev = resolve_device(device, f"--device {device}")
@@ -126,13 +131,14 @@ def eps_sweep(
     total_cols = len(paths) * (points - 1)
     when = stamp()
     curves = []
-    for path in paths:
+    for i, path in enumerate(paths):
 
         def report(name: str, done: int, total: int, path: Path = path) -> None:
             if progress is not None:
                 progress(f"{path.parent.name}/{path.name} {name}", done, total, total_cols)
 
-        curve = sweep_checkpoint(path, grid, steps, samples, dev, seed, report)
+        meta = first if i == 0 else None  # a header is read once
+        curve = sweep_checkpoint(path, grid, steps, samples, dev, seed, report, meta=meta)
         ev_dir, _ = evaluation_dir(path)
         own = ev_dir / f"sweep-{when}.json"
         write_json(

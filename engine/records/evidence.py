@@ -1,16 +1,16 @@
-"""The evidence of an evaluation: what it records, where it is saved, how it is listed.
+"""The evidence of an evaluation: where it is saved, the code behind it, how it is listed.
 
 Every evaluation leaves `eval/<suite>-<time>.json` in the checkpoint's run
 directory (or an `eval/` folder beside a loose checkpoint), so `inspect` and
-the app can show a checkpoint's evaluation history quickly. Torch-free at
-import time (the listing runs in `workbench inspect`); `suite_document` reads
-the versions of the libraries an evaluation ran with.
+the app can show a checkpoint's evaluation history quickly. Torch-free (the
+listing runs in `workbench inspect`): the suite document itself is built where
+its types live, `engine.eval.evaluate.suite_document`, from what this module
+records of the code and library versions.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -19,7 +19,6 @@ from typing import Any
 
 from engine import __version__
 from engine.records.checkpoint_header import atomic_write_bytes
-from engine.spec.catalog import resolve_suite
 
 WORST = "robust (worst case)"  # the per-example AND of every column: every table's headline
 
@@ -61,62 +60,6 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
-
-
-def suite_document(
-    spec: Any,
-    suite_arg: str,
-    path: Path,
-    source: Path | None,
-    cfg: Any,
-    device: Any,
-    seed: int,
-    ev: Any,
-    defended: bool,
-    intervals: dict[str, list[float]],
-    interval_method: str,
-) -> dict[str, Any]:
-    """Everything an evaluation did and found, per example, as the saved JSON holds it."""
-    result = ev.result
-    n = result.n
-    table = result.table()
-    attacked = sum(1 for k in result.correct if k != "clean")
-    return {
-        "kind": "suite",
-        "suite": spec.name,
-        "suite_file": str(resolve_suite(suite_arg)),
-        "description": spec.description,
-        "checkpoint": str(path),
-        "source": None if source is None else str(source),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "n": n,
-        "indices": list(range(n)),
-        "dataset": cfg.data.dataset,
-        "split": "test",
-        # the numbers every column shares (None where they differ: see "columns")
-        "eps": common(ev.plan.params, "eps"),
-        "step": common(ev.plan.params, "step"),
-        "restarts": common(ev.plan.params, "restarts"),
-        "seed": seed,
-        "device": str(device),
-        "batch_size": ev.batch_size,
-        "columns": ev.plan.params,
-        "accuracy": table,
-        "table": table,
-        "intervals": intervals,  # 95% Wilson score, percent, per column (and the worst case)
-        "interval_method": interval_method,
-        "seconds": result.seconds,
-        "seconds_total": ev.seconds,  # the suite, its sanity runs, the batch probe
-        "examples_per_s": n * attacked / ev.attack_seconds if ev.attack_seconds > 0 else 0.0,
-        "column_examples_per_s": result.rates(),
-        "per_example": {k: v.int().tolist() for k, v in result.correct.items()},
-        "sanity": [c.to_dict() for c in ev.checks],
-        "sanity_runs": ev.sanity_runs,
-        "defense": cfg.defense.model_dump() if defended else None,
-        "code": code_version(),
-        "torch_version": versions()["torch"],
-        "python": platform.python_version(),
-    }
 
 
 def common(columns: dict[str, dict[str, Any]], key: str) -> Any:

@@ -114,6 +114,7 @@ def run_study(
     spec: StudySpec,
     members: list[Member],
     runs_dir: Path,
+    *,
     jobs: int = 1,
     executor: str = "local",
     slurm: SlurmOptions | None = None,

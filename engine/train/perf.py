@@ -41,13 +41,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from engine.devices import Trial, release_memory, search_batch_size
 from engine.spec.config import PerfConfig
+
+if TYPE_CHECKING:
+    from engine.train.methods.base import Method
 
 CPU_AUTO_BATCH = 128  # "auto" on CPU: a good size for the small CPU models, no probing
 AUTO_START = 32  # first batch the CUDA probe tries
@@ -131,11 +134,12 @@ def preserved_state(
 
 def make_step_trial(
     model: nn.Module,
-    method: Any,
+    method: Method,
     optim: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
     device: torch.device,
+    *,
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> Trial:
@@ -191,9 +195,10 @@ class PerfSetup:
 
 def setup(
     perf: PerfConfig,
+    *,
     requested_batch: int | str,
     model: nn.Module,
-    method: Any,
+    method: Method,
     optim: torch.optim.Optimizer,
     train_x: torch.Tensor,
     train_y: torch.Tensor,
@@ -242,7 +247,16 @@ def setup(
     info["deterministic"] = deterministic and not is_cuda  # in effect: CPU runs only
 
     def trial_with(m: nn.Module) -> Trial:
-        return make_step_trial(m, method, optim, train_x, train_y, device, amp_dtype, channels_last)
+        return make_step_trial(
+            m,
+            method,
+            optim,
+            train_x,
+            train_y,
+            device,
+            amp_dtype=amp_dtype,
+            channels_last=channels_last,
+        )
 
     # -- batch size
     n = len(train_y)

@@ -56,10 +56,21 @@ def save_full(
 
 
 def load_full(
-    path: Path, model: nn.Module, optim: torch.optim.Optimizer, device: torch.device
+    path: Path,
+    model: nn.Module,
+    optim: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    meta: dict[str, str] | None = None,
 ) -> TrainState:
-    """Restore model, optimiser and RNG from a full checkpoint; return its progress."""
-    tensors, meta = ckpt.load(path)
+    """Restore model, optimiser and RNG from a full checkpoint; return its progress.
+
+    `meta`: the header's metadata when the caller has read it already (read once).
+    """
+    if meta is None:
+        tensors, meta = ckpt.load(path)
+    else:
+        tensors = ckpt.load_tensors(path)
     if meta.get("kind") != "full":
         raise CheckpointError(f"{path}: key 'kind': a weights-only checkpoint cannot resume")
     ckpt.unpack_model(model, tensors, str(path))

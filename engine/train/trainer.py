@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from engine import checkpoint_io as ckpt
 from engine.data import Dataset
@@ -51,6 +52,25 @@ class Outcome:
     saved: bool = True  # False: interrupted twice, so no final checkpoint was written
 
 
+@dataclass
+class LogWindow:
+    """The steps since the last `step` event: loss parts summed on the device, samples, clock."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    samples: int = 0
+    steps: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, metrics: dict[str, torch.Tensor], samples: int) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.samples += samples
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.sums, self.samples, self.steps, self.t0 = {}, 0, 0, time.perf_counter()
+
+
 class Trainer:
     """Runs one preset in one run directory; events go to `writer`."""
 
@@ -72,55 +92,32 @@ class Trainer:
         self.writer = writer
         self.device = device
         self.stop = stop or threading.Event()
-        if cfg.train.deterministic and device.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.manual_seed(cfg.train.seed)
-        self.model = build(cfg).to(device)
-        init_from = getattr(cfg.method, "init_from", "")
-        if init_from:  # e.g. API-Net fine-tuning starts from a Madry-trained model
-            ckpt.load_weights(self.model, init_from, "method.init_from")
-        self.model = distributed.convert_sync_bn(self.model, cfg.distributed, world)
+        self.model = self._build_model()
         self.method = build_method(cfg)
         self.optim = build_optimizer(cfg, self.model)
         self.splits = split(data, cfg.data.val_size, cfg.data.val_seed)
-        train_x, train_y = data.train_x[self.splits.train], data.train_y[self.splits.train]
-        if cfg.data.train_limit:
-            train_x, train_y = train_x[: cfg.data.train_limit], train_y[: cfg.data.train_limit]
-        aug = (
-            Augment(cfg.data.flip, cfg.data.crop_padding, cfg.data.pad_mode)
-            if cfg.data.augment
-            else None
-        )
+        train_x, train_y = self._train_set()
         # [perf] fast path and batch_size = "auto" (engine/train/perf.py); the resolved batch
         # goes into this run's copy of the config, so config.toml, checkpoints and resume see it.
-        # Under DDP the batch is global: "auto" probes one rank's share, the smallest wins.
         self.fast = perf.setup(
             cfg.perf,
-            cfg.data.batch_size,
-            self.model,
-            self.method,
-            self.optim,
-            train_x,
-            train_y,
-            device,
-            cfg.train.deterministic,
+            requested_batch=cfg.data.batch_size,
+            model=self.model,
+            method=self.method,
+            optim=self.optim,
+            train_x=train_x,
+            train_y=train_y,
+            device=device,
+            deterministic=cfg.train.deterministic,
         )
-        batch = self.fast.batch_size
-        if cfg.data.batch_size == "auto" and world.enabled:
-            batch = distributed.all_min(batch, world, device) * world.size
-        if batch < world.size:
-            raise WorkbenchError(
-                f"key 'data.batch_size': {batch} is the global batch and must be at least "
-                f"the number of processes ({world.size})"
-            )
-        cfg.data.batch_size = batch
+        cfg.data.batch_size = self._global_batch(self.fast.batch_size)
         self.train_loader = TensorLoader(
             train_x,
             train_y,
-            batch,
+            cfg.data.batch_size,
             device,
             shuffle=True,
-            augment=aug,
+            augment=self._augment(),
             shard=(world.rank, world.size),
         )
         # what the method's loss trains through: the fast model, or its DDP view
@@ -130,9 +127,46 @@ class Trainer:
         distributed.rank_seed(cfg.train.seed, world)
         val_x, val_y = data.train_x[self.splits.val], data.train_y[self.splits.val]
         self.evaluation = SplitEvaluation(
-            cfg, self.model, val_x, val_y, data.num_classes, device, "val"
+            cfg, self.model, val_x, val_y, data.num_classes, device, split="val"
         )
         self.state = TrainState()
+
+    def _build_model(self) -> nn.Module:
+        """The seeded model on the device: its initial weights depend on the seed alone."""
+        cfg, device = self.cfg, self.device
+        if cfg.train.deterministic and device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(cfg.train.seed)
+        model = build(cfg).to(device)
+        init_from = getattr(cfg.method, "init_from", "")
+        if init_from:  # e.g. API-Net fine-tuning starts from a Madry-trained model
+            ckpt.load_weights(model, init_from, "method.init_from")
+        return distributed.convert_sync_bn(model, cfg.distributed, self.world)
+
+    def _train_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training split's images and labels, cut to `data.train_limit` if set."""
+        data, limit = self.data, self.cfg.data.train_limit
+        train_x, train_y = data.train_x[self.splits.train], data.train_y[self.splits.train]
+        return (train_x[:limit], train_y[:limit]) if limit else (train_x, train_y)
+
+    def _augment(self) -> Augment | None:
+        d = self.cfg.data
+        return Augment(d.flip, d.crop_padding, d.pad_mode) if d.augment else None
+
+    def _global_batch(self, batch: int) -> int:
+        """The batch all ranks together take per step.
+
+        Under DDP the batch is global: "auto" probed one rank's share, the smallest wins.
+        """
+        world = self.world
+        if self.cfg.data.batch_size == "auto" and world.enabled:
+            batch = distributed.all_min(batch, world, self.device) * world.size
+        if batch < world.size:
+            raise WorkbenchError(
+                f"key 'data.batch_size': {batch} is the global batch and must be at least "
+                f"the number of processes ({world.size})"
+            )
+        return batch
 
     # ------------------------------------------------------------ checkpoints
 
@@ -161,7 +195,7 @@ class Trainer:
                 f"gives {json.dumps(self.splits.record(), sort_keys=True)} (data.val_size, "
                 "data.val_seed and data.dataset must stay as they were)"
             )
-        self.state = load_full(path, self.model, self.optim, self.device)
+        self.state = load_full(path, self.model, self.optim, self.device, meta=meta)
         distributed.rank_seed(self.cfg.train.seed, self.world, self.state.global_step)
 
     def _prune(self) -> None:
@@ -186,14 +220,21 @@ class Trainer:
         if not self.world.is_main or not best.exists():
             return None
         self.writer.emit("phase", phase="testing", epoch=self.state.epoch)
-        cfg, model = ckpt.load_model(best, None, self.device)
+        _, meta = read_header(best)
+        cfg, model = ckpt.load_model(best, None, self.device, meta=meta)
         data = self.data
         n = len(data.test_y)
         test = SplitEvaluation(
-            cfg, model, data.test_x, data.test_y, data.num_classes, self.device, "test", n
+            cfg,
+            model,
+            data.test_x,
+            data.test_y,
+            data.num_classes,
+            self.device,
+            split="test",
+            samples=n,
         )
         record = test(self.cfg.train.seed)
-        _, meta = read_header(best)
         return {**record, "checkpoint": str(best), "epoch": int(meta["epoch"])}
 
     # ------------------------------------------------------------ the loop
@@ -222,11 +263,12 @@ class Trainer:
             w.emit("warning", message=message)
         try:
             while s.epoch < cfg.train.epochs:
+                started = time.perf_counter()  # the epoch's seconds: training and evaluation
                 if self._train_epoch():
                     outcome = self._interrupted()
                     distributed.barrier(self.world)  # rank 0 has saved before anyone leaves
                     return outcome
-                self._end_epoch()
+                self._end_epoch(started)
         except TrainingDiverged as exc:
             w.emit("run_failed", error=str(exc), epoch=s.epoch + 1, step=s.global_step)
             return Outcome("failed", self.run_dir, self.state.metrics(), str(exc))
@@ -238,86 +280,111 @@ class Trainer:
 
     def _train_epoch(self) -> bool:
         """Train the rest of the current epoch; True if a stop was requested."""
-        cfg, s, model, world = self.cfg, self.state, self.model, self.world
-        loader = self.train_loader
+        s, loader = self.state, self.train_loader
         n_batches = len(loader)
-        gen = epoch_generator(cfg.train.seed, s.epoch)
-        acc: dict[str, torch.Tensor] = {}
-        seen, n_steps, t_log = 0, 0, time.perf_counter()
-        self._epoch_t0 = time.perf_counter()
+        gen = epoch_generator(self.cfg.train.seed, s.epoch)
+        window = LogWindow()
         for b, (x, y) in enumerate(loader.epoch(gen, start=s.step_in_epoch), s.step_in_epoch):
-            lr = lr_at(cfg, s.epoch + b / n_batches)
-            for group in self.optim.param_groups:
-                group["lr"] = lr
-            model.train()
-            self.train_model.train()
-            if self.fast.channels_last:
-                x = perf.to_channels_last(x)
-            with self.fast.autocast(self.device):  # bf16 forward passes when perf.amp asks
-                loss, parts = self.method.loss(self.train_model, x, y)
-            metrics = {"loss": loss.detach(), **parts}
-            if world.enabled:  # DDP averages gradients; weight each rank by its share
-                share = len(y) / loader.global_batch(b)
-                metrics = {k: v * share for k, v in metrics.items()}  # summed when logged
-                loss = loss * (share * world.size)
-            self.optim.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optim.step()
-            for k, v in metrics.items():
-                acc[k] = acc[k] + v if k in acc else v.clone()
-            seen += loader.global_batch(b)
-            n_steps += 1
+            lr = self._set_lr(s.epoch + b / n_batches)
+            window.add(self._step(x, y, b), loader.global_batch(b))
             s.global_step += 1
             s.step_in_epoch = b + 1
-            last = b + 1 == n_batches
-            # under DDP a stop is agreed at logging steps, so every rank stops after the same one
-            asked = self.stop.is_set() and not world.enabled
-            if s.global_step % cfg.train.log_every == 0 or last or asked:
-                stacked = torch.stack(list(acc.values()))
-                stopping = self.stop.is_set()
-                if world.enabled:
-                    flag = torch.tensor([float(stopping)], device=stacked.device)
-                    stacked = distributed.all_sum(torch.cat([stacked.float(), flag]), world)
-                    stopping = bool(stacked[-1].item() > 0)
-                    stacked = stacked[:-1]
-                values = dict(zip(acc, stacked.tolist(), strict=True))
-                if not all(math.isfinite(v) for v in values.values()):
-                    bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-                    raise TrainingDiverged(
-                        f"non-finite {bad} at epoch {s.epoch + 1} step {s.global_step}; "
-                        "last good checkpoint kept"
-                    )
-                means = {k: v / n_steps for k, v in values.items()}
-                for k, v in values.items():
-                    s.sums[k] = s.sums.get(k, 0.0) + v
-                s.count += n_steps
-                dt = time.perf_counter() - t_log
-                extra = {}
-                if self.device.type == "cuda":  # host-side counters: no device sync
-                    extra = {
-                        "gpu_mem_mb": torch.cuda.memory_allocated(self.device) / 2**20,
-                        "gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
-                    }
-                self.writer.emit(
-                    "step",
-                    epoch=s.epoch + 1,
-                    step=s.global_step,
-                    batch=b + 1,
-                    batches=n_batches,
-                    loss=means.pop("loss"),
-                    parts=means,
-                    lr=lr,
-                    samples_per_s=seen / dt if dt > 0 else 0.0,
-                    **extra,
-                )
-                acc, seen, n_steps, t_log = {}, 0, 0, time.perf_counter()
-                if not world.enabled:  # one process: a stop asked for while logging counts too
-                    stopping = self.stop.is_set()
-                if stopping:
-                    return True
+            if self._log_due(last=b + 1 == n_batches) and self._log(window, b, lr):
+                return True
         return False
 
-    def _end_epoch(self) -> None:
+    def _set_lr(self, epochs_done: float) -> float:
+        lr = lr_at(self.cfg, epochs_done)
+        for group in self.optim.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, b: int) -> dict[str, torch.Tensor]:
+        """Forward, backward, optimiser step on batch `b`; its loss parts, still on the device."""
+        self.model.train()
+        self.train_model.train()
+        if self.fast.channels_last:
+            x = perf.to_channels_last(x)
+        with self.fast.autocast(self.device):  # bf16 forward passes when perf.amp asks
+            loss, parts = self.method.loss(self.train_model, x, y)
+        metrics = {"loss": loss.detach(), **parts}
+        if self.world.enabled:  # DDP averages gradients; weight each rank by its share
+            share = len(y) / self.train_loader.global_batch(b)
+            metrics = {k: v * share for k, v in metrics.items()}  # summed when logged
+            loss = loss * (share * self.world.size)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        return metrics
+
+    def _log_due(self, last: bool) -> bool:
+        """Every `train.log_every` steps, at the epoch's last step, and (one process) at a stop.
+
+        Under DDP a stop is agreed at logging steps, so every rank stops after the same one.
+        """
+        asked = self.stop.is_set() and not self.world.enabled
+        return self.state.global_step % self.cfg.train.log_every == 0 or last or asked
+
+    def _log(self, window: LogWindow, b: int, lr: float) -> bool:
+        """Emit the window's `step` event and start a new window; True if the run stops here.
+
+        Reading the sums is the loop's one host sync. A non-finite loss part
+        raises TrainingDiverged before anything of this window is recorded.
+        """
+        s = self.state
+        values, agreed = self._gather(window)
+        if not all(math.isfinite(v) for v in values.values()):
+            bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
+            raise TrainingDiverged(
+                f"non-finite {bad} at epoch {s.epoch + 1} step {s.global_step}; "
+                "last good checkpoint kept"
+            )
+        means = {k: v / window.steps for k, v in values.items()}
+        for k, v in values.items():
+            s.sums[k] = s.sums.get(k, 0.0) + v
+        s.count += window.steps
+        dt = time.perf_counter() - window.t0
+        self.writer.emit(
+            "step",
+            epoch=s.epoch + 1,
+            step=s.global_step,
+            batch=b + 1,
+            batches=len(self.train_loader),
+            loss=means.pop("loss"),
+            parts=means,
+            lr=lr,
+            samples_per_s=window.samples / dt if dt > 0 else 0.0,
+            **self._gpu_memory(),
+        )
+        window.reset()
+        # one process: a stop asked for while logging counts too
+        return agreed if self.world.enabled else self.stop.is_set()
+
+    def _gather(self, window: LogWindow) -> tuple[dict[str, float], bool]:
+        """The window's sums as numbers, and whether the ranks agree to stop.
+
+        Under DDP one all-reduce sums both over the ranks, the stop request
+        riding as an extra element: a stop asked on any rank stops them all.
+        """
+        stacked = torch.stack(list(window.sums.values()))
+        stop = self.stop.is_set()
+        if self.world.enabled:
+            flag = torch.tensor([float(stop)], device=stacked.device)
+            stacked = distributed.all_sum(torch.cat([stacked.float(), flag]), self.world)
+            stop = bool(stacked[-1].item() > 0)
+            stacked = stacked[:-1]
+        return dict(zip(window.sums, stacked.tolist(), strict=True)), stop
+
+    def _gpu_memory(self) -> dict[str, float]:
+        """Allocated and peak CUDA memory in MiB (host-side counters: no device sync)."""
+        if self.device.type != "cuda":
+            return {}
+        return {
+            "gpu_mem_mb": torch.cuda.memory_allocated(self.device) / 2**20,
+            "gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
+        }
+
+    def _end_epoch(self, started: float) -> None:
         cfg, s = self.cfg, self.state
         for name, p in self.model.named_parameters():
             if not torch.isfinite(p).all():
@@ -336,7 +403,7 @@ class Trainer:
             self.writer.emit("phase", phase="evaluating", epoch=s.epoch)  # the faces show it
             measured = self.evaluate()
         robust = measured["robust_acc"]
-        seconds = time.perf_counter() - self._epoch_t0
+        seconds = time.perf_counter() - started
         record = {
             "epoch": s.epoch,
             "train": train_means,

@@ -39,6 +39,7 @@ class SplitEvaluation:
         y: torch.Tensor,
         num_classes: int,
         device: torch.device,
+        *,
         split: str,
         samples: int | None = None,
     ) -> None:

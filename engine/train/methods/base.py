@@ -48,10 +48,10 @@ def training_adversary(cfg: AttackConfig):
         cfg.eps,
         cfg.step,
         cfg.steps,
-        cfg.restarts,
-        cfg.loss,
-        cfg.kappa,
-        cfg.random_start,
+        restarts=cfg.restarts,
+        loss=cfg.loss,
+        kappa=cfg.kappa,
+        random_start=cfg.random_start,
         keep_best=cfg.restarts > 1,
     )
 
