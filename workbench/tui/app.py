@@ -47,6 +47,7 @@ CSS = """
 #runs-empty { padding: 1 2; color: $text-muted; height: 1fr; }
 #run-damage { height: auto; max-height: 3; padding: 0 1; display: none; }
 #run-info { padding: 0 1; }
+#run-test { padding: 0 1; width: 100%; height: auto; }
 #run-progress { height: 1; padding: 0 1; }
 #bar { width: 1fr; }
 #run-rate { width: auto; }
