@@ -97,3 +97,11 @@ def test_after_a_resume_the_pace_pools_the_earlier_process_and_counts_from_where
     assert s.eta(1000.0) == pytest.approx(25 + 12 + 3 + 8)
     s.apply(step(20, 1005.0))  # 5 steps from step 15 in 5 s: not 10 steps (0.5 s a step)
     assert s.eta(1005.0) == pytest.approx(20 + 12 + 3 + 8)
+
+
+def test_hostile_times_give_no_eta_rather_than_an_infinite_one():
+    s = run([started(-1e308), step(5, 1e308)])
+    assert s.eta(1e308) is None
+    s = run([started(0.0), *epoch(1, 0.0)])
+    s.apply({"type": "epoch_end", "time": 16.0, "epoch": 2, "robust_acc": 1.0, "eval_seconds": -5})
+    assert s.eval_seconds == [4.0]  # a negative evaluation time is not a measurement

@@ -6,6 +6,7 @@ this way, so they agree on its status, progress, accuracies and ETA.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,7 +168,7 @@ class RunState:
         elif kind == "epoch_end":
             took = e.get("eval_seconds")
             evaluated = e.get("robust_acc") is not None or e.get("clean_acc") is not None
-            if isinstance(took, int | float) and evaluated:
+            if isinstance(took, int | float) and math.isfinite(took) and took >= 0 and evaluated:
                 self.eval_seconds.append(float(took))
             elif evaluated and self.phase == "evaluating" and self.phase_time is not None:
                 self.eval_seconds.append(t - self.phase_time)  # an older run: no eval_seconds
@@ -226,7 +227,8 @@ class RunState:
             self.test_size / self.eval_samples if self.test_size and self.eval_samples else 1.0
         )
         test = max(1.0, per_test - in_phase) if phase == "testing" and per_test else per_test
-        return train + evals + saves + test
+        left = train + evals + saves + test
+        return left if math.isfinite(left) and left >= 0 else None  # an edited file's times
 
     def current_epoch(self) -> int:
         """The epoch the run is in (1-based) while inside one; else the epochs done.
