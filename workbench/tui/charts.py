@@ -119,6 +119,9 @@ def draw(
     plt.ylim(lo - pad, hi + pad)
     mid = (lo + hi) / 2
     ticks = [lo, hi] if hi - lo < 1e-12 * max(1.0, abs(hi)) else [lo, mid, hi]
+    canvas = rows - 4  # title, frame and x tick labels take four rows
+    if canvas < len(ticks):  # more ticks than rows: plotext would pick among them at random
+        ticks = [hi] if canvas < 2 else [lo, hi]
     plt.yticks(ticks, [tick(t) for t in ticks])
     x0, x1 = min(xs_all), max(xs_all)
     if x1 == x0:
