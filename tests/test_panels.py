@@ -109,7 +109,8 @@ def test_the_live_screen_draws_the_methods_own_plot(curvy_run, monkeypatch):
             assert [p.title for p in plots] == ["loss and parts", "bend term per step"]
             assert plots[0].keys == ("loss", "ce") and plots[1].keys == ("bend_term",)
             text = screen_text(app)
-            assert "bend term per step" in text and "loss and parts (EMA)" in text
+            assert "bend term per step" in text and "loss and parts" in text
+            assert "loss " in text and "(EMA)" in text  # the legend says which curves are smoothed
             assert len(run.series.parts["bend_term"]) == len(run.series.loss) > 0
 
     asyncio.run(scenario())

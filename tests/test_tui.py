@@ -504,10 +504,10 @@ def test_keys_help_tab_and_q_mean_the_same_everywhere(static_dir, monkeypatch):
             assert isinstance(home, HomeScreen)
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
-            table = app.screen.query_one("#help-keys")
-            listed = {str(table.get_row_at(i)[2]) for i in range(table.row_count)}
-            assert {label for _, _, label in KEYS["home"]} <= listed
-            assert "Command palette: every action by name" in listed
+            await pilot.pause()
+            listed = screen_text(app)  # every key in view at 80x24, nothing to scroll to
+            assert all(label in listed for _, _, label in KEYS["home"])
+            assert "Every action by name (palette)" in listed
             await pilot.press("escape")
             assert app.screen is home
             assert app.focused is not None and app.focused.id == "presets"

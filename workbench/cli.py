@@ -25,6 +25,7 @@ from engine.records.runs import check_runs_dir, list_runs, listed_run_dir, runs_
 from engine.spec.config import DEFENSES, parse_fraction
 from engine.spec.errors import WorkbenchError
 from workbench import printing, study_cmd, views
+from workbench.cli_polish import print_version
 from workbench.printing import err, fail, out
 from workbench.process import pin_malloc
 
@@ -52,7 +53,16 @@ def print_json(doc: Any) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def root(ctx: typer.Context, runs_dir: RunsDirOpt = Path("runs")) -> None:
+def root(
+    ctx: typer.Context,
+    runs_dir: RunsDirOpt = Path("runs"),
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """Bare `workbench` opens the Textual app over the runs directory."""
     if ctx.invoked_subcommand is None:
         from workbench.tui.app import WorkbenchApp
@@ -333,6 +343,9 @@ def runs(
         list[str] | None,
         typer.Option("--diff", help="Two or more runs (by name): the settings that differ."),
     ] = None,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Whole run names, however wide the terminal.")
+    ] = False,
 ) -> None:
     """Runs under the runs directory with status, epoch and best robust accuracy."""
     try:
@@ -355,7 +368,7 @@ def runs(
     if as_json:
         sys.stdout.write(runs_json(infos) + "\n")
     else:
-        printing.runs(runs_dir, infos)
+        printing.runs(runs_dir, infos, wide)
 
 
 @app.command()

@@ -11,6 +11,7 @@ import tomli_w
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import Progress as Bar
 from rich.table import Table
 
@@ -136,7 +137,8 @@ def checkpoint(
     cfg = views.parsed_metadata(meta).get("config")
     if isinstance(cfg, dict):
         out.print("[bold]config[/]")
-        out.print(tomli_w.dumps(cfg), highlight=False, markup=False)
+        # never wrapped mid-string, nor emoji codes replaced: valid TOML to copy
+        out.print(tomli_w.dumps(cfg), highlight=False, markup=False, emoji=False, soft_wrap=True)
     metrics = views.parsed_metadata(meta).get("metrics")
     history = views.history_rows(metrics) if isinstance(metrics, dict) else []
     if history:
@@ -150,7 +152,9 @@ def checkpoint(
     out.print(table("evaluations", (*views.SAVED_EVALUATION_COLUMNS, "file"), rows))
 
 
-def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
+def runs(runs_dir: Path, infos: list[RunInfo], wide: bool = False) -> None:
+    """The runs table; `wide` (or output that is not a terminal) keeps every name whole, so
+    the name to pass to `--diff` can be read and copied, however narrow the terminal."""
     if not infos:
         out.print(f"no runs under {runs_dir} yet: try `workbench run demo --headless`")
         return
@@ -159,7 +163,19 @@ def runs(runs_dir: Path, infos: list[RunInfo]) -> None:
         for row, info in zip(map(views.run_row, infos), infos, strict=True)
     ]
     title = f"runs in {runs_dir} (accuracy on the validation split, 95% interval)"
-    out.print(table(title, views.RUN_COLUMNS, rows))
+    t = table(title, views.RUN_COLUMNS, rows)
+    if not (wide or not out.is_terminal):
+        out.print(t)
+        return
+    t.columns[0].no_wrap = True
+    t.columns[0].min_width = max(len(row[0]) for row in rows)
+    need = Measurement.get(out, out.options.update_width(10_000), t).maximum
+    width = out.width
+    out.width = max(width, need)  # `print(width=)` never goes past the console's own width
+    try:
+        out.print(t)
+    finally:
+        out.width = width
 
 
 def config_diff(names: list[str], rows: list[tuple[str, list[Any]]]) -> None:

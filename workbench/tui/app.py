@@ -51,6 +51,7 @@ CSS = """
 #trash { height: 1fr; }
 #trash-empty { padding: 1 2; color: $text-muted; height: 1fr; }
 #run-info { padding: 0 1; }
+#run-test { padding: 0 1; width: 100%; height: auto; }
 #run-progress { height: 1; padding: 0 1; }
 #bar { width: 1fr; }
 #run-rate { width: auto; }
@@ -92,9 +93,11 @@ HelpScreen, Confirm, Prompt { align: center middle; }
 #prompt-error { height: auto; }
 #log-about { padding: 0 1; width: 100%; }
 #log-view { height: 1fr; }
-#help { width: 64; height: auto; max-height: 90%; border: thick $primary; padding: 0 1; }
-#help { background: $surface; }
-#help-keys { height: auto; max-height: 20; }
+#help { width: auto; max-width: 100%; height: auto; max-height: 100%; }
+#help { border: thick $primary; padding: 0 1; background: $surface; }
+#help-scroll { height: auto; width: auto; overflow-x: hidden; }
+#help-keys { height: auto; width: auto; }
+.help-group { width: auto; height: auto; margin-right: 2; }
 """
 
 
@@ -260,9 +263,9 @@ class WorkbenchApp(App):
             target = self if action.startswith("app.") else screen
             name = action.removeprefix("app.")
             yield SystemCommand(
-                label,
-                f"key {KEY_NAMES.get(key, key)}",
+                f"{label} ({KEY_NAMES.get(key, key)})",  # reads as words, then the key
+                f"the same as pressing {KEY_NAMES.get(key, key)} on this screen",
                 partial(self.call_later, target.run_action, name),
             )
-        yield SystemCommand("Help", "Every key of this screen (?)", self.action_help)
+        yield SystemCommand("Help (?)", "Every key of this screen", self.action_help)
         yield from super().get_system_commands(screen)

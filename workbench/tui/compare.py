@@ -21,7 +21,7 @@ from engine.records.checkpoint_header import atomic_write_bytes
 from engine.records.events import read_log
 from engine.records.run_diff import differing
 from engine.records.runs import list_runs
-from workbench.tui.charts import draw
+from workbench.tui.charts import Entry, draw, last_finite
 from workbench.tui.dialogs import Prompt
 from workbench.tui.keys import keys
 from workbench.tui.run_screen import PALETTE
@@ -206,7 +206,6 @@ class CompareScreen(Screen):
         if self.series and self.metric not in self.metrics():
             self.metric = self.metrics()[0]  # none of the selected runs has that curve
         metric = self.metric
-        legend = [f"[{self.colour(n)}]■[/] {escape(n)}" for n in self.series]
         if self.query_one("#compare-view", ContentSwitcher).current == "diff":
             n = self.query_one("#diff", DataTable).row_count
             what = (
@@ -221,16 +220,21 @@ class CompareScreen(Screen):
         plt.clear_data()
         plt.clear_figure()
         width = max(10, plot.size.width - 8)
-        series, axis = [], "epoch"
+        series, axis, legend = [], "epoch", []
         for name, s in self.series.items():
             axis, xs, ys = metric_series(s, metric)
+            smooth = axis == "step" and smoothed(s, metric) and bool(ys)
+            legend.append(Entry(name, self.colour(name), last_finite(ys), smooth).markup())
             if axis == "step":
-                ys = ema(ys) if smoothed(s, metric) else ys
+                ys = ema(ys) if smooth else ys
                 xs, ys = downsample(xs, ys, width)
             series.append((name, xs, ys, self.colour(name)))
         plt.xlabel(axis)
         title = f"{metric} by {axis}  (m: next metric)"
-        draw(plt, title, series, True, plot.size.height, plot.size.width)  # epochs, steps
+        # a step axis ticks at epoch boundaries when the runs share their epoch length
+        lengths = {s.state.steps_per_epoch for s in self.series.values()}
+        spe = lengths.pop() if axis == "step" and len(lengths) == 1 else 0
+        draw(plt, title, series, True, plot.size.height, plot.size.width, spe)
         drawn = any(xs for _, xs, _, _ in series)
         self.query_one("#legend", Label).update(
             "  ".join(legend) if drawn else "select runs on the left"

@@ -20,7 +20,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
     "app": [
         ("question_mark", "help", "Help"),
         ("f1", "help", "Help"),
-        ("escape", "escape", "Back (on Home: clear the filter)"),
+        ("escape", "escape", "Back; on Home, clear the filter"),
         ("q", "back", "Back (quit on Home)"),
         ("ctrl+q", "quit", "Quit"),
         ("tab", "app.focus_next", "Next pane"),
@@ -102,5 +102,5 @@ def help_rows(screen: str) -> list[tuple[str, str, str]]:
         for k, _, label in KEYS["app"]
         if KEY_NAMES.get(k, k) not in seen
     ]
-    rows.append(("Everywhere", "ctrl+p", "Command palette: every action by name"))
+    rows.append(("Everywhere", "ctrl+p", "Every action by name (palette)"))
     return rows

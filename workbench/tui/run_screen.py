@@ -7,6 +7,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal
@@ -17,7 +18,7 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from engine.records.events import EventTail
-from workbench.tui.charts import draw
+from workbench.tui.charts import Entry, LegendPlot, draw, last_finite
 from workbench.tui.keys import keys
 from workbench.tui.launcher import last_output, launch_state, live_status
 from workbench.tui.log_screen import LogScreen
@@ -29,7 +30,7 @@ from workbench.tui.series import (
     step_plots,
     step_values,
 )
-from workbench.views import duration, run_status
+from workbench.views import duration, interval, num, run_status
 
 PALETTE = ["cyan", "orange", "green", "magenta", "yellow", "red", "blue", "white"]
 
@@ -65,19 +66,21 @@ class RunScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label("", id="run-info")
+        yield Label("", id="run-test")  # the final test, once the run has finished
         with Horizontal(id="run-progress"):
             yield ProgressBar(id="bar", show_eta=False)
             yield Label("", id="run-rate")
         with Grid(id="plots"):  # the method's own plots join before accuracy (`_arrange`)
-            yield PlotextPlot(id="p-loss")
-            yield PlotextPlot(id="p-acc")
-            yield PlotextPlot(id="p-lr")
+            yield LegendPlot(id="p-loss")
+            yield LegendPlot(id="p-acc")
+            yield LegendPlot(id="p-lr")
         yield RichLog(id="log", markup=True, wrap=True, max_lines=500)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = self.run_dir.name
         self.sub_title = "live run"
+        self.query_one("#run-test", Label).display = False
         self._layout()
         self.follow()
         self.set_interval(0.4, self.redraw)
@@ -117,7 +120,7 @@ class RunScreen(Screen):
         want = len(step_plots(self.series)) - 1
         if want <= have:
             return
-        new = [PlotextPlot(id=f"p-own-{i}", classes="own") for i in range(have, want)]
+        new = [LegendPlot(id=f"p-own-{i}", classes="own") for i in range(have, want)]
         for widget in new:
             widget.display = self.maximised is None
         grid.mount_all(new, before="#p-acc")
@@ -146,6 +149,10 @@ class RunScreen(Screen):
             + ("  [b red]damaged[/] (see the log)" if state.damage else "")
         )
         self.query_one("#run-info", Label).update(info)
+        test = self.query_one("#run-test", Label)
+        test.display = state.test is not None
+        if state.test is not None:
+            test.update(test_line(state.test))
         rate = st.get("samples_per_s")
         left = state.eta(now)
         eta = "-" if left is None else duration(left)
@@ -187,10 +194,9 @@ class RunScreen(Screen):
         self._drawn = sizes
         for i, plot in enumerate(step_plots(s)):
             wid = "#p-loss" if i == 0 else f"#p-own-{i - 1}"
-            title = plot.title + (" (EMA)" if i == 0 and self.smooth else "")
             lines = {k: step_values(s, k) for k in plot.keys}
             smooth = {k for k in plot.keys if self.smooth and smoothed(s, k)}
-            self._plot_simple(wid, title, lines, smooth)
+            self._plot_simple(wid, plot.title, lines, smooth)
         self._plot_acc()
         self._plot_simple("#p-lr", "learning rate", {"lr": s.lr})
 
@@ -199,14 +205,16 @@ class RunScreen(Screen):
 
     def _plot_acc(self) -> None:
         s = self.series
-        plot = self.query_one("#p-acc", PlotextPlot)
+        plot = self.query_one("#p-acc", LegendPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
         xs = [float(e) for e in s.state.epochs]
         pairs = (("clean", s.state.clean_acc), ("robust", s.state.robust_acc))
         series = [(name, *finite(xs, ys), PALETTE[i]) for i, (name, ys) in enumerate(pairs)]
-        draw(plt, "validation accuracy %", series, True, plot.size.height, plot.size.width)
+        plot.entries = [Entry(name, colour, last_finite(ys)) for name, _, ys, colour in series]
+        title = "validation accuracy %"
+        draw(plt, title, series, True, plot.plot_rows(), plot.size.width)
         plot.refresh()
 
     def _plot_simple(
@@ -214,19 +222,23 @@ class RunScreen(Screen):
     ) -> None:
         """Per-step series on one plot; those named in `smooth` through an EMA."""
         s = self.series
-        plot = self.query_one(wid, PlotextPlot)
+        plot = self.query_one(wid, LegendPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
         width = self._width(wid)
-        series = []
+        series, entries = [], []
         for i, (name, ys) in enumerate(lines.items()):
             fx, fy = finite(s.step_x, ys)
+            colour = PALETTE[i % len(PALETTE)]
+            entries.append(Entry(name, colour, last_finite(fy), name in smooth and bool(fy)))
             if name in smooth and fy:
                 fy = ema(fy)
             fx, fy = downsample(fx, fy, width)
-            series.append((name, fx, fy, PALETTE[i % len(PALETTE)]))
-        draw(plt, title, series, True, plot.size.height, plot.size.width)  # steps: integers
+            series.append((name, fx, fy, colour))
+        plot.entries = entries
+        spe = s.state.steps_per_epoch if s.state.epochs_total else 0
+        draw(plt, title, series, True, plot.plot_rows(), plot.size.width, spe)
         plot.refresh()
 
     def action_maximise(self) -> None:
@@ -261,3 +273,26 @@ class RunScreen(Screen):
             self.app.action_inspect(best)
         else:
             self.notify("no best checkpoint yet")
+
+
+def test_line(test: dict) -> str:
+    """The final test of the selected checkpoint, as run_finished reported it: accuracies with
+    their n and 95% intervals, the split, and which checkpoint (epoch) was tested."""
+
+    def part(name: str) -> str:
+        bounds = interval(test.get(f"{name}_interval"))
+        n = test.get(f"{name}_n")
+        size = f" of {n}" if isinstance(n, int) and not isinstance(n, bool) else ""
+        return (
+            f"{name} [b]{num(test.get(f'{name}_acc'))}%[/]"
+            + (f" {bounds}" if bounds else "")
+            + size
+        )
+
+    checkpoint = test.get("checkpoint")
+    which = Path(checkpoint).name if isinstance(checkpoint, str) and checkpoint else "checkpoint"
+    epoch = test.get("epoch")
+    at = f", epoch {epoch}" if isinstance(epoch, int) and not isinstance(epoch, bool) else ""
+    split = test.get("split") if isinstance(test.get("split"), str) else "test"
+    head = escape(f"{split} split, {which}{at}")
+    return f"[b]final test[/] ({head}): {part('clean')}  {part('robust')}"
