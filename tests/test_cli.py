@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.eval import WORST
+from engine.records.checkpoint_header import REQUIRED_META
 from tests.conftest import ROOT, TINY_PRESET, cli_env, wb, write_preset
 
 
@@ -49,18 +50,7 @@ def test_inspect_json_has_the_contract_metadata(finished_run):
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     meta = doc["metadata"]
-    for key in (
-        "format",
-        "config",
-        "epoch",
-        "metrics",
-        "method",
-        "arch",
-        "dataset",
-        "created",
-        "engine_version",
-        "torch_version",
-    ):
+    for key in REQUIRED_META:
         assert key in meta, key
     assert meta["format"] == "workbench/1" and meta["config"]["name"] == "tiny"
     assert doc["model_parameters"] == 61_706
