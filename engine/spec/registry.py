@@ -81,3 +81,8 @@ METHODS: Registry[Any] = Registry("method", "engine.train.methods")
 ATTACKS: Registry[Any] = Registry("attack", "engine.attacks")
 MODELS: Registry[Any] = Registry("model", "engine.models")
 DATASETS: Registry[Any] = Registry("dataset", "engine.data")
+
+# What `defense.name` takes ("none" is no defence; engine/defenses/ has the rest). A fixed
+# list, not a registry: the config validates the name, and the faces list the names
+# without importing the config's pydantic models (`workbench eval --help`).
+DEFENSES: tuple[str, ...] = ("none", "apinet")
