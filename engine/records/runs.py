@@ -133,7 +133,7 @@ class RunInfo:
     started: float | None
     best_robust_interval: list[float] | None = None  # 95% Wilson
     last_clean_interval: list[float] | None = None
-    phase: str = ""  # while running: training, evaluating, saving, testing (engine/records/run_state.py)
+    phase: str = ""  # while running: training, evaluating, saving, testing (see run_state.py)
     note: str = ""  # the user's note and tags (engine/records/run_ops.py keeps them in notes.json)
     tags: list[str] = field(default_factory=list)
     damage: str = ""  # the first line of events.jsonl no reader could trust (file, line, why)
@@ -233,7 +233,3 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
             if m.is_dir() and (m / "events.jsonl").exists():
                 infos.append(replace(run_info(m), name=f"{study.name}/{m.name}"))
     return sorted(infos, key=lambda r: r.started or 0.0, reverse=True)
-
-
-def runs_json(infos: list[RunInfo]) -> str:
-    return json.dumps([r.to_dict() for r in infos], indent=2)
