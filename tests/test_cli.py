@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.eval import WORST
+from engine.records.checkpoint_header import REQUIRED_META
 from tests.conftest import ROOT, TINY_PRESET, cli_env, wb, write_preset
 
 
@@ -49,18 +50,7 @@ def test_inspect_json_has_the_contract_metadata(finished_run):
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     meta = doc["metadata"]
-    for key in (
-        "format",
-        "config",
-        "epoch",
-        "metrics",
-        "method",
-        "arch",
-        "dataset",
-        "created",
-        "engine_version",
-        "torch_version",
-    ):
+    for key in REQUIRED_META:
         assert key in meta, key
     assert meta["format"] == "workbench/1" and meta["config"]["name"] == "tiny"
     assert doc["model_parameters"] == 61_706
@@ -288,3 +278,58 @@ def test_a_runs_dir_that_is_a_file_is_exit_2_before_any_work(tmp_path):
         assert "--runs-dir runs: is a file" in res.stderr and "Traceback" not in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before
+
+
+BOUNDARY = """
+import sys
+import workbench.cli as cli
+from engine.spec.errors import CheckpointError
+
+def deep(path):  # an engine call deep inside a command
+    raise {raised}
+
+cli.read_header = deep
+sys.argv = ["workbench", "inspect", "x.safetensors"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(
+    "raised, env, code, stderr",
+    [
+        ("CheckpointError('x.safetensors: bad thing')", {}, 2, "error: x.safetensors: bad thing\n"),
+        ("CheckpointError('bad thing')", {"RANK": "1"}, 2, ""),  # rank 0 says it for the job
+        ("KeyboardInterrupt()", {}, 130, ""),
+    ],
+)
+def test_the_error_boundary_turns_a_workbench_error_into_one_line(
+    tmp_path, raised, env, code, stderr
+):
+    res = subprocess.run(
+        [sys.executable, "-c", BOUNDARY.format(raised=raised)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=cli_env(**env),
+    )
+    assert (res.returncode, res.stderr, res.stdout) == (code, stderr, "")
+
+
+def test_the_error_boundary_leaves_bugs_their_traceback(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-c", BOUNDARY.format(raised="RuntimeError('a bug')")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+    )
+    assert res.returncode == 1
+    assert "Traceback" in res.stderr and res.stderr.endswith("RuntimeError: a bug\n")
+
+
+def test_the_error_boundary_holds_inside_the_app_object(tmp_path):
+    """Tests and tools call `app` without `main`: the boundary is in the app itself."""
+    from workbench.cli import app
+
+    assert app(["inspect", str(tmp_path / "none.safetensors")], standalone_mode=False) == 2
+    assert app(["runs", "--runs-dir", str(tmp_path), "--diff", "a"], standalone_mode=False) == 2

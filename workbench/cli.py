@@ -2,34 +2,47 @@
 
 The engine does the work, `workbench/printing.py` prints it and
 `workbench/views.py` decides what a table says. Every bad input ends in one
-line and exit 2. The modules that import torch (training, evaluation) or
-textual (the app) are imported inside the commands that need them, so
-`inspect`, `runs` and `presets` start fast and torch-free.
+line and exit 2: a `WorkbenchError` becomes that line in `Commands.invoke`,
+the one error boundary, and a usage error in `main`. A command imports what
+only it runs (torch, scipy, pydantic, textual) inside itself, so `inspect`,
+`runs` and `presets` start fast; tests/test_startup.py keeps it so.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from engine.records.checkpoint_header import model_parameters, numel, read_header
 from engine.records.evidence import list_evaluations
 from engine.records.run_diff import differing, run_config
-from engine.records.run_request import RunRequest
-from engine.records.runs import check_runs_dir, list_runs, listed_run_dir, runs_json
-from engine.spec.config import DEFENSES, parse_fraction
+from engine.records.runs import check_runs_dir, list_runs, listed_run_dir
 from engine.spec.errors import WorkbenchError
+from engine.spec.registry import DEFENSES
 from workbench import printing, study_cmd, views
 from workbench.cli_polish import print_version
-from workbench.printing import err, fail, out
+from workbench.printing import err, fail, out, print_json
 from workbench.process import pin_malloc
 
+
+class Commands(TyperGroup):
+    """The commands, behind the CLI's one error boundary."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command; a `WorkbenchError` from anywhere in it is one line and exit 2."""
+        try:
+            return super().invoke(ctx)
+        except WorkbenchError as exc:
+            raise fail(str(exc)) from None
+
+
 app = typer.Typer(
+    cls=Commands,
     add_completion=False,
     no_args_is_help=False,
     help="Adversarial-robustness workbench: train robust classifiers, attack them, watch runs.",
@@ -48,10 +61,6 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 WRAPS = ", ".join(d for d in DEFENSES if d != "none")  # the defences `eval --defense` takes
 
 
-def print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-
-
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
@@ -67,10 +76,7 @@ def root(
     if ctx.invoked_subcommand is None:
         from workbench.tui.app import WorkbenchApp
 
-        try:
-            check_runs_dir(runs_dir)
-        except WorkbenchError as exc:
-            raise fail(str(exc)) from None
+        check_runs_dir(runs_dir)
         tui = WorkbenchApp(runs_dir)
         tui.run()
         if tui.return_code:  # an uncaught exception: textual printed it; say where it is kept
@@ -102,18 +108,17 @@ def run(
     ] = 1,
 ) -> None:
     """Train a preset; writes runs/<name>/ with events and safetensors checkpoints."""
+    from engine.records.run_request import RunRequest
+
     req = RunRequest(preset, tuple(sets or ()), name, runs_dir, resume, device, nproc)
-    try:
-        if nproc != 1:
-            from workbench.multiproc import launch_request
+    if nproc != 1:
+        from workbench.multiproc import launch_request
 
-            code = launch_request(req)  # the ranks' own exit codes, combined
-        else:
-            from workbench.headless import train_here
+        code = launch_request(req)  # the ranks' own exit codes, combined
+    else:
+        from workbench.headless import train_here
 
-            code = EXIT_CODES[train_here(req, out, err).status]
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+        code = EXIT_CODES[train_here(req, out, err).status]
     raise typer.Exit(code)
 
 
@@ -150,24 +155,17 @@ def eval_(
     """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON."""
     from engine.eval.evaluate import evaluate_checkpoint
 
-    try:
-        bs = _batch_size(batch_size)
-        kw = {
-            "sets": sets or [],
-            "samples": samples,
-            "device": device,
-            "seed": seed,
-            "defense": defense,
-            "source": source,
-            "batch_size": bs,
-        }
-        if as_json:
-            doc = evaluate_checkpoint(checkpoint, suite, **kw)
-        else:
-            with printing.Progress() as progress:
-                doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    kw = {
+        "sets": sets or [],
+        "samples": samples,
+        "device": device,
+        "seed": seed,
+        "defense": defense,
+        "source": source,
+        "batch_size": _batch_size(batch_size),
+    }
+    with printing.working(as_json) as progress:
+        doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)
     if as_json:
         print_json({k: v for k, v in doc.items() if k not in LONG_FIELDS})
     else:
@@ -187,6 +185,8 @@ def _batch_size(text: str) -> int | None:
 
 def _fraction(option: str, text: str, low: float, high: float, open_low: bool = False) -> float:
     """A number or fraction like 8/255 within [low, high] ((low, high] when `open_low`)."""
+    from engine.spec.config import parse_fraction  # pydantic: the commands that take eps only
+
     try:
         value = float(parse_fraction(text))
     except ValueError:
@@ -217,17 +217,10 @@ def sweep(
     """Accuracy under PGD-k as eps grows (API-Net Fig. 2): a terminal plot, JSON and CSV."""
     from engine.eval.sweep import eps_sweep
 
-    try:
-        emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, 1, open_low=True)
-        args = (checkpoints, emax, points, steps)
-        kw = {"samples": samples, "device": device, "seed": seed, "out_dir": out_dir}
-        if as_json:
-            doc = eps_sweep(*args, **kw)
-        else:
-            with printing.Progress() as progress:
-                doc = eps_sweep(*args, **kw, progress=progress)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, 1, open_low=True)
+    kw = {"samples": samples, "device": device, "seed": seed, "out_dir": out_dir}
+    with printing.working(as_json) as progress:
+        doc = eps_sweep(checkpoints, emax, points, steps, **kw, progress=progress)
     if as_json:
         print_json(doc)
     else:
@@ -253,11 +246,8 @@ def ablate(
             cols = "  ".join(f"{k} {views.num(a)}" for k, a in doc["accuracy"].items())
             out.print(f"eps_ap {v:.4f} ({v * 255:.1f}/255): {cols}", highlight=False)
 
-    try:
-        values = [_fraction("--eps-ap", part, 0, 1) for part in eps_ap.split(",")]
-        summary = eps_ap_sweep(checkpoint, values, samples, device, 0, sets or [], show)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    values = [_fraction("--eps-ap", part, 0, 1) for part in eps_ap.split(",")]
+    summary = eps_ap_sweep(checkpoint, values, samples, device, 0, sets or [], show)
     if as_json:
         print_json(summary)
     else:
@@ -273,10 +263,7 @@ def diff(
     """A minus B per column on their shared examples: difference, 95% interval, McNemar p."""
     from engine.eval.compare import compare
 
-    try:
-        doc = compare(a, b)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    doc = compare(a, b)
     if as_json:
         print_json(doc)
     else:
@@ -288,14 +275,8 @@ def doctor(device: DeviceOpt = "auto", as_json: JsonOpt = False) -> None:
     """Versions, devices, and a short smoke run of each fast-path option on this machine."""
     from engine.doctor import check
 
-    try:
-        if as_json:
-            doc = check(device)
-        else:
-            with err.status("smoke-testing each fast-path option (up to 30 s each) ..."):
-                doc = check(device)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    with printing.working(as_json, "smoke-testing each fast-path option (up to 30 s each) ..."):
+        doc = check(device)
     if as_json:
         print_json(doc)
     else:
@@ -312,10 +293,7 @@ def inspect(
     as_json: JsonOpt = False,
 ) -> None:
     """Metadata, config, metrics and the tensor table of a checkpoint (no torch needed)."""
-    try:
-        header, meta = read_header(checkpoint)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    header, meta = read_header(checkpoint)
     evals = list_evaluations(checkpoint)
     if not as_json:
         printing.checkpoint(checkpoint, header, meta, evals)
@@ -348,25 +326,20 @@ def runs(
     ] = False,
 ) -> None:
     """Runs under the runs directory with status, epoch and best robust accuracy."""
-    try:
-        if diff:
-            root = check_runs_dir(runs_dir)
-            configs = {n: run_config(listed_run_dir(root, n, "--diff")) for n in diff}
-            if len(configs) < 2:
-                raise WorkbenchError("--diff: name two or more runs")
-        infos = [] if diff else list_runs(check_runs_dir(runs_dir))
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
     if diff:
+        root = check_runs_dir(runs_dir)
+        configs = {n: run_config(listed_run_dir(root, n, "--diff")) for n in diff}
+        if len(configs) < 2:
+            raise WorkbenchError("--diff: name two or more runs")
         rows = differing(configs)
         if as_json:
-            doc = [{"key": k, "values": dict(zip(configs, v, strict=True))} for k, v in rows]
-            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+            print_json([{"key": k, "values": dict(zip(configs, v, strict=True))} for k, v in rows])
         else:
             printing.config_diff(list(configs), rows)
         return
+    infos = list_runs(check_runs_dir(runs_dir))
     if as_json:
-        sys.stdout.write(runs_json(infos) + "\n")
+        print_json([info.to_dict() for info in infos])
     else:
         printing.runs(runs_dir, infos, wide)
 

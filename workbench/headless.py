@@ -26,7 +26,7 @@ from engine.records.run_state import RunState
 from engine.spec.panels import Panels
 from engine.train import session
 from engine.train.trainer import Outcome
-from workbench.views import duration, interval, num, short
+from workbench.views import accuracy, duration, num, short
 
 
 class RunView:
@@ -102,8 +102,8 @@ class RunView:
         parts.add_row(*[num(v, 4) for v in cols.values()])
         e = st.last_epoch
         last = Text(
-            f"last epoch {e.get('epoch', '-')}, validation: clean {measured(e, 'clean')}  "
-            f"robust {measured(e, 'robust')}  best robust {num(e.get('best_robust_acc'))}%"
+            f"last epoch {e.get('epoch', '-')}, validation: clean {accuracy(e, 'clean', '%')}  "
+            f"robust {accuracy(e, 'robust', '%')}  best robust {num(e.get('best_robust_acc'))}%"
             if e
             else "first epoch in progress"
         )
@@ -134,15 +134,19 @@ def final_table(
     table.add_column("value", justify="right", overflow="fold")
     table.add_row("epochs", str(last.get("epoch", 0)))
     val = f"validation ({last.get('robust_n', '?')})"
-    table.add_row(f"validation ({last.get('clean_n', '?')}), last: clean", measured(last, "clean"))
-    table.add_row(f"{val}, last: {robust}", measured(last, "robust"))
+    table.add_row(
+        f"validation ({last.get('clean_n', '?')}), last: clean", accuracy(last, "clean", "%")
+    )
+    table.add_row(f"{val}, last: {robust}", accuracy(last, "robust", "%"))
     test = outcome.final.get("test")
     best = num(outcome.final.get("best_robust_acc"))
     chosen = f" (epoch {test['epoch']}, selected)" if test else ""
     table.add_row(f"{val}, best: {robust}", f"{best}%{chosen}")
     if test:
-        table.add_row(f"test ({test['clean_n']}), selected: clean", measured(test, "clean"))
-        table.add_row(f"test ({test['robust_n']}), selected: {robust}", measured(test, "robust"))
+        table.add_row(f"test ({test['clean_n']}), selected: clean", accuracy(test, "clean", "%"))
+        table.add_row(
+            f"test ({test['robust_n']}), selected: {robust}", accuracy(test, "robust", "%")
+        )
     else:
         table.add_row("test", "not measured (the run did not finish)")
     for series in panels.own() if panels else ():
@@ -165,18 +169,12 @@ def reading(outcome: Any, cfg: dict[str, Any]) -> list[str]:
     best = outcome.run_dir / "best.safetensors"
     return [
         f"The checkpoint selected on validation (epoch {test['epoch']}) keeps "
-        f"{measured(test, 'robust')} of {test['robust_n']} test examples under PGD-{steps} "
+        f"{accuracy(test, 'robust', '%')} of {test['robust_n']} test examples under PGD-{steps} "
         f"at eps {num(eps, 3)} ({num(test['clean_acc'])}% clean). One attack is a lower "
         "bound on the damage: quote the paper suite's worst case.",
         f"Next: workbench eval {best} --suite paper   (the headline number, close to AutoAttack)",
         "      workbench   (the app: this run's curves, the inspector, the gallery)",
     ]
-
-
-def measured(record: dict[str, Any], name: str) -> str:
-    """An accuracy with its 95% interval, as the engine measured it."""
-    acc = record.get(f"{name}_acc")
-    return "-" if acc is None else f"{num(acc)}% {interval(record.get(f'{name}_interval'))}"
 
 
 def train_here(req: RunRequest, out: Console, err: Console) -> Outcome:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +15,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
-from rich.progress import Progress as Bar
 from rich.table import Table
 
 from engine.records.runs import RunInfo
 from engine.spec import catalog
 from workbench import views
-from workbench.plots import sweep_plot
 
 out = Console()
 err = Console(stderr=True)
@@ -43,29 +44,43 @@ def table(
     return t
 
 
-class Progress:
-    """A transient progress bar over every column of a suite or sweep, on stderr.
+def print_json(doc: Any, indent: int = 2) -> None:
+    """A command's --json answer: one document on stdout, nothing else there."""
+    sys.stdout.write(json.dumps(doc, indent=indent) + "\n")
 
-    `with Progress() as progress:` gives the `progress(name, done, total,
-    n_columns)` callback the engine calls as batches finish.
+
+ColumnProgress = Callable[[str, int, int, int], None]  # (column, done, total, n_columns)
+
+
+@contextmanager
+def working(as_json: bool, status: str | None = None) -> Iterator[ColumnProgress | None]:
+    """Show that the engine works, on stderr, unless --json asked for a bare document.
+
+    Yields the `progress(name, done, total, n_columns)` callback the engine calls
+    as batches finish, drawn as a transient bar over every column of a suite or
+    sweep; with `status`, a spinner saying it instead (work that reports no
+    progress), and None. Under --json it shows nothing and yields None.
     """
+    if as_json:
+        yield None
+        return
+    if status is not None:
+        with err.status(status):
+            yield None
+        return
+    from rich.progress import Progress  # only the commands that attack load it
 
-    def __enter__(self) -> Any:
-        self.bar = Bar(console=err, transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task("loading", total=None)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("loading", total=None)
         done_before: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int, n_columns: int) -> None:
             done_before[name] = done
-            self.bar.update(
+            bar.update(
                 task, total=n_columns * total, description=name, completed=sum(done_before.values())
             )
 
-        return progress
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
+        yield progress
 
 
 def evaluation(doc: dict[str, Any]) -> None:
@@ -106,6 +121,8 @@ def comparison(doc: dict[str, Any]) -> None:
 
 def sweep(doc: dict[str, Any], steps: int) -> None:
     """The curves as a terminal plot, then the same numbers as a table."""
+    from workbench.plots import sweep_plot  # plotext: only the plots need it
+
     sys.stdout.write(sweep_plot(doc, colour=sys.stdout.isatty()) + "\n")
     sys.stdout.flush()
     rows = [

@@ -1,7 +1,9 @@
 """`workbench study STUDY.toml` runs a study; `workbench study report NAME` prints its answer.
 
 Parsing, signals and exit codes only: the engine (engine/study/) runs the
-members and computes the report, workbench/study_print.py prints it.
+members and computes the report, workbench/study_print.py prints it. Both are
+imported when a study command runs (the report needs scipy, the study file
+pydantic), not when the CLI starts.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ import typer
 
 from engine.records.runs import check_runs_dir
 from engine.spec.errors import WorkbenchError
-from engine.study import members as ms
-from workbench import study_print
-from workbench.printing import err, fail
+from workbench.printing import err, fail, print_json
 
 
 def study(
@@ -41,27 +41,26 @@ def study(
     as_csv: Annotated[bool, typer.Option("--csv", help="report: one CSV row per member.")] = False,
 ) -> None:
     """Run a study of many members (arms x grid x seeds), or print a study's report."""
+    from engine.study import members as ms
     from engine.study import report as rp
+    from workbench import study_print
 
-    try:
-        runs_dir = check_runs_dir(runs_dir)
-        if target == "report":
-            if not name:
-                raise WorkbenchError("study report: give the study's name (see 'workbench runs')")
-            spec, members = ms.load_resolved(runs_dir, name)
-            doc, _ = rp.report(spec, members, runs_dir)
-            _emit(doc, as_json, as_csv)
-            return
-        if name is not None:
-            raise WorkbenchError(f"study {target}: unexpected argument {name!r}")
-        if executor not in ("local", "slurm"):
-            raise WorkbenchError(f"--executor {executor}: use local or slurm")
-        from engine.study.spec import load_study
+    runs_dir = check_runs_dir(runs_dir)
+    if target == "report":
+        if not name:
+            raise WorkbenchError("study report: give the study's name (see 'workbench runs')")
+        spec, members = ms.load_resolved(runs_dir, name)
+        doc, _ = rp.report(spec, members, runs_dir)
+        _emit(doc, as_json, as_csv)
+        return
+    if name is not None:
+        raise WorkbenchError(f"study {target}: unexpected argument {name!r}")
+    if executor not in ("local", "slurm"):
+        raise WorkbenchError(f"--executor {executor}: use local or slurm")
+    from engine.study.spec import load_study
 
-        path = Path(target)
-        spec, members = load_study(path)
-    except WorkbenchError as exc:
-        raise fail(str(exc)) from None
+    path = Path(target)
+    spec, members = load_study(path)
     status = _run(path, spec, members, runs_dir, jobs, executor, locals())
     doc, _ = rp.report(spec, members, runs_dir)
     _save(runs_dir, spec.name, doc)
@@ -77,9 +76,10 @@ def study(
 
 def _emit(doc: dict[str, Any], as_json: bool, as_csv: bool) -> None:
     from engine.study import report as rp
+    from workbench import study_print
 
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        print_json(doc, indent=1)  # as the study's saved report.json
     elif as_csv:
         sys.stdout.write(rp.to_csv(doc))
     else:
@@ -88,6 +88,7 @@ def _emit(doc: dict[str, Any], as_json: bool, as_csv: bool) -> None:
 
 def _save(runs_dir: Path, name: str, doc: dict[str, Any]) -> None:
     from engine.records.checkpoint_header import atomic_write_bytes
+    from engine.study import members as ms
 
     path = ms.study_root(runs_dir, name) / ms.STUDY_DIR / ms.REPORT_FILE
     atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
@@ -104,7 +105,9 @@ def _run(
 ) -> str:
     """Record the study file beside its members, then run them until done or stopped."""
     from engine.records.checkpoint_header import atomic_write_bytes
+    from engine.study import members as ms
     from engine.study.run import SlurmOptions, run_study
+    from workbench import study_print
 
     root = ms.study_root(runs_dir, spec.name)
     saved = root / ms.STUDY_DIR / ms.STUDY_FILE

@@ -254,11 +254,16 @@ def interval(bounds: Any) -> str:
     return ""
 
 
-def accuracy(record: dict[str, Any], name: str) -> str:
-    """`<name>_acc` of an epoch record with its interval when it has one ("-" when none)."""
+def accuracy(record: dict[str, Any], name: str, unit: str = "") -> str:
+    """`<name>_acc` of a record with its interval when it has one ("-" when none).
+
+    `unit` follows the number: "%" where the accuracy stands in a sentence.
+    """
     value = record.get(f"{name}_acc")
+    if value is None:
+        return "-"
     bounds = interval(record.get(f"{name}_interval"))
-    return f"{num(value)} {bounds}" if bounds and value is not None else num(value)
+    return f"{num(value)}{unit} {bounds}" if bounds else f"{num(value)}{unit}"
 
 
 def paper_columns(doc: dict[str, Any]) -> str:

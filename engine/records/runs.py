@@ -248,7 +248,3 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
             if m.is_dir() and (m / "events.jsonl").exists():
                 infos.append(replace(run_info(m), name=f"{study.name}/{m.name}"))
     return sorted(infos, key=lambda r: r.started or 0.0, reverse=True)
-
-
-def runs_json(infos: list[RunInfo]) -> str:
-    return json.dumps([r.to_dict() for r in infos], indent=2)

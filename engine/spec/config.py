@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal
 
 import tomli_w
 from pydantic import (
@@ -23,7 +23,7 @@ from pydantic import (
 
 from engine.spec.errors import ConfigError
 from engine.spec.panels import Panels
-from engine.spec.registry import DATASETS, METHODS, MODELS
+from engine.spec.registry import DATASETS, DEFENSES, METHODS, MODELS
 
 
 def parse_fraction(value: Any) -> Any:
@@ -133,8 +133,7 @@ class AttackConfig(Section):
     random_start: bool = True
 
 
-DefenseName = Literal["none", "apinet"]
-DEFENSES: tuple[str, ...] = get_args(DefenseName)  # the faces list them; "none" is no defence
+DefenseName = Literal[DEFENSES]  # "none", "apinet": see engine/spec/registry.py
 
 
 class DefenseConfig(Section):

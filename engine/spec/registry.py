@@ -23,9 +23,8 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name -> entry table for one kind of thing, filled by the files that define them."""
 
-    def __init__(self, kind: str, key: str, package: str) -> None:
+    def __init__(self, kind: str, package: str) -> None:
         self.kind = kind  # "method", for messages
-        self.key = key  # the preset or suite key that names an entry, e.g. "method.name"
         self.package = package  # imported on first lookup: its modules register the built-ins
         self._entries: dict[str, T] = {}
         self._loaded = False
@@ -78,7 +77,12 @@ def import_submodules(package: str, path: list[str]) -> None:
             importlib.import_module(f"{package}.{info.name}")
 
 
-METHODS: Registry[Any] = Registry("method", "method.name", "engine.train.methods")
-ATTACKS: Registry[Any] = Registry("attack", "kind", "engine.attacks")
-MODELS: Registry[Any] = Registry("model", "model.arch", "engine.models")
-DATASETS: Registry[Any] = Registry("dataset", "data.dataset", "engine.data")
+METHODS: Registry[Any] = Registry("method", "engine.train.methods")
+ATTACKS: Registry[Any] = Registry("attack", "engine.attacks")
+MODELS: Registry[Any] = Registry("model", "engine.models")
+DATASETS: Registry[Any] = Registry("dataset", "engine.data")
+
+# What `defense.name` takes ("none" is no defence; engine/defenses/ has the rest). A fixed
+# list, not a registry: the config validates the name, and the faces list the names
+# without importing the config's pydantic models (`workbench eval --help`).
+DEFENSES: tuple[str, ...] = ("none", "apinet")

@@ -19,7 +19,6 @@ from typing import Any
 from engine.records.checkpoint_header import atomic_write_bytes
 from engine.records.events import read_events
 from engine.records.runs import (
-    LAUNCH_LOG,
     LAUNCH_PID,
     STUDY_MARK,
     is_locked,
@@ -47,10 +46,6 @@ PENDING, RUNNING, EVALUATING, TRAINED, DONE, INTERRUPTED, FAILED = (
 
 def study_root(runs_dir: Path, name: str) -> Path:
     return runs_dir / name
-
-
-def is_study(path: Path) -> bool:
-    return (path / STUDY_DIR / RESOLVED_FILE).is_file()
 
 
 def member_dir(runs_dir: Path, study: str, m: Member) -> Path:
@@ -182,10 +177,6 @@ def alive(run_dir: Path) -> bool:
             return not fh.read().split(") ", 1)[1].startswith("Z")
     except (OSError, IndexError):
         return True
-
-
-def log_path(run_dir: Path) -> Path:
-    return run_dir / LAUNCH_LOG
 
 
 def save_resolved(runs_dir: Path, spec: StudySpec, members: list[Member]) -> None:
