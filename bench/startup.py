@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.records.run_request import workbench_command
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 0.3  # for inspect and runs
 COMMANDS = {
@@ -86,9 +88,7 @@ def time_once(argv: list[str], checkout: Path, cwd: Path) -> tuple[float, float]
     env = {**os.environ, "PYTHONPATH": str(checkout), "COLUMNS": "120"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    res = subprocess.run(
-        [sys.executable, "-m", "workbench", *argv], cwd=cwd, env=env, capture_output=True
-    )
+    res = subprocess.run(workbench_command(argv), cwd=cwd, env=env, capture_output=True)
     took = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:

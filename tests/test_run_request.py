@@ -170,7 +170,13 @@ def argv_literals(path: Path) -> list[str]:
         if not isinstance(node, ast.List | ast.Tuple):
             continue
         words = [e.value for e in node.elts if isinstance(e, ast.Constant)]
-        if RUN_FLAGS & set(words) or ("-m" in words and "workbench" in words):
+        first = node.elts[0] if node.elts else None
+        other_command = (  # `["runs", "--runs-dir", d]` spells another command's flags
+            isinstance(first, ast.Constant) and first.value not in ("run", *RUN_FLAGS)
+        )
+        if (RUN_FLAGS & set(words) and not other_command) or (
+            "-m" in words and "workbench" in words
+        ):
             found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     return found
 
@@ -203,7 +209,7 @@ def test_the_form_refuses_what_the_run_would_and_launches_the_checked_request(he
         name, pid, run_dir = "x", 0, taken
 
     monkeypatch.setattr(app_module, "launch", lambda checked: launched.append(checked) or Started)
-    monkeypatch.setattr(app_module, "RunScreen", lambda run_dir: app_module.Screen())
+    monkeypatch.setattr(app_module, "RunScreen", lambda run_dir, **_: app_module.Screen())
     app = WorkbenchApp(Path("runs"), [presets])
 
     async def scenario() -> None:
@@ -213,7 +219,7 @@ def test_the_form_refuses_what_the_run_would_and_launches_the_checked_request(he
             form = app.screen
             await wait_for(pilot, lambda: bool(form.query("#f-epochs")))
             error = form.query_one("#launch-error")
-            for name, needle in (("taken", "a run with this name exists"), ("../x", "--name")):
+            for name, needle in (("taken", "a run with this name exists"), ("../x", "run name")):
                 form.query_one("#name").value = name
                 await pilot.press("ctrl+s")
                 await wait_for(pilot, lambda n=needle: n in str(error.render()))
