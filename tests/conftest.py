@@ -122,3 +122,13 @@ async def wait_for(pilot, condition, timeout: float = 90.0, poll: float = 0.2) -
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the app")
         await pilot.pause(poll)
+
+
+@pytest.fixture
+def static_dir(tmp_path, monkeypatch):
+    """A folder (the working directory) with the app tests' static runs and presets."""
+    from tests.test_tui import static_runs
+
+    static_runs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -9,30 +9,16 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from engine.eval import WORST
 from engine.records import run_ops
 from engine.records.evidence import list_evaluations
 from tests.conftest import wait_for, wb
-from tests.test_tui import static_runs
-from workbench.tui.app import WorkbenchApp
+from tests.test_tui import make_app
 from workbench.tui.compare import CompareScreen
 from workbench.tui.home import HomeScreen
 from workbench.tui.inspect_screen import InspectScreen
 from workbench.tui.log_screen import LogScreen
 from workbench.tui.run_screen import PALETTE
-
-
-@pytest.fixture
-def static_dir(tmp_path, monkeypatch):
-    static_runs(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def make_app(root: Path) -> WorkbenchApp:
-    return WorkbenchApp(Path("runs"), [root / "presets"])
 
 
 def copy_run(root: Path, src: str, dest: str, seed: int | None = None, started: float = 0) -> None:

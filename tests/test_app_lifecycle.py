@@ -10,12 +10,10 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-
 from engine.records import run_ops
 from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, RunLock
 from tests.conftest import wait_for
-from tests.test_tui import static_runs
+from tests.test_tui import make_app
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.dialogs import Confirm, Prompt
 from workbench.tui.home import HomeScreen, run_label
@@ -24,17 +22,6 @@ from workbench.tui.launcher import Launched
 from workbench.tui.log_screen import LogScreen
 from workbench.tui.run_screen import RunScreen
 from workbench.tui.trash_screen import TrashScreen
-
-
-@pytest.fixture
-def static_dir(tmp_path, monkeypatch):
-    static_runs(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def make_app(root: Path) -> WorkbenchApp:
-    return WorkbenchApp(Path("runs"), [root / "presets"])
 
 
 async def home_rows(pilot, n: int) -> HomeScreen:

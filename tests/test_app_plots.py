@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_for
+from tests.test_tui import screen_text
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.help_screen import HelpScreen
 from workbench.tui.home import HomeScreen
@@ -65,17 +66,6 @@ def app(tmp_path, monkeypatch) -> WorkbenchApp:
     write_run(tmp_path)
     monkeypatch.chdir(tmp_path)
     return WorkbenchApp(Path("runs"), [])
-
-
-def screen_text(app: WorkbenchApp) -> str:
-    """What the terminal shows, as plain text (from the screenshot's SVG text runs)."""
-    import html
-    import re
-
-    svg = app.export_screenshot()
-    return html.unescape(" ".join(re.findall(r"<text [^>]*>(.*?)</text>", svg))).replace(
-        "\xa0", " "
-    )
 
 
 def lines_of(plot) -> list[str]:

@@ -195,13 +195,6 @@ def static_runs(root: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def static_dir(tmp_path, monkeypatch):
-    static_runs(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def make_app(root: Path) -> WorkbenchApp:
     return WorkbenchApp(Path("runs"), [root / "presets"])
 

@@ -11,15 +11,16 @@ from typing import Any
 import typer
 from typer.core import TyperOption
 
-_type_of = TyperOption.display_type_rich
+_type_of = getattr(TyperOption, "display_type_rich", None)  # absent in other typer versions
 
 
 def _flag_has_no_type(self: TyperOption, ctx: Any) -> str | None:
     """A flag takes no value, so its help shows none (Typer prints `--help <bool>`)."""
-    return None if self.is_flag else _type_of(self, ctx)
+    return None if self.is_flag or _type_of is None else _type_of(self, ctx)
 
 
-TyperOption.display_type_rich = _flag_has_no_type  # type: ignore[method-assign]
+if _type_of is not None:
+    TyperOption.display_type_rich = _flag_has_no_type  # type: ignore[method-assign]
 
 
 def version() -> str:
