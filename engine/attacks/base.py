@@ -1,8 +1,8 @@
 """What every attack shares: the call shape, eval mode while crafting, and its suite column.
 
-Conventions: inputs in [0, 1], every iterate projected onto the eps-ball and
-clipped to [0, 1]; BatchNorm and Dropout in eval mode while crafting, each
-module's previous mode restored afterwards.
+Conventions: inputs in [0, 1], every iterate projected into the threat
+model's ball and [0, 1] (engine/attacks/threat.py); BatchNorm and Dropout in
+eval mode while crafting, each module's previous mode restored afterwards.
 
 An attack is one file that registers its suite column class with
 `@ATTACKS.register("kind")`: the class declares the `[[attack]]` keys of that
@@ -39,7 +39,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The lower and upper corners of the L-inf eps-ball around x, inside [0, 1]."""
+    """The corners of the L-inf eps-ball around x inside [0, 1], for code written before
+    threat models (engine/attacks/threat.py's `ThreatModel.around` is what attacks use)."""
     return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
 
 

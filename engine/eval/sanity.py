@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.attacks.pgd import PGDColumn
+from engine.attacks.pgd import PGDColumn, threat_of
 from engine.eval.run import run_suite
 from engine.eval.suites import Column, SuiteSpec, can_vary
 
@@ -123,16 +123,21 @@ def extra_checks(
     doubled_steps: tuple[str, float],
     doubled_restarts: tuple[str, float],
     n: int,
+    *,
     tol_points: float,
+    unbounded_eps: float = 1.0,
 ) -> list[Check]:
-    """Checks that need extra attack runs: the eps curve, eps = 1, and doubled effort.
+    """Checks that need extra attack runs: the eps curve, the unbounded ball, doubled effort.
 
     `curve` is (eps, accuracy) from 0 up to the suite's eps, with the same
-    attack scaled in step; `unbounded` is its accuracy at eps = 1.
+    attack scaled in step; `unbounded` is its accuracy at `unbounded_eps`, the
+    radius of a ball that holds the whole box (1 under L-inf, sqrt(d) under L2,
+    d under L1: `ThreatModel.unbounded`).
     """
     tol = tolerance(tol_points, n)
     checks: list[Check] = []
-    pts = [*curve, (1.0, unbounded)] if curve[-1][0] < 1.0 else curve
+    u = unbounded_eps
+    pts = [*curve, (u, unbounded)] if curve[-1][0] < u else curve
     rises = [(a, b) for a, b in itertools.pairwise(pts) if b[1] > a[1] + tol]
     figure = (
         " -> ".join(f"{acc:.1f}" for _, acc in pts)
@@ -153,9 +158,9 @@ def extra_checks(
     )
     checks.append(
         Check(
-            "eps = 1 drives accuracy to ~0",
+            f"eps = {u:.4g} drives accuracy to ~0",
             PASS if unbounded <= unbounded_max else WARN,
-            f"{unbounded:.2f}% at eps 1 (allowed {unbounded_max:.2f}%)",
+            f"{unbounded:.2f}% at eps {u:.4g} (allowed {unbounded_max:.2f}%)",
             ""
             if unbounded <= unbounded_max
             else "an unbounded attack can turn any image into any other: the gradients do "
@@ -221,11 +226,13 @@ def sanity_runs(
         return [Check("extra sanity runs", SKIP, "no white-box PGD column")], {}
     p = base.params
     eps, step = p["eps"], p["step"]
+    big = threat_of(p).unbounded(x[0].numel()).eps  # a ball holding the whole box
     variants: dict[str, dict[str, Any]] = {}
     for f in spec.sanity.eps_fractions:
         if 0 < f < 1:
             variants[f"sanity eps {f * eps:.4g}"] = {**p, "eps": f * eps, "step": step * f}
-    variants["sanity eps 1"] = {**p, "eps": 1.0, "step": step / eps if eps else step}
+    unbounded = f"sanity eps {big:.4g}"
+    variants[unbounded] = {**p, "eps": big, "step": step * big / eps if eps else step}
     steps2 = f"sanity {p['steps'] * 2} steps"
     restarts2 = f"sanity {p['restarts'] * 2} restarts"
     variants[steps2] = {**p, "steps": p["steps"] * 2}
@@ -238,19 +245,20 @@ def sanity_runs(
     curve += sorted(
         (v["eps"], acc[k])
         for k, v in variants.items()
-        if k.startswith("sanity eps") and v["eps"] < eps
+        if k.startswith("sanity eps") and v["eps"] < eps and k != unbounded
     )
     name = prefix + base.name
     curve.append((eps, base_acc[name]))
     checks = extra_checks(
         curve,
-        acc["sanity eps 1"],
+        acc[unbounded],
         spec.sanity.unbounded_max,
         (name, base_acc[name]),
         (f"{p['steps'] * 2} steps", acc[steps2]),
         (f"{p['restarts'] * 2} restarts", acc[restarts2]),
         n,
-        spec.sanity.tolerance,
+        tol_points=spec.sanity.tolerance,
+        unbounded_eps=big,
     )
     runs = {
         k: {

@@ -1,4 +1,4 @@
-"""Accuracy as eps grows (API-Net Fig. 2), for one or several checkpoints.
+"""Accuracy as eps grows (API-Net Fig. 2), for one or several checkpoints, in their norm.
 
 Each point is PGD-k at that eps with the step scaled to keep the
 checkpoint's own step/eps ratio, so the point at the checkpoint's eps is its
@@ -69,6 +69,7 @@ def sweep_checkpoint(
         else:
             params = {
                 "eps": eps,
+                "norm": cfg.attack.norm,
                 "step": ratio * eps if ratio else eps / 4,
                 "steps": steps,
                 "restarts": cfg.eval.restarts,
@@ -86,6 +87,7 @@ def sweep_checkpoint(
         "checkpoint": str(path),
         "label": path.parent.name if path.parent.name != "checkpoints" else path.stem,
         "eps_checkpoint": cfg.attack.eps,
+        "norm": cfg.attack.norm,
         "step_ratio": ratio,
         "defended": defended is not None,
         "strategy": "worst of transfer and BPDA" if defended is not None else "white-box",
@@ -112,13 +114,22 @@ def eps_sweep(
     Each checkpoint also gets its own `eval/sweep-<time>.json` with the
     per-example outcomes; the combined files go to `out_dir` (default: the
     first checkpoint's eval folder). `eps_max` None is twice the first
-    checkpoint's eps (at most 1).
+    checkpoint's eps (at most 1 under L-inf). Every checkpoint is attacked in
+    its own norm, so they must share one.
     """
     if not paths:
         raise WorkbenchError("sweep: give at least one checkpoint")
+    attacks = [from_json(read_header(p)[1]["config"], str(p)).attack for p in paths]
+    norms = sorted({a.norm for a in attacks})
+    if len(norms) > 1:
+        raise WorkbenchError(
+            f"sweep: key 'attack.norm': the checkpoints use different norms ({', '.join(norms)}); "
+            "sweep each norm's checkpoints apart"
+        )
     if eps_max is None:
-        _, meta = read_header(paths[0])
-        eps_max = min(1.0, 2 * from_json(meta["config"], str(paths[0])).attack.eps)
+        eps_max = 2 * attacks[0].eps
+        if attacks[0].norm == "linf":
+            eps_max = min(1.0, eps_max)
         if eps_max <= 0:
             raise WorkbenchError(f"{paths[0]}: its eps is 0; give --eps-max")
     dev = resolve_device(device, f"--device {device}")
@@ -157,6 +168,7 @@ def eps_sweep(
     ns = {c["n"] for c in curves}
     doc = {
         "kind": "eps-sweep",
+        "norm": norms[0],
         "eps": grid,
         "steps": steps,
         "seed": seed,

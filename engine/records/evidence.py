@@ -95,6 +95,7 @@ def suite_document(
         "split": "test",
         # the numbers every column shares (None where they differ: see "columns")
         "eps": common(ev.plan.params, "eps"),
+        "norm": common(ev.plan.params, "norm"),  # the threat model's; None if columns differ
         "step": common(ev.plan.params, "step"),
         "restarts": common(ev.plan.params, "restarts"),
         "seed": seed,
@@ -189,6 +190,7 @@ def _summary(f: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "time": part("time", str),
         "n": part("n", int),
         "eps": part("eps", real),
+        "norm": part("norm", str) if "norm" in doc else "linf",  # saved before norms: L-inf
         "seed": part("seed", int),
         "source": part("source", str),
         "defense": (part("defense", dict) or {}).get("name"),
