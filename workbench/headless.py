@@ -26,7 +26,7 @@ from engine.spec.panels import Panels
 from engine.train import session
 from engine.train.session import RunRequest
 from engine.train.trainer import Outcome
-from workbench.views import duration, interval, num, short
+from workbench.views import duration, interval, num, short, threat
 
 
 class RunView:
@@ -126,7 +126,10 @@ def final_table(
     last = history[-1] if history else {}
     steps = cfg.get("eval", {}).get("steps", 20)
     defense = cfg.get("defense", {}).get("name", "none")
+    attack = cfg.get("attack", {})
     robust = f"PGD-{steps}"
+    if attack.get("norm", "linf") != "linf":  # name a threat model other than the usual L-inf
+        robust += f" ({threat(attack['norm'], attack.get('eps'))})"
     if defense != "none":  # the trainer attacks a defence by transfer and BPDA, worst of both
         robust = f"{defense} vs transfer/BPDA PGD-{steps}"
     table = Table(title=f"{cfg.get('name')}: {outcome.status}", show_header=False)

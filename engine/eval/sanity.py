@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from engine.attacks import Attack
 from engine.attacks.pgd import PGDColumn, threat_of
+from engine.attacks.threat import ThreatModel
 from engine.eval.run import run_suite
 from engine.eval.suites import Column, SuiteSpec, can_vary
 
@@ -198,6 +200,55 @@ def extra_checks(
     return checks
 
 
+class InBall:
+    """An attack that also measures how far its examples land outside their ball and [0, 1]."""
+
+    def __init__(self, attack: Attack, threat: ThreatModel) -> None:
+        self.attack, self.threat = attack, threat
+        self.excess = 0.0  # the largest size beyond eps, in the norm's units
+        self.box = 0.0  # the largest distance outside [0, 1]
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = self.attack(model, x, y)
+        with torch.no_grad():
+            size = float(self.threat.size(x_adv - x).max()) if len(x) else 0.0
+            box = float(torch.max(-x_adv.min(), x_adv.max() - 1)) if len(x) else 0.0
+        self.excess = max(self.excess, size - self.threat.eps)
+        self.box = max(self.box, box)
+        return x_adv
+
+
+def ball_tolerance(eps: float) -> float:
+    """The slack of the in-ball check: float32 rounding of a norm of up to eps."""
+    return 1e-5 * max(1.0, eps) + 1e-6
+
+
+def in_ball_check(runs: dict[str, InBall]) -> Check:
+    """Every example the sanity runs crafted lies inside its ball and [0, 1] (within rounding)."""
+    outside = {
+        k: r
+        for k, r in runs.items()
+        if r.excess > ball_tolerance(r.threat.eps) or r.box > ball_tolerance(1.0)
+    }
+    worst = max(runs.values(), key=lambda r: r.excess / ball_tolerance(r.threat.eps))
+    t = worst.threat
+    figure = (
+        f"largest {t.norm} size beyond eps: {max(worst.excess, 0.0):.2g} at {t.label} "
+        f"(tolerance {ball_tolerance(t.eps):.2g}); largest step outside [0, 1]: "
+        f"{max(r.box for r in runs.values()):.2g}"
+    )
+    if not outside:
+        return Check("every example inside its ball and [0, 1]", PASS, figure)
+    name = next(iter(outside))
+    return Check(
+        "every example inside its ball and [0, 1]",
+        WARN,
+        f"{name}: {figure}",
+        "the attack leaves its threat model: its projection is wrong, so every number it "
+        "gives is for a larger ball than the one reported",
+    )
+
+
 def sanity_runs(
     spec: SuiteSpec,
     cols: list[Column],
@@ -237,8 +288,8 @@ def sanity_runs(
     restarts2 = f"sanity {p['restarts'] * 2} restarts"
     variants[steps2] = {**p, "steps": p["steps"] * 2}
     variants[restarts2] = {**p, "restarts": p["restarts"] * 2}
-    entries = {k: PGDColumn.build(v) for k, v in variants.items()}
-    res = run_suite(classifier, x, y, entries, batch_size, seed, progress, clean=clean)
+    entries = {k: InBall(PGDColumn.build(v), threat_of(v)) for k, v in variants.items()}
+    res = run_suite(classifier, x, y, dict(entries), batch_size, seed, progress, clean=clean)
     acc = res.table()
     n = len(x)
     curve = [(0.0, acc["clean"])]
@@ -260,6 +311,7 @@ def sanity_runs(
         tol_points=spec.sanity.tolerance,
         unbounded_eps=big,
     )
+    checks.append(in_ball_check(entries))
     runs = {
         k: {
             "params": variants[k],
