@@ -12,6 +12,7 @@ from torch import nn
 from engine.attacks import FGSM, PGD
 from engine.attacks.threat import ThreatModel, l1_ball_projection
 from engine.defenses.apinet import AntiPerturbation, UnrolledAPINet
+from engine.spec.catalog import resolve_preset
 from engine.spec.errors import ConfigError
 from engine.spec.preset_files import load_preset
 from engine.train.methods.trades import Trades
@@ -251,9 +252,45 @@ def test_the_l2_presets_use_their_published_radii():
         ("mnist5k_atblr_l2", 2.0),
         ("cifar10_resnet18_madry_l2", 0.5),
     ):
-        cfg = load_preset(name)
+        cfg = load_preset(resolve_preset(name))
         assert (cfg.attack.norm, cfg.attack.eps) == ("l2", eps), name
     # ATBLR and Madry differ only in the method under L2, as the study compares them
-    madry, atblr = load_preset("mnist5k_madry_l2"), load_preset("mnist5k_atblr_l2")
+    madry, atblr = (
+        load_preset(resolve_preset("mnist5k_madry_l2")),
+        load_preset(resolve_preset("mnist5k_atblr_l2")),
+    )
     assert madry.attack == atblr.attack and madry.data == atblr.data
-    assert load_preset("mnist5k_madry").attack.norm == "linf"  # the old presets are unchanged
+    assert (
+        load_preset(resolve_preset("mnist5k_madry")).attack.norm == "linf"
+    )  # the old presets are unchanged
+
+
+def test_the_in_ball_sanity_check_catches_an_attack_that_leaves_its_ball():
+    from engine.eval.sanity import PASS, WARN, InBall, in_ball_check
+
+    model, (x, y) = TinyNet(), images()
+    for norm in NORMS:
+        threat = ThreatModel(norm, EPS[norm])
+        good = InBall(PGD(threat, threat.eps / 4, 5), threat)
+        good(model, x, y)
+        assert in_ball_check({"good": good}).status == PASS
+        # the same attack told a smaller ball than it searches: what a wrong projection does
+        small = ThreatModel(norm, EPS[norm] / 2)
+        bad = InBall(PGD(threat, threat.eps / 2, 5, random_start=False), small)
+        bad(model, x, y)
+        check = in_ball_check({"good": good, "bad": bad})
+        assert check.status == WARN and "bad" in check.figure, check
+
+
+def test_the_unbounded_check_names_its_radius_per_norm():
+    from engine.eval.sanity import extra_checks
+
+    curve = [(0.0, 90.0), (2.0, 40.0)]
+    names = [
+        c.name
+        for c in extra_checks(
+            curve, 0.0, 1.0, ("PGD", 40.0), ("2x", 40.0), ("2r", 40.0), 100, tol_points=0.5,
+            unbounded_eps=28.0,
+        )
+    ]  # fmt: skip
+    assert "eps = 28 drives accuracy to ~0" in names

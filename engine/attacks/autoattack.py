@@ -80,6 +80,7 @@ class AutoAttackCascade:
         version: str,
         seed: int,
         num_classes: int,
+        *,
         target: str = "base",
         tuning: dict[str, Any] | None = None,
     ) -> None:
@@ -239,4 +240,6 @@ class AutoAttackColumn(AttackColumn):
     ) -> AutoAttackCascade:
         tuning = {k: v for k, v in params.items() if k not in ("eps", "norm", "version")}
         threat = ThreatModel(params.get("norm", "linf"), params["eps"])
-        return AutoAttackCascade(name, threat, params["version"], seed, num_classes, target, tuning)
+        return AutoAttackCascade(
+            name, threat, params["version"], seed, num_classes, target=target, tuning=tuning
+        )

@@ -18,7 +18,7 @@ that worked on the batch".
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 import torch
@@ -86,6 +86,7 @@ class PGD:
     restarts: int = 1
     loss: LossName = "ce"
     kappa: float = CW_KAPPA  # C&W confidence (the CE loss ignores it)
+    _: KW_ONLY
     random_start: bool = True
     keep_best: bool = True
     scorer: nn.Module | None = None  # judges iterates when `model` is only a gradient surrogate
