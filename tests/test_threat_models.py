@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from engine import checkpoint_io as ckpt
 from engine.attacks import FGSM, PGD
 from engine.attacks.threat import ThreatModel, l1_ball_projection
 from engine.defenses.apinet import AntiPerturbation, UnrolledAPINet
 from engine.spec.catalog import resolve_preset
-from engine.spec.errors import ConfigError
+from engine.spec.errors import ConfigError, WorkbenchError
 from engine.spec.preset_files import load_preset
 from engine.train.methods.trades import Trades
 from tests.conftest import wb, write_preset
@@ -294,3 +296,46 @@ def test_the_unbounded_check_names_its_radius_per_norm():
         )
     ]  # fmt: skip
     assert "eps = 28 drives accuracy to ~0" in names
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["method.name=trades"],
+        ["method.name=atblr", "model.head=gaussian"],
+        ["method.name=standard"],
+        ["attack.kind=fgsm"],
+    ],
+    ids=["trades", "atblr", "standard", "madry-fgsm"],
+)
+def test_every_method_trains_under_l2(tiny_preset, tmp_path, sets):
+    cfg = load_preset(
+        tiny_preset,
+        [*sets, "attack.norm=l2", "attack.eps=1.0", "attack.step=0.3", "train.epochs=1"],
+    )
+    out = make(cfg, tmp_path / "run").run()
+    assert out.status == "finished"
+    saved = json.loads(ckpt.read_header(tmp_path / "run" / "last.safetensors")[1]["config"])
+    assert saved["attack"]["norm"] == "l2"  # the checkpoint carries its threat model
+
+
+def test_autoattack_columns_take_the_checkpoints_norm(tiny_preset):
+    from engine.attacks.autoattack import AutoAttackColumn
+
+    cfg = load_preset(tiny_preset, ["attack.norm=l2", "attack.eps=1.5", "attack.step=0.3"])
+    col = AutoAttackColumn.model_validate(
+        {"name": "AA", "kind": "autoattack", "version": "custom", "components": ["apgd-ce"]}
+    )
+    params = col.resolve(cfg)
+    assert (params["norm"], params["eps"]) == ("l2", 1.5)
+    casc = AutoAttackColumn.entry("AA", {**params, "iterations": 3}, 0, 10, "base")
+    assert casc.threat == ThreatModel("l2", 1.5) and casc.settings()["norm"] == "l2"
+    model, (x, y) = TinyNet(), images()
+    alive = casc.run(model, x, y, torch.ones(len(y), dtype=torch.bool), 16)
+    assert set(alive) == set(casc.columns)
+    # a column may set its own norm; L1 with Square is refused naming the key
+    own = AutoAttackColumn.model_validate({"name": "AA", "kind": "autoattack", "norm": "linf"})
+    assert own.resolve(cfg)["norm"] == "linf"
+    l1 = AutoAttackColumn.model_validate({"name": "AA", "kind": "autoattack", "norm": "l1"})
+    with pytest.raises(WorkbenchError, match="key 'norm'"):
+        l1.resolve(cfg)
