@@ -339,3 +339,31 @@ def test_autoattack_columns_take_the_checkpoints_norm(tiny_preset):
     l1 = AutoAttackColumn.model_validate({"name": "AA", "kind": "autoattack", "norm": "l1"})
     with pytest.raises(WorkbenchError, match="key 'norm'"):
         l1.resolve(cfg)
+
+
+def test_headers_name_the_threat_model(tiny_preset, tmp_path):
+    sets = ["attack.norm=l2", "attack.eps=1.5", "attack.step=0.5", "train.epochs=1"]
+    args = [f"--set={s}" for s in sets]
+    r = wb(
+        "run",
+        str(tiny_preset),
+        "--headless",
+        *args,
+        "--name",
+        "l2",
+        "--runs-dir",
+        "r",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "L2, eps 1.5" in r.stdout  # the headless final table
+    best = tmp_path / "r" / "l2" / "best.safetensors"
+    r = wb("inspect", str(best), cwd=tmp_path)
+    assert r.returncode == 0 and "L2, eps 1.5" in r.stdout, r.stdout
+    r = wb("eval", str(best), "--suite", "quick", "--samples", "16", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "quick suite, L2, eps 1.5" in r.stdout
+    r = wb("eval", str(best), "--suite", "quick", "--samples", "16", "--json", cwd=tmp_path)
+    doc = json.loads(r.stdout)
+    assert (doc["norm"], doc["eps"]) == ("l2", 1.5)
+    assert doc["columns"]["PGD-2"]["norm"] == "l2"

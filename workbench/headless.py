@@ -164,12 +164,14 @@ def reading(outcome: Any, cfg: dict[str, Any]) -> list[str]:
     if not test:
         return []
     eps = cfg.get("attack", {}).get("eps")
+    norm = cfg.get("attack", {}).get("norm", "linf")
+    at = f"eps {num(eps, 3)}" if norm == "linf" else threat(norm, eps)  # L-inf reads as before
     steps = cfg.get("eval", {}).get("steps", 20)
     best = outcome.run_dir / "best.safetensors"
     return [
         f"The checkpoint selected on validation (epoch {test['epoch']}) keeps "
         f"{measured(test, 'robust')} of {test['robust_n']} test examples under PGD-{steps} "
-        f"at eps {num(eps, 3)} ({num(test['clean_acc'])}% clean). One attack is a lower "
+        f"at {at} ({num(test['clean_acc'])}% clean). One attack is a lower "
         "bound on the damage: quote the paper suite's worst case.",
         f"Next: workbench eval {best} --suite paper   (the headline number, close to AutoAttack)",
         "      workbench   (the app: this run's curves, the inspector, the gallery)",
