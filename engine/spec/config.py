@@ -379,7 +379,7 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
     for key, value in (("attack.eps", a.eps), ("attack.step", a.step)):
         if a.norm == "linf" and value > 1:  # an L-inf ball beyond 1 is the whole box already
             raise ConfigError(
-                f"{where(key)}: key '{key}': given {value!r}: Input should be less than or "
+                f"{where(key)}: key '{key}': given {value:g}: Input should be less than or "
                 "equal to 1 (under attack.norm = 'linf')"
             )
     if a.kind not in ATTACKS or not ATTACKS.get(a.kind).per_example:
