@@ -17,7 +17,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from engine.attacks.base import AttackColumn, eval_mode
+from engine.attacks.base import AttackColumn, eval_mode, linf_fraction
 from engine.attacks.threat import ThreatModel, as_threat
 from engine.spec.config import NonNegReal, Norm, PresetConfig
 from engine.spec.errors import WorkbenchError
@@ -183,8 +183,8 @@ class AutoAttackColumn(AttackColumn):
     component (L1: without Square, which pyautoattack runs under L-inf and L2 only)."""
 
     kind: Literal["autoattack"]
-    eps: NonNegReal | None = None
     norm: Norm | None = None  # default: the checkpoint's attack.norm
+    eps: NonNegReal | None = None
     version: Literal["standard", "plus", "rand", "custom"] = "standard"  # AutoAttack's versions
     # custom: which components, in order, and how hard (APGD's iterations and restarts, the
     # targeted attacks' number of target classes)
@@ -197,6 +197,8 @@ class AutoAttackColumn(AttackColumn):
     from_survivors: bool = False
 
     per_example: ClassVar[bool] = False
+
+    _fraction = field_validator("eps")(linf_fraction)
 
     @model_validator(mode="after")
     def _custom_names_components(self) -> AutoAttackColumn:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from engine.attacks.base import AttackColumn, LossName
+from pydantic import field_validator
+
+from engine.attacks.base import AttackColumn, LossName, linf_fraction
 from engine.attacks.pgd import PGD, threat_of
 from engine.attacks.threat import ThreatModel, as_threat
 from engine.spec.config import CW_KAPPA, NonNegReal, Norm, PresetConfig
@@ -31,12 +33,14 @@ class FGSMColumn(AttackColumn):
     """FGSM at the checkpoint's eps and norm (or its own), CE or C&W."""
 
     kind: Literal["fgsm"]
-    eps: NonNegReal | None = None
     norm: Norm | None = None
+    eps: NonNegReal | None = None
     loss: LossName = "ce"
     kappa: NonNegReal | None = None
 
     role: ClassVar[str] = "fgsm"
+
+    _fraction = field_validator("eps")(linf_fraction)
 
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
         params: dict[str, Any] = {

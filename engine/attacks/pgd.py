@@ -22,10 +22,10 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
-from engine.attacks.base import AttackColumn, LossName, eval_mode
+from engine.attacks.base import AttackColumn, LossName, eval_mode, linf_fraction
 from engine.attacks.objectives import Objective, fooled, misclassification, objective
 from engine.attacks.threat import Ball, ThreatModel, as_threat
 from engine.spec.config import CW_KAPPA, NonNegReal, Norm, PresetConfig
@@ -170,11 +170,13 @@ class PGDColumn(AttackColumn):
     kind: Literal["pgd"]
     steps: int | Literal["eval"]  # "eval": the checkpoint's eval.steps
     restarts: int | None = Field(None, ge=1, le=1000)  # default: the checkpoint's eval.restarts
+    norm: Norm | None = None  # default: the checkpoint's attack.norm
     step: NonNegReal | None = None  # default: the checkpoint's attack.step
     eps: NonNegReal | None = None  # default: the checkpoint's attack.eps
-    norm: Norm | None = None  # default: the checkpoint's attack.norm
     loss: LossName = "ce"
     kappa: NonNegReal | None = None  # C&W confidence; default: the checkpoint's attack.kappa
+
+    _fraction = field_validator("step", "eps")(linf_fraction)
 
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
         a, ev = cfg.attack, cfg.eval
