@@ -53,6 +53,7 @@ def main() -> int:
     import torch
 
     from engine.attacks.autoattack import AutoAttackCascade
+    from engine.attacks.threat import ThreatModel
     from engine.checkpoint_io import load_model
     from engine.data import dataset_info
     from engine.eval.evaluate import eval_inputs
@@ -81,7 +82,8 @@ def main() -> int:
 
     def cascade(tuning: dict, start: torch.Tensor) -> tuple[torch.Tensor, float]:
         version = "custom" if "components" in tuning else "standard"
-        casc = AutoAttackCascade("x", cfg.attack.eps, version, args.seed, n_cls, tuning=tuning)
+        threat = ThreatModel(cfg.attack.norm, cfg.attack.eps)  # the checkpoint's norm
+        casc = AutoAttackCascade("x", threat, version, args.seed, n_cls, tuning=tuning)
         t0 = time.perf_counter()
         out = casc.run(model, x, y, start, args.batch)
         return out[casc.columns[-1]].cpu(), time.perf_counter() - t0
@@ -127,7 +129,7 @@ def main() -> int:
         log(f"{label}: {rows[-1]['worst_case']:.2f}% ({rows[-1]['time_share']:.0%} of AutoAttack)")
     suite_row = None
     if ours is not None:
-        tuning = {k: v for k, v in ours.params.items() if k not in ("eps", "version")}
+        tuning = {k: v for k, v in ours.params.items() if k not in ("eps", "norm", "version")}
         worst, secs = cascade(tuning, paper_worst & clean)
         suite_row = row(f"the paper suite as shipped ({ours.params})", worst, t_papers + secs)
         rows.append(suite_row)

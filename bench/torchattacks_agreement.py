@@ -79,6 +79,7 @@ def main() -> int:
     import torch
 
     from engine.attacks.autoattack import AutoAttackCascade
+    from engine.attacks.pgd import threat_of
     from engine.checkpoint_io import load_model
     from engine.data import dataset_info
     from engine.eval.entries import predict
@@ -160,7 +161,7 @@ def main() -> int:
     m = min(args.aa_samples, n)
     if m > 0:
         n_cls = dataset_info(cfg.data.dataset).num_classes
-        casc = AutoAttackCascade("AA", prm["eps"], "standard", args.seed, n_cls)
+        casc = AutoAttackCascade("AA", threat_of(prm), "standard", args.seed, n_cls)
         t0 = time.perf_counter()
         cols = casc.run(model, x[:m], y[:m], clean[:m], args.batch)
         t_aa = time.perf_counter() - t0

@@ -259,6 +259,7 @@ def test_same_seed_gives_the_same_numbers_and_evidence_is_complete(lenet_ckpts, 
     assert saved["columns"]["PGD-10"] == {
         "kind": "pgd",
         "eps": 0.1,
+        "norm": "linf",  # every column records its threat model
         "step": 0.025,
         "steps": 10,
         "restarts": 1,
@@ -267,6 +268,7 @@ def test_same_seed_gives_the_same_numbers_and_evidence_is_complete(lenet_ckpts, 
     }
     assert saved["columns"]["CW-10"]["kappa"] == 50.0
     assert (saved["eps"], saved["step"], saved["restarts"]) == (0.1, 0.025, 1)  # all agree
+    assert saved["norm"] == "linf"
     attack_seconds = sum(v for k, v in saved["seconds"].items() if k != "clean")
     attacked = len(saved["seconds"]) - 1
     assert saved["examples_per_s"] == pytest.approx(64 * attacked / attack_seconds)

@@ -26,7 +26,7 @@ from engine.records.run_state import RunState
 from engine.spec.panels import Panels
 from engine.train import session
 from engine.train.trainer import Outcome
-from workbench.views import accuracy, duration, num, short
+from workbench.views import accuracy, duration, num, short, threat
 
 
 class RunView:
@@ -126,7 +126,10 @@ def final_table(
     last = history[-1] if history else {}
     steps = cfg.get("eval", {}).get("steps", 20)
     defense = cfg.get("defense", {}).get("name", "none")
+    attack = cfg.get("attack", {})
     robust = f"PGD-{steps}"
+    if attack.get("norm", "linf") != "linf":  # name a threat model other than the usual L-inf
+        robust += f" ({threat(attack['norm'], attack.get('eps'))})"
     if defense != "none":  # the trainer attacks a defence by transfer and BPDA, worst of both
         robust = f"{defense} vs transfer/BPDA PGD-{steps}"
     table = Table(title=f"{cfg.get('name')}: {outcome.status}", show_header=False)
@@ -165,12 +168,14 @@ def reading(outcome: Any, cfg: dict[str, Any]) -> list[str]:
     if not test:
         return []
     eps = cfg.get("attack", {}).get("eps")
+    norm = cfg.get("attack", {}).get("norm", "linf")
+    at = f"eps {num(eps, 3)}" if norm == "linf" else threat(norm, eps)  # L-inf reads as before
     steps = cfg.get("eval", {}).get("steps", 20)
     best = outcome.run_dir / "best.safetensors"
     return [
         f"The checkpoint selected on validation (epoch {test['epoch']}) keeps "
         f"{accuracy(test, 'robust', '%')} of {test['robust_n']} test examples under PGD-{steps} "
-        f"at eps {num(eps, 3)} ({num(test['clean_acc'])}% clean). One attack is a lower "
+        f"at {at} ({num(test['clean_acc'])}% clean). One attack is a lower "
         "bound on the damage: quote the paper suite's worst case.",
         f"Next: workbench eval {best} --suite paper   (the headline number, close to AutoAttack)",
         "      workbench   (the app: this run's curves, the inspector, the gallery)",

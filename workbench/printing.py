@@ -86,7 +86,8 @@ def working(as_json: bool, status: str | None = None) -> Iterator[ColumnProgress
 def evaluation(doc: dict[str, Any]) -> None:
     """The suite's table (accuracy, seconds, examples/s per column), then the sanity list."""
     title = (
-        f"{doc['checkpoint']} — {doc['suite']} suite, eps {views.eps(doc['eps'])}, "
+        f"{doc['checkpoint']} — {doc['suite']} suite, "
+        f"{views.threat(doc.get('norm', 'linf'), doc['eps'])}, "
         f"{doc['n']} examples"
     )
     if views.paper_columns(doc):
@@ -136,7 +137,8 @@ def sweep(doc: dict[str, Any], steps: int) -> None:
         for i, e in enumerate(doc["eps"])
     ]
     labels = tuple(f"{c['label']} [95%]" for c in doc["curves"])
-    title = f"accuracy % under PGD-{steps}, {doc['n']} examples"
+    norm = views.NORM_LABELS.get(doc.get("norm", "linf"), "?")
+    title = f"accuracy % under {norm} PGD-{steps}, {doc['n']} examples"
     out.print(table(title, ("eps", *labels), rows, right=1))
     out.print(f"saved {doc['saved_json']} and {doc['saved_csv']}", highlight=False)
 

@@ -15,6 +15,7 @@ from typing import Any
 from engine.records.checkpoint_header import SUMMARY_KEYS, model_parameters, numel
 from engine.records.runs import RunInfo
 from engine.spec.catalog import Entry
+from engine.spec.config import NORM_LABELS
 from engine.spec.errors import WorkbenchError
 
 RUN_STATUS_STYLE = {
@@ -61,6 +62,19 @@ def short(value: Any) -> str:
 def eps(value: Any) -> str:
     """An evaluation's eps ("mixed" when its columns use different ones)."""
     return f"{value:.4g}" if isinstance(value, int | float) else "mixed"
+
+
+def threat(norm: Any, value: Any) -> str:
+    """A threat model as every header names it: "L2, eps 0.5" (None: mixed; absent: L-inf)."""
+    label = NORM_LABELS.get(norm, "mixed norms") if isinstance(norm, str) else "mixed norms"
+    return f"{label}, eps {eps(value)}"
+
+
+def short_threat(norm: Any, value: Any) -> str:
+    """A threat model in a narrow column: the eps alone under L-inf, else "L2 0.5"."""
+    if norm == "linf":
+        return eps(value)
+    return f"{NORM_LABELS.get(norm, 'mixed') if isinstance(norm, str) else 'mixed'} {eps(value)}"
 
 
 def duration(seconds: float | None) -> str:
@@ -165,6 +179,9 @@ def checkpoint_rows(header: dict[str, Any], meta: dict[str, str]) -> list[tuple[
         ("last clean / robust acc", f"{num(last.get('clean_acc'))} / {num(last.get('robust_acc'))}")
     )
     rows.append(("eps / step", f"{attack.get('eps')} / {attack.get('step')}"))
+    norm = attack.get("norm", "linf")  # checkpoints made before norms are L-inf
+    if norm != "linf":  # the L-inf summary reads as it always has
+        rows.append(("threat model", threat(norm, attack.get("eps"))))
     return rows
 
 
@@ -376,7 +393,7 @@ def saved_evaluation_row(row: dict[str, Any]) -> tuple[str, ...]:
         when,
         suite,
         str(row.get("n")),
-        eps(row.get("eps")),
+        short_threat(row.get("norm", "linf"), row.get("eps")),
         num(row.get("worst case")),
         num(row.get("clean")),
         sanity,

@@ -1,4 +1,5 @@
-"""L-infinity attacks with one call shape, `attack(model, x, y) -> x_adv`, one file per kind.
+"""Attacks with one call shape, `attack(model, x, y) -> x_adv`, one file per kind; every one
+searches the ball of a threat model (engine/attacks/threat.py), which alone names norms.
 
 Importing this package imports every attack file in it, and each registers its
 suite column class under its `kind` (engine/spec/registry.py `ATTACKS`), so a new
@@ -11,6 +12,8 @@ from engine.attacks.base import Attack, AttackColumn, LossName, ball, eval_mode
 from engine.attacks.fgsm import FGSM
 from engine.attacks.objectives import cw_margin, objective
 from engine.attacks.pgd import PGD, ascend
+from engine.attacks.threat import Ball, ThreatModel, as_threat
+from engine.spec.config import CW_KAPPA
 from engine.spec.registry import ATTACKS, import_submodules
 
 import_submodules(__name__, __path__)
@@ -18,19 +21,24 @@ import_submodules(__name__, __path__)
 
 def build_attack(
     kind: str,
-    eps: float,
+    threat: ThreatModel | float,
     step: float = 0.01,
     steps: int = 40,
     *,
     restarts: int = 1,
     loss: LossName = "ce",
-    kappa: float = 50.0,
+    kappa: float = CW_KAPPA,
     random_start: bool = True,
     keep_best: bool = True,
 ) -> Attack:
-    """A registered per-example attack from threat-model numbers (training adversaries, sweeps)."""
+    """A registered per-example attack in a threat model (training adversaries, the gallery).
+
+    A bare number for `threat` is an L-inf eps.
+    """
+    t = as_threat(threat)
     params = {
-        "eps": eps,
+        "eps": t.eps,
+        "norm": t.norm,
         "step": step,
         "steps": steps,
         "restarts": restarts,
@@ -48,6 +56,8 @@ __all__ = [
     "PGD",
     "Attack",
     "AttackColumn",
+    "Ball",
+    "ThreatModel",
     "ascend",
     "ball",
     "build_attack",

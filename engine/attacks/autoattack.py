@@ -17,8 +17,9 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from engine.attacks.base import AttackColumn, eval_mode
-from engine.spec.config import PresetConfig, Unit
+from engine.attacks.base import AttackColumn, eval_mode, linf_fraction
+from engine.attacks.threat import ThreatModel, as_threat
+from engine.spec.config import NonNegReal, Norm, PresetConfig
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import ATTACKS
 
@@ -37,6 +38,8 @@ COMPONENTS = {  # what each AutoAttack version runs, in order (pyautoattack's _s
     "plus": ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"],
     "rand": ["apgd-ce", "apgd-dlr"],
 }
+PACKAGE_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}  # pyautoattack's spelling
+NO_L1 = ("square",)  # pyautoattack's Square has no L1 search (its loop knows Linf and L2)
 
 
 def require() -> Any:
@@ -73,15 +76,17 @@ class AutoAttackCascade:
     def __init__(
         self,
         name: str,
-        eps: float,
+        threat: ThreatModel | float,  # a bare number is an L-inf eps
         version: str,
         seed: int,
         num_classes: int,
+        *,
         target: str = "base",
         tuning: dict[str, Any] | None = None,
     ) -> None:
         require()
-        self.name, self.eps, self.version = name, eps, version
+        self.name, self.threat, self.version = name, as_threat(threat), version
+        self.eps = self.threat.eps
         self.seed, self.num_classes = seed, num_classes
         self.tuning = {k: v for k, v in (tuning or {}).items() if v is not None}
         self.components = list(self.tuning.pop("components", None) or COMPONENTS[version])
@@ -119,8 +124,16 @@ class AutoAttackCascade:
 
     def _run(self, model, x, y, alive, batch_size, progress) -> dict[str, torch.Tensor]:
         AutoAttack = require()
-        aa = AutoAttack(model, eps=self.eps, version=self.version, seed=self.seed, device=x.device)
-        n_targets = max(1, min(self.tuning.get("target_classes", 9), self.num_classes - 1))
+        aa = AutoAttack(
+            model,
+            norm=PACKAGE_NORM[self.threat.norm],
+            eps=self.eps,
+            version=self.version,
+            seed=self.seed,
+            device=x.device,
+        )
+        default = 5 if self.threat.norm == "l1" else 9  # as the package's standard version sets
+        n_targets = max(1, min(self.tuning.get("target_classes", default), self.num_classes - 1))
         aa.apgd_targeted.n_target_classes = n_targets
         aa.fab.n_target_classes = n_targets
         if "iterations" in self.tuning:
@@ -154,6 +167,7 @@ class AutoAttackCascade:
     def settings(self) -> dict[str, Any]:
         return {
             "eps": self.eps,
+            "norm": self.threat.norm,
             "version": self.version,
             "components": self.components,
             **self.tuning,
@@ -165,10 +179,12 @@ class AutoAttackCascade:
 
 @ATTACKS.register("autoattack")
 class AutoAttackColumn(AttackColumn):
-    """Croce & Hein's AutoAttack at the checkpoint's eps, one cumulative column per component."""
+    """Croce & Hein's AutoAttack at the checkpoint's eps and norm, one cumulative column per
+    component (L1: without Square, which pyautoattack runs under L-inf and L2 only)."""
 
     kind: Literal["autoattack"]
-    eps: Unit | None = None
+    norm: Norm | None = None  # default: the checkpoint's attack.norm
+    eps: NonNegReal | None = None
     version: Literal["standard", "plus", "rand", "custom"] = "standard"  # AutoAttack's versions
     # custom: which components, in order, and how hard (APGD's iterations and restarts, the
     # targeted attacks' number of target classes)
@@ -181,6 +197,8 @@ class AutoAttackColumn(AttackColumn):
     from_survivors: bool = False
 
     per_example: ClassVar[bool] = False
+
+    _fraction = field_validator("eps")(linf_fraction)
 
     @model_validator(mode="after")
     def _custom_names_components(self) -> AutoAttackColumn:
@@ -203,8 +221,17 @@ class AutoAttackColumn(AttackColumn):
             "target_classes": self.target_classes,
             "from_survivors": self.from_survivors or None,
         }
+        norm = cfg.attack.norm if self.norm is None else self.norm
+        components = self.components or COMPONENTS.get(self.version, [])
+        if norm == "l1" and any(c in NO_L1 for c in components):
+            raise WorkbenchError(
+                f"column {self.name!r}: key 'norm': 'l1' with version {self.version!r} runs "
+                "Square, which pyautoattack has only for L-inf and L2; give version = 'custom' "
+                "and components without 'square'"
+            )
         return {
             "eps": cfg.attack.eps if self.eps is None else self.eps,
+            "norm": norm,
             "version": self.version,
             **{k: v for k, v in tuning.items() if v is not None},
         }
@@ -213,7 +240,8 @@ class AutoAttackColumn(AttackColumn):
     def entry(
         name: str, params: dict[str, Any], seed: int, num_classes: int, target: str
     ) -> AutoAttackCascade:
-        tuning = {k: v for k, v in params.items() if k not in ("eps", "version")}
+        tuning = {k: v for k, v in params.items() if k not in ("eps", "norm", "version")}
+        threat = ThreatModel(params.get("norm", "linf"), params["eps"])
         return AutoAttackCascade(
-            name, params["eps"], params["version"], seed, num_classes, target, tuning
+            name, threat, params["version"], seed, num_classes, target=target, tuning=tuning
         )

@@ -1,8 +1,8 @@
 """What every attack shares: the call shape, eval mode while crafting, and its suite column.
 
-Conventions: inputs in [0, 1], every iterate projected onto the eps-ball and
-clipped to [0, 1]; BatchNorm and Dropout in eval mode while crafting, each
-module's previous mode restored afterwards.
+Conventions: inputs in [0, 1], every iterate projected into the threat
+model's ball and [0, 1] (engine/attacks/threat.py); BatchNorm and Dropout in
+eval mode while crafting, each module's previous mode restored afterwards.
 
 An attack is one file that registers its suite column class with
 `@ATTACKS.register("kind")`: the class declares the `[[attack]]` keys of that
@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo
 from torch import nn
 
 from engine.spec.config import PresetConfig, Section
@@ -39,8 +39,20 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The lower and upper corners of the L-inf eps-ball around x, inside [0, 1]."""
+    """The corners of the L-inf eps-ball around x inside [0, 1], for code written before
+    threat models (engine/attacks/threat.py's `ThreatModel.around` is what attacks use)."""
     return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
+def linf_fraction(value: float | None, info: ValidationInfo) -> float | None:
+    """A column's eps or step under L-inf is a pixel fraction, at most 1 (L2 and L1 ones may be
+    larger, so a column that gives one beyond 1 names its norm: the checkpoint's is unknown)."""
+    if value is not None and value > 1 and info.data.get("norm") in (None, "linf"):
+        raise ValueError(
+            "Input should be less than or equal to 1 (an L-inf pixel fraction; a larger eps "
+            "or step needs norm = 'l2' or 'l1' in the column)"
+        )
+    return value
 
 
 class AttackColumn(Section):

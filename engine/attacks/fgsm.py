@@ -1,36 +1,51 @@
-"""FGSM (Goodfellow et al. 2015): one signed gradient step of size eps from the clean point."""
+"""FGSM (Goodfellow et al. 2015): one steepest-ascent step of size eps from the clean point.
+
+Under L-inf that is x + eps * sign(grad); under L2 it is the fast gradient
+method, x + eps * grad / ||grad||_2; under L1 one sparse step of L1 size eps
+(engine/attacks/threat.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from engine.attacks.base import AttackColumn, LossName
-from engine.attacks.pgd import PGD
-from engine.spec.config import NonNegReal, PresetConfig, Unit
+from pydantic import field_validator
+
+from engine.attacks.base import AttackColumn, LossName, linf_fraction
+from engine.attacks.pgd import PGD, threat_of
+from engine.attacks.threat import ThreatModel, as_threat
+from engine.spec.config import CW_KAPPA, NonNegReal, Norm, PresetConfig
 from engine.spec.registry import ATTACKS
 
 
 class FGSM(PGD):
-    """x + eps * sign(grad), clipped to [0, 1]: PGD's one step of size eps from x itself."""
+    """PGD's one step of size eps from x itself, projected into the ball and [0, 1]."""
 
-    def __init__(self, eps: float, loss: LossName = "ce", kappa: float = 0.0) -> None:
-        super().__init__(eps, eps, 1, 1, loss, kappa, random_start=False, keep_best=False)
+    def __init__(
+        self, threat: ThreatModel | float, loss: LossName = "ce", kappa: float = CW_KAPPA
+    ) -> None:
+        threat = as_threat(threat)
+        super().__init__(threat, threat.eps, 1, 1, loss, kappa, random_start=False, keep_best=False)
 
 
 @ATTACKS.register("fgsm")
 class FGSMColumn(AttackColumn):
-    """FGSM at the checkpoint's eps (or its own), CE or C&W."""
+    """FGSM at the checkpoint's eps and norm (or its own), CE or C&W."""
 
     kind: Literal["fgsm"]
-    eps: Unit | None = None
+    norm: Norm | None = None
+    eps: NonNegReal | None = None
     loss: LossName = "ce"
     kappa: NonNegReal | None = None
 
     role: ClassVar[str] = "fgsm"
 
+    _fraction = field_validator("eps")(linf_fraction)
+
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
         params: dict[str, Any] = {
             "eps": cfg.attack.eps if self.eps is None else self.eps,
+            "norm": cfg.attack.norm if self.norm is None else self.norm,
             "loss": self.loss,
         }
         if self.loss == "cw":
@@ -39,5 +54,4 @@ class FGSMColumn(AttackColumn):
 
     @classmethod
     def build(cls, params: dict[str, Any]) -> FGSM:
-        kappa = params.get("kappa", 0.0) if params.get("loss") == "cw" else 0.0
-        return FGSM(params["eps"], params.get("loss", "ce"), kappa)
+        return FGSM(threat_of(params), params.get("loss", "ce"), params.get("kappa", CW_KAPPA))

@@ -5,7 +5,11 @@ C&W), TRADES' KL search, API-Net's anti-perturbation search and the unrolled
 search the adaptive attack differentiates. Only the objective, the start and
 the step direction differ, and those are arguments.
 
-`PGD` adds what an attack needs on top: a uniform random start in the eps-ball
+Everything that depends on the norm (the start, the step direction, the
+projection) comes from the threat model (engine/attacks/threat.py): nothing
+here names a norm.
+
+`PGD` adds what an attack needs on top: a uniform random start in the ball
 and, for evaluation, restarts that keep per example the worst case found (a
 misclassifying point first, then the highest loss), never "the first restart
 that worked on the batch".
@@ -14,52 +18,41 @@ that worked on the batch".
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
-from engine.attacks.base import AttackColumn, LossName, ball, eval_mode
+from engine.attacks.base import AttackColumn, LossName, eval_mode, linf_fraction
 from engine.attacks.objectives import Objective, fooled, misclassification, objective
-from engine.spec.config import NonNegReal, PresetConfig, Unit
+from engine.attacks.threat import Ball, ThreatModel, as_threat
+from engine.spec.config import CW_KAPPA, NonNegReal, Norm, PresetConfig
 from engine.spec.registry import ATTACKS
 
-Direction = Callable[[torch.Tensor], torch.Tensor]
 Iterate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
-
-
-def sign(grad: torch.Tensor) -> torch.Tensor:
-    """The L-inf steepest-ascent direction (in place: the gradient is the loop's own)."""
-    return grad.sign_()
-
-
-def max_normalised(grad: torch.Tensor) -> torch.Tensor:
-    """grad / max|grad| per example: sign's direction where it is decisive, but differentiable."""
-    scale = grad.abs().flatten(1).amax(1).clamp(min=1e-12)
-    return grad / scale.view(-1, *([1] * (grad.dim() - 1)))
 
 
 def ascend(
     model: nn.Module,
     start: torch.Tensor,
-    lower: torch.Tensor,
-    upper: torch.Tensor,
+    ball: Ball,
     objective: Objective,
     step: float,
     steps: int,
     *,
-    direction: Direction = sign,
     create_graph: bool = False,
     on_iterate: Iterate | None = None,
 ) -> torch.Tensor:
-    """`steps` times: x <- clip(x + step * direction(grad objective(model(x))), lower, upper).
+    """`steps` times: x <- ball.project(x + step * direction(grad objective(model(x)))).
 
-    `on_iterate(x, logits, objective)` sees every iterate before its step (for
-    keep-best bookkeeping). With `create_graph` the iterates keep their graph,
-    so the result is differentiable with respect to whatever `start` came from
-    (the adaptive attack's unrolled search); otherwise it is detached.
+    The direction is the ball's norm's steepest ascent. `on_iterate(x, logits,
+    objective)` sees every iterate before its step (for keep-best
+    bookkeeping). With `create_graph` the iterates keep their graph and step
+    along the threat model's differentiable direction, so the result is
+    differentiable with respect to whatever `start` came from (the adaptive
+    attack's unrolled search); otherwise it is detached.
     """
     x = start
     for _ in range(steps):
@@ -69,32 +62,13 @@ def ascend(
         obj = objective(logits)
         (grad,) = torch.autograd.grad(obj.sum(), x, create_graph=create_graph)
         if create_graph:
-            x = torch.clamp(x + step * direction(grad), min=lower, max=upper)
+            x = ball.smooth_step(x, grad, step)
             continue
         x = x.detach()
         if on_iterate is not None:
             on_iterate(x, logits.detach(), obj.detach())
-        x = torch.clamp(x.add_(direction(grad), alpha=step), min=lower, max=upper)
+        x = ball.step(x, grad, step)
     return x
-
-
-def uniform_start(
-    x: torch.Tensor,
-    eps: float,
-    lower: torch.Tensor,
-    upper: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """A uniformly random point of the eps-ball (inside [0, 1])."""
-    noise = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
-    return torch.clamp(x + noise, min=lower, max=upper)
-
-
-def offset_start(
-    x: torch.Tensor, noise: torch.Tensor | None, lower: torch.Tensor, upper: torch.Tensor
-) -> torch.Tensor:
-    """x + noise projected into the ball (x itself when there is no noise)."""
-    return x.clone() if noise is None else torch.clamp(x + noise, min=lower, max=upper)
 
 
 @dataclass
@@ -106,17 +80,19 @@ class PGD:
     returns the last iterate of a single restart, as Madry et al. do.
     """
 
-    eps: float
+    threat: ThreatModel  # a bare number is an L-inf eps
     step: float
     steps: int
     restarts: int = 1
     loss: LossName = "ce"
-    kappa: float = 0.0
+    kappa: float = CW_KAPPA  # C&W confidence (the CE loss ignores it)
+    _: KW_ONLY
     random_start: bool = True
     keep_best: bool = True
     scorer: nn.Module | None = None  # judges iterates when `model` is only a gradient surrogate
 
     def __post_init__(self) -> None:
+        self.threat = as_threat(self.threat)
         if self.restarts > 1 and not self.keep_best:
             raise ValueError(
                 "PGD: restarts > 1 needs keep_best=True (without it there is no per-example "
@@ -132,12 +108,13 @@ class PGD:
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         x = x.detach()
-        lower, upper = ball(x, self.eps)
+        ball = self.threat.around(x)
         goal = misclassification(y, self.loss, self.kappa, target)
         with eval_mode(model):
             if not self.keep_best:
-                start = self._start(x, lower, upper, generator)
-                return ascend(model, start, lower, upper, goal, self.step, self.steps)
+                return ascend(
+                    model, self._start(ball, generator), ball, goal, self.step, self.steps
+                )
             best_x = x.clone()
             best = _Best(len(x), x.device)
 
@@ -149,20 +126,23 @@ class PGD:
                 best.update(best_x, x_adv, obj, fooled(logits, y, target))
 
             for _ in range(self.restarts):
-                start = self._start(x, lower, upper, generator)
-                last = ascend(
-                    model, start, lower, upper, goal, self.step, self.steps, on_iterate=track
-                )
+                start = self._start(ball, generator)
+                last = ascend(model, start, ball, goal, self.step, self.steps, on_iterate=track)
                 with torch.no_grad():
                     logits = model(last) if self.scorer is None else None
                     obj = None if logits is None else goal(logits)
                 track(last, logits, obj)  # type: ignore[arg-type]
             return best_x
 
-    def _start(self, x, lower, upper, generator) -> torch.Tensor:
-        if self.random_start and self.eps > 0:
-            return uniform_start(x, self.eps, lower, upper, generator)
-        return x.clone()
+    @property
+    def eps(self) -> float:
+        """The ball's radius, in its norm's units."""
+        return self.threat.eps
+
+    def _start(self, ball: Ball, generator: torch.Generator | None) -> torch.Tensor:
+        if self.random_start and self.threat.eps > 0:
+            return ball.random_start(generator)
+        return ball.x.clone()
 
 
 class _Best:
@@ -185,20 +165,24 @@ class _Best:
 
 @ATTACKS.register("pgd")
 class PGDColumn(AttackColumn):
-    """PGD-k: `steps` sign steps of size `step` from a random start, `restarts` times."""
+    """PGD-k: `steps` steepest-ascent steps of size `step` from a random start, `restarts` times."""
 
     kind: Literal["pgd"]
     steps: int | Literal["eval"]  # "eval": the checkpoint's eval.steps
     restarts: int | None = Field(None, ge=1, le=1000)  # default: the checkpoint's eval.restarts
-    step: Unit | None = None  # default: the checkpoint's attack.step
-    eps: Unit | None = None  # default: the checkpoint's attack.eps
+    norm: Norm | None = None  # default: the checkpoint's attack.norm
+    step: NonNegReal | None = None  # default: the checkpoint's attack.step
+    eps: NonNegReal | None = None  # default: the checkpoint's attack.eps
     loss: LossName = "ce"
     kappa: NonNegReal | None = None  # C&W confidence; default: the checkpoint's attack.kappa
+
+    _fraction = field_validator("step", "eps")(linf_fraction)
 
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
         a, ev = cfg.attack, cfg.eval
         params: dict[str, Any] = {
             "eps": a.eps if self.eps is None else self.eps,
+            "norm": a.norm if self.norm is None else self.norm,
             "step": a.step if self.step is None else self.step,
             "steps": ev.steps if self.steps == "eval" else self.steps,
             "restarts": ev.restarts if self.restarts is None else self.restarts,
@@ -211,12 +195,17 @@ class PGDColumn(AttackColumn):
     @classmethod
     def build(cls, params: dict[str, Any]) -> PGD:
         return PGD(
-            params["eps"],
+            threat_of(params),
             params["step"],
             params["steps"],
             params.get("restarts", 1),
             params.get("loss", "ce"),
-            params.get("kappa", 0.0) if params.get("loss") == "cw" else 0.0,
-            params.get("random_start", True),
-            params.get("keep_best", True),
+            params.get("kappa", CW_KAPPA),
+            random_start=params.get("random_start", True),
+            keep_best=params.get("keep_best", True),
         )
+
+
+def threat_of(params: dict[str, Any]) -> ThreatModel:
+    """A resolved column's threat model (columns saved before norms existed are L-inf)."""
+    return ThreatModel(params.get("norm", "linf"), params["eps"])

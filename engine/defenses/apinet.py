@@ -1,7 +1,8 @@
 """API-Net anti-perturbation inference (Dong et al., ECCV 2020, Eqs. 12-13).
 
-For every class c, PGD finds Delta_c maximising log p(c | x + Delta) inside an
-L-inf ball of radius eps_ap; z_c = clip(x + Delta_c, 0, 1) and the defence
+For every class c, PGD finds Delta_c maximising log p(c | x + Delta) inside a
+ball of radius eps_ap (its own norm, `defense.norm`: L-inf in the paper,
+whatever norm the attacks on it use); z_c = clip(x + Delta_c, 0, 1) and the defence
 predicts softmax_c[log p(c | z_c)]. The C searches run as one PGD over a
 (B*C) batch, chunked to bound memory, with BatchNorm/Dropout in eval mode.
 
@@ -11,8 +12,8 @@ ordinary white-box attack is therefore the paper's BPDA attack; the transfer
 and adaptive strategies are in engine/defenses/strategies.py.
 
 Both searches are the workbench's one PGD (`engine.attacks.ascend`) with the
-objective log p(c | z): signed steps for the defence itself, and
-differentiable max-normalised steps for the adaptive attacker's unrolled copy.
+objective log p(c | z): the threat model's steps for the defence itself, and
+its differentiable steps for the adaptive attacker's unrolled copy.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.attacks import ascend, ball, eval_mode
+from engine.attacks import ThreatModel, ascend, eval_mode
 from engine.attacks.objectives import log_likelihood
-from engine.attacks.pgd import max_normalised, offset_start
-from engine.spec.config import PresetConfig
+from engine.spec.config import Norm, PresetConfig
 
 Start = Literal["zero", "noise"]
 
@@ -42,6 +42,11 @@ class AntiPerturbation:
     step: float = 0.01
     start: Start = "zero"
     chunk: int = 4096  # examples (of the B*C batch) per PGD call
+    norm: Norm = "linf"  # the search's own ball, whatever norm the attacks use
+
+    @property
+    def threat(self) -> ThreatModel:
+        return ThreatModel(self.norm, self.eps_ap)
 
     def start_noise(
         self, shape: torch.Size, device: torch.device, generator: torch.Generator | None = None
@@ -69,9 +74,9 @@ class AntiPerturbation:
     def _pgd(
         self, model: nn.Module, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
-        lower, upper = ball(x, self.eps_ap)
-        z = offset_start(x, noise, lower, upper)
-        return ascend(model, z, lower, upper, log_likelihood(c), self.step, self.steps).detach()
+        ball = self.threat.around(x)
+        z = ball.offset(noise)
+        return ascend(model, z, ball, log_likelihood(c), self.step, self.steps).detach()
 
 
 def class_scores(model: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -111,9 +116,10 @@ class APINet(nn.Module):
 class UnrolledAPINet(nn.Module):
     """The adaptive attacker's view of API-Net: the inner search unrolled and differentiated.
 
-    The real inner step uses sign(grad), whose derivative is zero, so the
-    unrolled surrogate steps along grad / max|grad| (same direction and size
-    as sign where the gradient is decisive, but differentiable), keeps the
+    The real inner step (sign(grad) under L-inf) has derivative zero, so the
+    unrolled surrogate steps along the threat model's differentiable direction
+    (grad / max|grad| under L-inf: same direction and size as sign where the
+    gradient is decisive, but differentiable), keeps the
     graph of every inner step (create_graph), may use fewer inner steps than
     the defence, and averages the class scores over `eot` random starts
     (expectation over transformation). Use it only to compute gradients;
@@ -134,25 +140,14 @@ class UnrolledAPINet(nn.Module):
         b, k = len(x), self.num_classes
         xr = x.repeat_interleave(k, 0)
         cr = torch.arange(k, device=x.device).repeat(b)
-        lower = (xr - self.ap.eps_ap).clamp(min=0.0)
-        upper = (xr + self.ap.eps_ap).clamp(max=1.0)
+        ball = self.ap.threat.around(xr)
         total = 0.0
         for _ in range(self.eot):
             z = xr
             if self.ap.start == "noise" or self.eot > 1:
-                z = torch.clamp(xr + 0.001 * torch.randn_like(xr), min=lower, max=upper)
+                z = ball.offset(0.001 * torch.randn_like(xr))
             goal = log_likelihood(cr)
-            z = ascend(
-                self.model,
-                z,
-                lower,
-                upper,
-                goal,
-                self.ap.step,
-                self.steps,
-                direction=max_normalised,
-                create_graph=True,
-            )
+            z = ascend(self.model, z, ball, goal, self.ap.step, self.steps, create_graph=True)
             total = total + goal(self.model(z)).view(b, k)
         return total / self.eot
 
@@ -160,7 +155,7 @@ class UnrolledAPINet(nn.Module):
 def anti_perturbation(cfg: PresetConfig) -> AntiPerturbation:
     """The inner search a config's `[defense]` describes."""
     d = cfg.defense
-    return AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk)
+    return AntiPerturbation(d.eps_ap, d.steps, d.step, d.start, d.chunk, d.norm)
 
 
 def build_defense(cfg: PresetConfig, model: nn.Module, num_classes: int) -> APINet | None:

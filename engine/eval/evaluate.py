@@ -236,6 +236,9 @@ def suite_document(
         "split": "test",
         # the numbers every column shares (None where they differ: see "columns")
         "eps": evidence.common(ev.plan.params, "eps"),
+        "norm": evidence.common(
+            ev.plan.params, "norm"
+        ),  # the threat model's; None if columns differ
         "step": evidence.common(ev.plan.params, "step"),
         "restarts": evidence.common(ev.plan.params, "restarts"),
         "seed": seed,

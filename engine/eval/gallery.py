@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from engine.attacks import build_attack
+from engine.attacks import ThreatModel, build_attack
 from engine.checkpoint_io import load_model
 from engine.data import load_dataset
 from engine.defenses.apinet import build_defense, class_scores
@@ -28,8 +28,8 @@ class GalleryRow:
 
 def gallery(
     path: Path, steps: int = 20, device: str = "cpu", seed: int = 0
-) -> tuple[float, list[GalleryRow]]:
-    """The first test example of every class, attacked by PGD at the checkpoint's eps.
+) -> tuple[ThreatModel, list[GalleryRow]]:
+    """The first test example of every class, attacked by PGD in the checkpoint's threat model.
 
     The attack runs on the base model; with a defence configured, predictions
     are the defence's (a transfer attack) and each row carries API-Net's z_c
@@ -45,8 +45,9 @@ def gallery(
     x = data.test_x[idx].to(device).float() / 255.0
     y = data.test_y[idx].to(device)
     a = cfg.attack
+    threat = ThreatModel(a.norm, a.eps)
     torch.manual_seed(seed)
-    x_adv = build_attack("pgd", a.eps, a.step, steps)(model, x, y)
+    x_adv = build_attack("pgd", threat, a.step, steps)(model, x, y)
     defended = build_defense(cfg, model, data.num_classes)
     classifier = defended or model
     pc, pa = predict(classifier, x), predict(classifier, x_adv)
@@ -63,4 +64,4 @@ def gallery(
         for i, row in enumerate(rows):
             row.z_true, row.z_wrong = z[i, y[i]].cpu(), z[i, wrong[i]].cpu()
             row.wrong = int(wrong[i])
-    return a.eps, rows
+    return threat, rows

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.attacks.pgd import PGDColumn
+from engine.attacks import Attack
+from engine.attacks.pgd import PGDColumn, threat_of
+from engine.attacks.threat import ThreatModel
 from engine.eval.run import run_suite
 from engine.eval.suites import Column, SuiteSpec, can_vary
 
@@ -125,15 +127,19 @@ def extra_checks(
     doubled_restarts: tuple[str, float],
     n: int,
     tol_points: float,
+    unbounded_eps: float = 1.0,
 ) -> list[Check]:
-    """Checks that need extra attack runs: the eps curve, eps = 1, and doubled effort.
+    """Checks that need extra attack runs: the eps curve, the unbounded ball, doubled effort.
 
     `curve` is (eps, accuracy) from 0 up to the suite's eps, with the same
-    attack scaled in step; `unbounded` is its accuracy at eps = 1.
+    attack scaled in step; `unbounded` is its accuracy at `unbounded_eps`, the
+    radius of a ball that holds the whole box (1 under L-inf, sqrt(d) under L2,
+    d under L1: `ThreatModel.unbounded`).
     """
     tol = tolerance(tol_points, n)
     checks: list[Check] = []
-    pts = [*curve, (1.0, unbounded)] if curve[-1][0] < 1.0 else curve
+    u = unbounded_eps
+    pts = [*curve, (u, unbounded)] if curve[-1][0] < u else curve
     rises = [(a, b) for a, b in itertools.pairwise(pts) if b[1] > a[1] + tol]
     figure = (
         " -> ".join(f"{acc:.1f}" for _, acc in pts)
@@ -154,9 +160,9 @@ def extra_checks(
     )
     checks.append(
         Check(
-            "eps = 1 drives accuracy to ~0",
+            f"eps = {u:.4g} drives accuracy to ~0",
             PASS if unbounded <= unbounded_max else WARN,
-            f"{unbounded:.2f}% at eps 1 (allowed {unbounded_max:.2f}%)",
+            f"{unbounded:.2f}% at eps {u:.4g} (allowed {unbounded_max:.2f}%)",
             ""
             if unbounded <= unbounded_max
             else "an unbounded attack can turn any image into any other: the gradients do "
@@ -194,6 +200,55 @@ def extra_checks(
     return checks
 
 
+class InBall:
+    """An attack that also measures how far its examples land outside their ball and [0, 1]."""
+
+    def __init__(self, attack: Attack, threat: ThreatModel) -> None:
+        self.attack, self.threat = attack, threat
+        self.excess = 0.0  # the largest size beyond eps, in the norm's units
+        self.box = 0.0  # the largest distance outside [0, 1]
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = self.attack(model, x, y)
+        with torch.no_grad():
+            size = float(self.threat.size(x_adv - x).max()) if len(x) else 0.0
+            box = float(torch.max(-x_adv.min(), x_adv.max() - 1)) if len(x) else 0.0
+        self.excess = max(self.excess, size - self.threat.eps)
+        self.box = max(self.box, box)
+        return x_adv
+
+
+def ball_tolerance(eps: float) -> float:
+    """The slack of the in-ball check: float32 rounding of a norm of up to eps."""
+    return 1e-5 * max(1.0, eps) + 1e-6
+
+
+def in_ball_check(runs: dict[str, InBall]) -> Check:
+    """Every example the sanity runs crafted lies inside its ball and [0, 1] (within rounding)."""
+    outside = {
+        k: r
+        for k, r in runs.items()
+        if r.excess > ball_tolerance(r.threat.eps) or r.box > ball_tolerance(1.0)
+    }
+    worst = max(runs.values(), key=lambda r: r.excess / ball_tolerance(r.threat.eps))
+    t = worst.threat
+    figure = (
+        f"largest {t.norm} size beyond eps: {max(worst.excess, 0.0):.2g} at {t.label} "
+        f"(tolerance {ball_tolerance(t.eps):.2g}); largest step outside [0, 1]: "
+        f"{max(r.box for r in runs.values()):.2g}"
+    )
+    if not outside:
+        return Check("every example inside its ball and [0, 1]", PASS, figure)
+    name = next(iter(outside))
+    return Check(
+        "every example inside its ball and [0, 1]",
+        WARN,
+        f"{name}: {figure}",
+        "the attack leaves its threat model: its projection is wrong, so every number it "
+        "gives is for a larger ball than the one reported",
+    )
+
+
 def sanity_runs(
     spec: SuiteSpec,
     cols: list[Column],
@@ -223,37 +278,41 @@ def sanity_runs(
         return [Check("extra sanity runs", SKIP, "no white-box PGD column")], {}
     p = base.params
     eps, step = p["eps"], p["step"]
+    big = threat_of(p).unbounded(x[0].numel()).eps  # a ball holding the whole box
     variants: dict[str, dict[str, Any]] = {}
     for f in spec.sanity.eps_fractions:
         if 0 < f < 1:
             variants[f"sanity eps {f * eps:.4g}"] = {**p, "eps": f * eps, "step": step * f}
-    variants["sanity eps 1"] = {**p, "eps": 1.0, "step": step / eps if eps else step}
+    unbounded = f"sanity eps {big:.4g}"
+    variants[unbounded] = {**p, "eps": big, "step": step * big / eps if eps else step}
     steps2 = f"sanity {p['steps'] * 2} steps"
     restarts2 = f"sanity {p['restarts'] * 2} restarts"
     variants[steps2] = {**p, "steps": p["steps"] * 2}
     variants[restarts2] = {**p, "restarts": p["restarts"] * 2}
-    entries = {k: PGDColumn.build(v) for k, v in variants.items()}
-    res = run_suite(classifier, x, y, entries, batch_size, seed, progress, clean=clean)
+    entries = {k: InBall(PGDColumn.build(v), threat_of(v)) for k, v in variants.items()}
+    res = run_suite(classifier, x, y, dict(entries), batch_size, seed, progress, clean=clean)
     acc = res.table()
     n = len(x)
     curve = [(0.0, acc["clean"])]
     curve += sorted(
         (v["eps"], acc[k])
         for k, v in variants.items()
-        if k.startswith("sanity eps") and v["eps"] < eps
+        if k.startswith("sanity eps") and v["eps"] < eps and k != unbounded
     )
     name = prefix + base.name
     curve.append((eps, base_acc[name]))
     checks = extra_checks(
         curve,
-        unbounded=acc["sanity eps 1"],
+        unbounded=acc[unbounded],
         unbounded_max=spec.sanity.unbounded_max,
         base=(name, base_acc[name]),
         doubled_steps=(f"{p['steps'] * 2} steps", acc[steps2]),
         doubled_restarts=(f"{p['restarts'] * 2} restarts", acc[restarts2]),
         n=n,
         tol_points=spec.sanity.tolerance,
+        unbounded_eps=big,
     )
+    checks.append(in_ball_check(entries))
     runs = {
         k: {
             "params": variants[k],

@@ -1,4 +1,4 @@
-"""Accuracy as eps grows (API-Net Fig. 2), for one or several checkpoints.
+"""Accuracy as eps grows (API-Net Fig. 2), for one or several checkpoints, in their norm.
 
 Each point is PGD-k at that eps with the step scaled to keep the
 checkpoint's own step/eps ratio, so the point at the checkpoint's eps is its
@@ -72,6 +72,7 @@ def sweep_checkpoint(
         else:
             params = {
                 "eps": eps,
+                "norm": cfg.attack.norm,
                 "step": ratio * eps if ratio else eps / 4,
                 "steps": steps,
                 "restarts": cfg.eval.restarts,
@@ -89,6 +90,7 @@ def sweep_checkpoint(
         "checkpoint": str(path),
         "label": path.parent.name if path.parent.name != "checkpoints" else path.stem,
         "eps_checkpoint": cfg.attack.eps,
+        "norm": cfg.attack.norm,
         "step_ratio": ratio,
         "defended": defended is not None,
         "strategy": "worst of transfer and BPDA" if defended is not None else "white-box",
@@ -116,14 +118,23 @@ def eps_sweep(
     Each checkpoint also gets its own `eval/sweep-<time>.json` with the
     per-example outcomes; the combined files go to `out_dir` (default: the
     first checkpoint's eval folder). `eps_max` None is twice the first
-    checkpoint's eps (at most 1).
+    checkpoint's eps (at most 1 under L-inf). Every checkpoint is attacked in
+    its own norm, so they must share one.
     """
     if not paths:
         raise WorkbenchError("sweep: give at least one checkpoint")
-    first: dict[str, str] | None = None  # the first checkpoint's metadata, if read here
+    metas = [read_header(p)[1] for p in paths]  # each header read once, here
+    attacks = [from_json(m["config"], str(p)).attack for m, p in zip(metas, paths, strict=True)]
+    norms = sorted({a.norm for a in attacks})
+    if len(norms) > 1:
+        raise WorkbenchError(
+            f"sweep: key 'attack.norm': the checkpoints use different norms ({', '.join(norms)}); "
+            "sweep each norm's checkpoints apart"
+        )
     if eps_max is None:
-        _, first = read_header(paths[0])
-        eps_max = min(1.0, 2 * from_json(first["config"], str(paths[0])).attack.eps)
+        eps_max = 2 * attacks[0].eps
+        if attacks[0].norm == "linf":
+            eps_max = min(1.0, eps_max)
         if eps_max <= 0:
             raise WorkbenchError(f"{paths[0]}: its eps is 0; give --eps-max")
     dev = resolve_device(device, f"--device {device}")
@@ -137,8 +148,7 @@ def eps_sweep(
             if progress is not None:
                 progress(f"{path.parent.name}/{path.name} {name}", done, total, total_cols)
 
-        meta = first if i == 0 else None  # a header is read once
-        curve = sweep_checkpoint(path, grid, steps, samples, dev, seed, report, meta=meta)
+        curve = sweep_checkpoint(path, grid, steps, samples, dev, seed, report, meta=metas[i])
         ev_dir, _ = evaluation_dir(path)
         own = ev_dir / f"sweep-{when}.json"
         write_json(
@@ -163,6 +173,7 @@ def eps_sweep(
     ns = {c["n"] for c in curves}
     doc = {
         "kind": "eps-sweep",
+        "norm": norms[0],
         "eps": grid,
         "steps": steps,
         "seed": seed,

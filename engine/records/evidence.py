@@ -138,6 +138,7 @@ def _summary(f: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "time": part("time", str),
         "n": part("n", int),
         "eps": part("eps", real),
+        "norm": part("norm", str) if "norm" in doc else "linf",  # saved before norms: L-inf
         "seed": part("seed", int),
         "source": part("source", str),
         "defense": (part("defense", dict) or {}).get("name"),

@@ -23,7 +23,7 @@ from pydantic import (
 
 from engine.spec.errors import ConfigError
 from engine.spec.panels import Panels
-from engine.spec.registry import DATASETS, DEFENSES, METHODS, MODELS
+from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS
 
 
 def parse_fraction(value: Any) -> Any:
@@ -122,14 +122,32 @@ class MethodSection(Section):
         return None
 
 
+Norm = Literal["linf", "l2", "l1"]
+NORM_LABELS: dict[str, str] = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
+CW_KAPPA = 50.0  # the C&W confidence wherever none is given (presets, suites, attacks)
+
+
+def threat_label(norm: str, eps: float) -> str:
+    """How every header names a threat model: "L2, eps 0.5"."""
+    return f"{NORM_LABELS.get(norm, norm)}, eps {eps:.4g}"
+
+
 class AttackConfig(Section):
-    kind: Literal["pgd", "fgsm"] = "pgd"
-    eps: Unit = 0.3
-    step: Unit = 0.01
+    """The training adversary and the run's threat model (engine/attacks/threat.py).
+
+    `kind` is any registered per-example attack kind; eps and step are in the
+    units of `norm` (an L-inf eps is a pixel fraction, at most 1; an L2 or L1
+    eps may be larger: the cross-check refuses an L-inf eps or step beyond 1).
+    """
+
+    kind: str = "pgd"
+    norm: Norm = "linf"
+    eps: NonNegReal = 0.3
+    step: NonNegReal = 0.01
     steps: int = Field(40, ge=0, le=100_000)
     restarts: int = Field(1, ge=1, le=1000)
     loss: Literal["ce", "cw"] = "ce"
-    kappa: NonNegReal = 50.0
+    kappa: NonNegReal = CW_KAPPA
     random_start: bool = True
 
 
@@ -147,6 +165,7 @@ class DefenseConfig(Section):
     chunk: int = Field(4096, ge=1)
     adaptive_steps: int = Field(2, ge=1)  # inner steps unrolled by the adaptive attack
     eot: int = Field(1, ge=1)  # random starts averaged by the adaptive attack
+    norm: Norm = "linf"  # the anti-perturbation's own ball (the paper's: L-inf)
 
 
 class OptimConfig(Section):
@@ -354,6 +373,19 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
     if cfg.model.margin > 0 and cfg.model.head != "gaussian":
         raise ConfigError(
             f"{where('model.margin')}: key 'model.margin': a margin needs model.head = 'gaussian'"
+        )
+    a = cfg.attack
+    for key, value in (("attack.eps", a.eps), ("attack.step", a.step)):
+        if a.norm == "linf" and value > 1:  # an L-inf ball beyond 1 is the whole box already
+            raise ConfigError(
+                f"{where(key)}: key '{key}': given {value:g}: Input should be less than or "
+                "equal to 1 (under attack.norm = 'linf')"
+            )
+    if a.kind not in ATTACKS or not ATTACKS.get(a.kind).per_example:
+        kinds = ", ".join(n for n, c in ATTACKS.items() if c.per_example)
+        raise ConfigError(
+            f"{where('attack.kind')}: key 'attack.kind': given {a.kind!r}, allowed: {kinds} "
+            "(a training adversary crafts batch by batch)"
         )
     for key, value, registry in (
         ("data.dataset", cfg.data.dataset, DATASETS),

@@ -17,7 +17,7 @@ from textual.widgets import Footer, Header, Static
 
 from workbench.tui.images import half_blocks, shrink
 from workbench.tui.keys import keys
-from workbench.views import error_text
+from workbench.views import error_text, threat
 
 
 class GalleryScreen(Screen):
@@ -29,6 +29,7 @@ class GalleryScreen(Screen):
         self.path = path
         self.rows: list = []
         self.eps = 0.0
+        self.norm = "linf"
         self.full = False
 
     def compose(self) -> ComposeResult:
@@ -46,16 +47,16 @@ class GalleryScreen(Screen):
         from engine.eval.gallery import gallery  # torch: only once the screen opens
 
         try:
-            eps, rows = gallery(self.path)
+            threat, rows = gallery(self.path)
         except Exception as exc:  # a worker reports, it never takes the app down
             self.app.call_from_thread(
                 self.query_one("#gallery", Static).update, f"[red]{escape(error_text(exc))}[/]"
             )
             return
-        self.app.call_from_thread(self.show, eps, rows)
+        self.app.call_from_thread(self.show, threat.norm, threat.eps, rows)
 
-    def show(self, eps: float, rows: list) -> None:
-        self.eps, self.rows = eps, rows
+    def show(self, norm: str, eps: float, rows: list) -> None:
+        self.norm, self.eps, self.rows = norm, eps, rows
         self.render_rows()
 
     def action_zoom(self) -> None:
@@ -67,9 +68,8 @@ class GalleryScreen(Screen):
             return
         factor = 1 if self.full else 2
         size = "full size, arrows scroll" if self.full else "half size"
-        table = Table(
-            title=f"PGD-20 at eps {self.eps:.4g}; perturbation: red +, blue -; {size} (z)"
-        )
+        at = f"eps {self.eps:.4g}" if self.norm == "linf" else threat(self.norm, self.eps)
+        table = Table(title=f"PGD-20 at {at}; perturbation: red +, blue -; {size} (z)")
         has_z = self.rows[0].z_true is not None
         cols = ["true", "clean", "pred", "adversarial", "pred", "perturbation"]
         if has_z:
@@ -79,8 +79,9 @@ class GalleryScreen(Screen):
         for r in self.rows:
             clean = shrink(r.clean[0].tolist(), factor)
             adv = shrink(r.adv[0].tolist(), factor)
-            scale = self.eps or 1.0
-            delta = shrink(((r.adv[0] - r.clean[0]) / scale).tolist(), factor)
+            diff = r.adv[0] - r.clean[0]  # relative to the largest change a pixel may make
+            scale = (self.eps if self.norm == "linf" else float(diff.abs().max())) or 1.0
+            delta = shrink((diff / scale).tolist(), factor)
             wrong = "bold red" if r.pred_adv != r.label else "green"
             cells = [
                 str(r.label),

@@ -52,6 +52,7 @@ from workbench.views import (
     sanity_lines,
     saved_evaluation_row,
     tensor_rows,
+    threat,
 )
 
 EVALUATE_TAB, EVALUATIONS_TAB = "tab-5", "tab-6"
@@ -256,7 +257,9 @@ class InspectScreen(Screen):
         self.running = False
         self.query_one("#eval-run", Button).disabled = False
         self._show(doc, f"saved {doc['saved']}")
-        self._status(f"done: the {doc['suite']} suite, {doc['n']} examples, eps {eps(doc['eps'])}")
+        norm = doc.get("norm", "linf")
+        at = f"eps {eps(doc['eps'])}" if norm == "linf" else threat(norm, doc["eps"])
+        self._status(f"done: the {doc['suite']} suite, {doc['n']} examples, {at}")
         self.refresh_evaluations()
 
     def _show(self, doc: dict[str, Any], footnote: str) -> None:

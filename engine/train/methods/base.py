@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
-from engine.attacks import build_attack
+from engine.attacks import ThreatModel, build_attack
 from engine.spec.config import AttackConfig, MethodSection, PresetConfig
 from engine.spec.registry import METHODS
 from engine.train.distributed import attack_model
@@ -38,16 +38,17 @@ def build_method(cfg: PresetConfig) -> Any:
 
 
 def training_adversary(cfg: AttackConfig):
-    """The inner maximiser of adversarial training: last iterate, as in Madry et al.
+    """The inner maximiser of adversarial training in the run's threat model (`attack.norm`,
+    `attack.eps`): last iterate, as in Madry et al.
 
     It attacks the plain module even when the loss trains through a DDP view
     (engine/train/distributed.py): input gradients need no gradient all-reduce.
     """
     attack = build_attack(
         cfg.kind,
-        cfg.eps,
-        cfg.step,
-        cfg.steps,
+        ThreatModel(cfg.norm, cfg.eps),
+        step=cfg.step,
+        steps=cfg.steps,
         restarts=cfg.restarts,
         loss=cfg.loss,
         kappa=cfg.kappa,

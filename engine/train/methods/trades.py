@@ -1,7 +1,8 @@
 """TRADES (Zhang et al. 2019): CE(f(x), y) + beta * KL(f(x) || f(x')).
 
-x' maximises the KL inside the eps-ball by PGD started at x + 0.001 * N(0, 1),
-with the model in eval mode while crafting (as the reference code does).
+x' maximises the KL inside the run's ball (`attack.norm`, `attack.eps`) by PGD
+started at x + 0.001 * N(0, 1), with the model in eval mode while crafting (as
+the reference code does).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.attacks import ascend, ball, eval_mode
+from engine.attacks import ThreatModel, ascend, eval_mode
 from engine.attacks.objectives import kl_from
 from engine.spec.config import MethodSection, NonNegReal, PresetConfig
 from engine.spec.panels import Panels, Series
@@ -63,12 +64,12 @@ class Trades:
     def adversary(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         a = self.attack
         model = attack_model(model)  # input gradients only: never through a DDP view
-        lower, upper = ball(x, a.eps)
+        ball = ThreatModel(a.norm, a.eps).around(x)
         with eval_mode(model):
             with torch.no_grad():
                 p_clean = F.log_softmax(model(x), 1)
-            start = torch.clamp(x + 0.001 * torch.randn_like(x), min=lower, max=upper)
-            x_adv = ascend(model, start, lower, upper, kl_from(p_clean), a.step, a.steps)
+            start = ball.offset(0.001 * torch.randn_like(x))
+            x_adv = ascend(model, start, ball, kl_from(p_clean), a.step, a.steps)
         return x_adv.detach()
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
