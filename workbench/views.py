@@ -15,8 +15,8 @@ from typing import Any
 from engine.records.checkpoint_header import SUMMARY_KEYS, model_parameters, numel
 from engine.records.runs import RunInfo
 from engine.spec.catalog import Entry
-from engine.spec.config import NORM_LABELS
 from engine.spec.errors import WorkbenchError
+from engine.spec.registry import NORM_LABELS
 
 RUN_STATUS_STYLE = {
     "running": "bold green",

@@ -23,7 +23,7 @@ from pydantic import (
 
 from engine.spec.errors import ConfigError
 from engine.spec.panels import Panels
-from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS
+from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS, NORM_LABELS
 
 
 def parse_fraction(value: Any) -> Any:
@@ -123,7 +123,6 @@ class MethodSection(Section):
 
 
 Norm = Literal["linf", "l2", "l1"]
-NORM_LABELS: dict[str, str] = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
 CW_KAPPA = 50.0  # the C&W confidence wherever none is given (presets, suites, attacks)
 
 

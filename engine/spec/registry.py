@@ -86,3 +86,5 @@ DATASETS: Registry[Any] = Registry("dataset", "engine.data")
 # list, not a registry: the config validates the name, and the faces list the names
 # without importing the config's pydantic models (`workbench eval --help`).
 DEFENSES: tuple[str, ...] = ("none", "apinet")
+# the threat models' norms and how every header names them (the faces read it without pydantic)
+NORM_LABELS: dict[str, str] = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
