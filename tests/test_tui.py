@@ -757,7 +757,7 @@ def test_the_filter_narrows_the_saved_evaluations(static_dir):
 def test_full_size_gallery_keeps_every_pixel_column_and_metrics_has_a_column_per_mean(static_dir):
     from rich.console import Console
 
-    from workbench.views import history_columns, history_rows
+    from workbench.checkpoint_views import history_columns, history_rows
 
     metrics = {"history": [{"epoch": 1, "train": {"lkd_adv": 8.25, "loss": 1.5}}, {"epoch": 2}]}
     assert history_columns(metrics)[4:] == ("loss", "lkd_adv")  # the total first

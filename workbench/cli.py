@@ -24,7 +24,7 @@ from engine.records.run_diff import differing, run_config
 from engine.records.runs import check_runs_dir, list_runs, listed_run_dir
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import DEFENSES
-from workbench import printing, study_cmd, views
+from workbench import checkpoint_views, printing, study_cmd, views
 from workbench.cli_polish import print_version
 from workbench.printing import err, fail, out, print_json
 from workbench.process import pin_malloc
@@ -305,7 +305,7 @@ def inspect(
     print_json(
         {
             "path": str(checkpoint),
-            "metadata": views.parsed_metadata(meta),
+            "metadata": checkpoint_views.parsed_metadata(meta),
             "tensors": tensors,
             "model_parameters": model_parameters(header),
             "evaluations": evals,

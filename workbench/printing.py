@@ -19,7 +19,7 @@ from rich.table import Table
 
 from engine.records.runs import RunInfo
 from engine.spec import catalog
-from workbench import views
+from workbench import checkpoint_views, views
 
 out = Console()
 err = Console(stderr=True)
@@ -150,20 +150,27 @@ def checkpoint(
     t = Table(title=f"{path}", show_header=False)
     t.add_column("key", style="bold")
     t.add_column("value")
-    for row in views.checkpoint_rows(header, meta):
+    for row in checkpoint_views.checkpoint_rows(header, meta):
         t.add_row(*row)
     out.print(t)
-    cfg = views.parsed_metadata(meta).get("config")
+    cfg = checkpoint_views.parsed_metadata(meta).get("config")
     if isinstance(cfg, dict):
         out.print("[bold]config[/]")
         # never wrapped mid-string, nor emoji codes replaced: valid TOML to copy
         out.print(tomli_w.dumps(cfg), highlight=False, markup=False, emoji=False, soft_wrap=True)
-    metrics = views.parsed_metadata(meta).get("metrics")
-    history = views.history_rows(metrics) if isinstance(metrics, dict) else []
+    metrics = checkpoint_views.parsed_metadata(meta).get("metrics")
+    history = checkpoint_views.history_rows(metrics) if isinstance(metrics, dict) else []
     if history:
-        columns = views.history_columns(metrics)
+        columns = checkpoint_views.history_columns(metrics)
         out.print(table("metrics history (validation)", columns, history, right=1))
-    out.print(table("tensors", views.TENSOR_COLUMNS, views.tensor_rows(header), right=3))
+    out.print(
+        table(
+            "tensors",
+            checkpoint_views.TENSOR_COLUMNS,
+            checkpoint_views.tensor_rows(header),
+            right=3,
+        )
+    )
     if not evals:
         out.print("no evaluations yet: `workbench eval CKPT --suite paper`")
         return

@@ -35,23 +35,25 @@ from textual.worker import get_current_worker
 from engine.records.checkpoint_header import read_header
 from engine.records.evidence import list_evaluations
 from engine.spec import catalog
+from workbench.checkpoint_views import (
+    TENSOR_COLUMNS,
+    checkpoint_rows,
+    history_columns,
+    history_rows,
+    parsed_metadata,
+    tensor_rows,
+)
 from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
 from workbench.views import (
     EVALUATION_COLUMNS,
     SAVED_EVALUATION_COLUMNS,
-    TENSOR_COLUMNS,
-    checkpoint_rows,
     eps,
     error_text,
     evaluation_rows,
-    history_columns,
-    history_rows,
     num,
-    parsed_metadata,
     sanity_lines,
     saved_evaluation_row,
-    tensor_rows,
     threat,
 )
 
