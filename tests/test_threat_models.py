@@ -291,10 +291,17 @@ def test_the_unbounded_check_names_its_radius_per_norm():
     names = [
         c.name
         for c in extra_checks(
-            curve, 0.0, 1.0, ("PGD", 40.0), ("2x", 40.0), ("2r", 40.0), 100, tol_points=0.5,
+            curve,
+            unbounded=0.0,
+            unbounded_max=1.0,
+            base=("PGD", 40.0),
+            doubled_steps=("2x", 40.0),
+            doubled_restarts=("2r", 40.0),
+            n=100,
+            tol_points=0.5,
             unbounded_eps=28.0,
         )
-    ]  # fmt: skip
+    ]
     assert "eps = 28 drives accuracy to ~0" in names
 
 
