@@ -132,3 +132,14 @@ def static_dir(tmp_path, monkeypatch):
     static_runs(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+async def home_rows(pilot, n: int):
+    """Home once its runs table lists `n` runs (the Home screen)."""
+    from workbench.tui.home import HomeScreen
+
+    home = pilot.app.screen
+    await wait_for(pilot, lambda: isinstance(home, HomeScreen) and bool(home.query("#runs")))
+    await wait_for(pilot, lambda: home.query_one("#runs").row_count == n)
+    await pilot.pause()
+    return home

@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.eval import WORST
 from engine.records import run_ops
 from engine.records.evidence import list_evaluations
-from tests.conftest import wait_for, wb
+from tests.conftest import home_rows, wait_for, wb
 from tests.test_tui import make_app
 from workbench.tui.compare import CompareScreen
 from workbench.tui.home import HomeScreen
@@ -30,14 +30,6 @@ def copy_run(root: Path, src: str, dest: str, seed: int | None = None, started: 
         events[0]["config"]["train"]["seed"] = seed
     events[0]["time"] = 1000.0 + started
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
-
-
-async def home_rows(pilot, n: int) -> HomeScreen:
-    home = pilot.app.screen
-    await wait_for(pilot, lambda: isinstance(home, HomeScreen) and bool(home.query("#runs")))
-    await wait_for(pilot, lambda: home.query_one("#runs").row_count == n)
-    await pilot.pause()
-    return home
 
 
 # ------------------------------------------------------------------ 2: the filter's text

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.records import run_ops
 from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, RunLock
-from tests.conftest import wait_for
+from tests.conftest import home_rows, wait_for
 from tests.test_tui import make_app
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.dialogs import Confirm, Prompt
@@ -22,14 +22,6 @@ from workbench.tui.launcher import Launched
 from workbench.tui.log_screen import LogScreen
 from workbench.tui.run_screen import RunScreen
 from workbench.tui.trash_screen import TrashScreen
-
-
-async def home_rows(pilot, n: int) -> HomeScreen:
-    home = pilot.app.screen
-    await wait_for(pilot, lambda: isinstance(home, HomeScreen) and bool(home.query("#runs")))
-    await wait_for(pilot, lambda: home.query_one("#runs").row_count == n)
-    await pilot.pause()
-    return home
 
 
 async def select(pilot, home: HomeScreen, name: str) -> None:
