@@ -383,3 +383,24 @@ def test_a_panels_record_asking_for_thousands_of_plots_reads_as_none():
     assert state.panels is None and state.status == "running"
     state.apply({**START, "panels": {"series": series[:2], "plots": plots[:2]}})
     assert state.panels is not None and len(state.panels.plots) == 2
+
+
+def test_a_hostile_trash_sidecar_cannot_send_a_restore_outside_the_runs_folder(tmp_path):
+    """The trash's sidecar names where undo puts a run back: a name that leaves RUNS is ignored
+    when listing, and refused (one line, nothing moved) when given to restore."""
+    import pytest
+
+    from engine.records import run_ops
+    from engine.spec.errors import WorkbenchError
+
+    runs = tmp_path / "runs"
+    (runs / "alpha").mkdir(parents=True)
+    where = run_ops.trash(runs, "alpha")
+    (where.parent / f"{where.name}.json").write_text('{"name": "../../escaped", "time": 1}')
+    (item,) = run_ops.trashed(runs)
+    assert item.name == "alpha" and item.time == 1.0  # the folder's own name, not the sidecar's
+    for hostile in ("../../escaped", "/tmp/escaped", "a/b/c", "study/../x"):
+        with pytest.raises(WorkbenchError, match="name"):
+            run_ops.restore(runs, item.path, hostile)
+    assert item.path.is_dir() and not (tmp_path / "escaped").exists()
+    assert run_ops.restore(runs, item.path, item.name) == runs / "alpha"

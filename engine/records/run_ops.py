@@ -10,6 +10,7 @@ the trash (and undo) is read from disk and survives a restart of the app.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -70,6 +71,16 @@ class Trashed:
     time: float
 
 
+def _restorable(name: str, key: str) -> str:
+    """A name a trashed run may go back under: a run or `study/member`, never outside RUNS."""
+    parts = name.split("/")
+    if len(parts) > 2:
+        raise WorkbenchError(f"{key} {name!r}: not a run name (a run, or study/member)")
+    for part in parts:
+        check_name(part, key)
+    return name
+
+
 def _read_trashed(entry: Path) -> Trashed:
     """One trash entry; one without a readable sidecar (trashed before sidecars, or edited)
     falls back to the name before `--` and the folder's own time."""
@@ -79,8 +90,10 @@ def _read_trashed(entry: Path) -> Trashed:
     except (OSError, ValueError, RecursionError):
         doc = None
     if isinstance(doc, dict):
-        if isinstance(doc.get("name"), str) and doc["name"]:
-            name = doc["name"]
+        given = doc.get("name")
+        # the sidecar is a file anyone can edit: a name that leaves RUNS is ignored
+        with contextlib.suppress(WorkbenchError):
+            name = _restorable(given, "name") if isinstance(given, str) else name
         if isinstance(doc.get("time"), int | float) and not isinstance(doc["time"], bool):
             when = float(doc["time"])
     if when is None:
@@ -110,7 +123,7 @@ def purge(runs_dir: Path, item: Trashed) -> None:
 
 def restore(runs_dir: Path, trashed: Path, name: str) -> Path:
     """Undo `trash` (or `archive`): the folder back under its name, if that is still free."""
-    dest = runs_dir / name
+    dest = runs_dir / _restorable(name, f"{trashed}: name")
     if dest.exists():
         raise WorkbenchError(f"{dest}: a run with this name exists now; cannot restore over it")
     dest.parent.mkdir(parents=True, exist_ok=True)  # a study member whose study went too
