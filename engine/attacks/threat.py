@@ -47,7 +47,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from engine.spec.config import NORM_LABELS, Norm, threat_label
+from engine.spec.config import Norm
+from engine.spec.registry import NORM_LABELS, threat_label
 
 L1_TOP = 0.01  # the fraction of coordinates an L1 step moves (SLIDE's 99th percentile)
 

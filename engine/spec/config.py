@@ -23,7 +23,7 @@ from pydantic import (
 
 from engine.spec.errors import ConfigError
 from engine.spec.panels import Panels
-from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS, NORM_LABELS
+from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS
 
 
 def parse_fraction(value: Any) -> Any:
@@ -42,7 +42,6 @@ def parse_fraction(value: Any) -> Any:
     return value
 
 
-Real = Annotated[float, BeforeValidator(parse_fraction)]
 Unit = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0.0, le=1.0)]
 PosReal = Annotated[float, BeforeValidator(parse_fraction), Field(gt=0.0)]
 NonNegReal = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0.0)]
@@ -124,11 +123,6 @@ class MethodSection(Section):
 
 Norm = Literal["linf", "l2", "l1"]
 CW_KAPPA = 50.0  # the C&W confidence wherever none is given (presets, suites, attacks)
-
-
-def threat_label(norm: str, eps: float) -> str:
-    """How every header names a threat model: "L2, eps 0.5"."""
-    return f"{NORM_LABELS.get(norm, norm)}, eps {eps:.4g}"
 
 
 class AttackConfig(Section):

@@ -88,3 +88,8 @@ DATASETS: Registry[Any] = Registry("dataset", "engine.data")
 DEFENSES: tuple[str, ...] = ("none", "apinet")
 # the threat models' norms and how every header names them (the faces read it without pydantic)
 NORM_LABELS: dict[str, str] = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
+
+
+def threat_label(norm: str, eps: float) -> str:
+    """How every header names a threat model: "L2, eps 0.5"."""
+    return f"{NORM_LABELS.get(norm, norm)}, eps {eps:.4g}"
