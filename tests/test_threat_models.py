@@ -12,7 +12,8 @@ from torch import nn
 
 from engine import checkpoint_io as ckpt
 from engine.attacks import FGSM, PGD
-from engine.attacks.threat import ThreatModel, l1_ball_projection
+from engine.attacks.norms.l1 import l1_ball_projection
+from engine.attacks.threat import ThreatModel
 from engine.defenses.apinet import AntiPerturbation, UnrolledAPINet
 from engine.spec.catalog import resolve_preset
 from engine.spec.errors import ConfigError, WorkbenchError
@@ -374,3 +375,48 @@ def test_headers_name_the_threat_model(tiny_preset, tmp_path):
     doc = json.loads(r.stdout)
     assert (doc["norm"], doc["eps"]) == ("l2", 1.5)
     assert doc["columns"]["PGD-2"]["norm"] == "l2"
+
+
+def test_a_new_norm_is_one_registered_geometry(tiny_preset):
+    """A norm registered from outside the folder (as a new file in engine/attacks/norms/ would
+    register itself) works in presets, headers and the searches with no other change: here
+    L-inf's geometry under another name must give L-inf's very examples."""
+    from engine.attacks.norms.linf import LInf
+    from engine.spec.registry import NORMS as REGISTRY
+
+    REGISTRY.register("lcopy")(type("LCopy", (LInf,), {}))
+    try:
+        cfg = load_preset(tiny_preset, ["attack.norm=lcopy", "attack.eps=0.1"])
+        assert cfg.attack.norm == "lcopy" and ThreatModel("lcopy", 0.1).label == "lcopy, eps 0.1"
+        with pytest.raises(ConfigError, match=r"attack\.eps"):  # L-inf's cap came with it
+            load_preset(tiny_preset, ["attack.norm=lcopy", "attack.eps=2"])
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        x, y = torch.rand(6, 1, 4, 4), torch.randint(0, 3, (6,))
+        outs = []
+        for norm in ("linf", "lcopy"):
+            torch.manual_seed(1)
+            outs.append(PGD(ThreatModel(norm, 0.1), 0.03, 5)(model, x, y))
+        assert torch.equal(*outs)
+    finally:
+        del REGISTRY._entries["lcopy"]
+
+
+def test_no_code_outside_the_norms_folder_names_a_norm_other_than_the_default():
+    """The one-file rule, checked: outside engine/attacks/norms/, no engine or app code holds a
+    norm's name as a value ("linf", the default for files made before norms, is allowed)."""
+    import ast
+    from pathlib import Path
+
+    from engine.spec.registry import norm_names
+
+    root = Path(__file__).resolve().parent.parent
+    names = set(norm_names()) - {"linf"}
+    found = []
+    for path in [*root.glob("engine/**/*.py"), *root.glob("workbench/**/*.py")]:
+        if "norms" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.value!r}")
+    assert not found, found

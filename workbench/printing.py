@@ -19,6 +19,7 @@ from rich.table import Table
 
 from engine.records.runs import RunInfo
 from engine.spec import catalog
+from engine.spec.registry import known_norm_label
 from workbench import checkpoint_views, views
 
 out = Console()
@@ -137,7 +138,7 @@ def sweep(doc: dict[str, Any], steps: int) -> None:
         for i, e in enumerate(doc["eps"])
     ]
     labels = tuple(f"{c['label']} [95%]" for c in doc["curves"])
-    norm = views.NORM_LABELS.get(doc.get("norm", "linf"), "?")
+    norm = known_norm_label(doc.get("norm", "linf"), "?")
     title = f"accuracy % under {norm} PGD-{steps}, {doc['n']} examples"
     out.print(table(title, ("eps", *labels), rows, right=1))
     out.print(f"saved {doc['saved_json']} and {doc['saved_csv']}", highlight=False)

@@ -14,7 +14,7 @@ from typing import Any
 from engine.records.runs import RunInfo
 from engine.spec.catalog import Entry
 from engine.spec.errors import WorkbenchError
-from engine.spec.registry import NORM_LABELS
+from engine.spec.registry import known_norm_label
 
 RUN_STATUS_STYLE = {
     "running": "bold green",
@@ -63,7 +63,7 @@ def eps(value: Any) -> str:
 
 def threat(norm: Any, value: Any) -> str:
     """A threat model as every header names it: "L2, eps 0.5" (None: mixed; absent: L-inf)."""
-    label = NORM_LABELS.get(norm, "mixed norms") if isinstance(norm, str) else "mixed norms"
+    label = known_norm_label(norm, "mixed norms")
     return f"{label}, eps {eps(value)}"
 
 
@@ -71,7 +71,7 @@ def short_threat(norm: Any, value: Any) -> str:
     """A threat model in a narrow column: the eps alone under L-inf, else "L2 0.5"."""
     if norm == "linf":
         return eps(value)
-    return f"{NORM_LABELS.get(norm, 'mixed') if isinstance(norm, str) else 'mixed'} {eps(value)}"
+    return f"{known_norm_label(norm, 'mixed')} {eps(value)}"
 
 
 def duration(seconds: float | None) -> str:

@@ -17,11 +17,11 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
-from engine.attacks.base import AttackColumn, eval_mode, linf_fraction
+from engine.attacks.base import AttackColumn, eval_mode, within_norm_cap
 from engine.attacks.threat import ThreatModel, as_threat
 from engine.spec.config import NonNegReal, Norm, PresetConfig
 from engine.spec.errors import WorkbenchError
-from engine.spec.registry import ATTACKS
+from engine.spec.registry import ATTACKS, NORMS
 
 HINT = "it is a dependency of the workbench: reinstall it (pip install pyautoattack)"
 COMPONENT_NAMES = {
@@ -38,8 +38,6 @@ COMPONENTS = {  # what each AutoAttack version runs, in order (pyautoattack's _s
     "plus": ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"],
     "rand": ["apgd-ce", "apgd-dlr"],
 }
-PACKAGE_NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}  # pyautoattack's spelling
-NO_L1 = ("square",)  # pyautoattack's Square has no L1 search (its loop knows Linf and L2)
 
 
 def require() -> Any:
@@ -126,13 +124,13 @@ class AutoAttackCascade:
         AutoAttack = require()
         aa = AutoAttack(
             model,
-            norm=PACKAGE_NORM[self.threat.norm],
+            norm=self.threat.geometry.autoattack,
             eps=self.eps,
             version=self.version,
             seed=self.seed,
             device=x.device,
         )
-        default = 5 if self.threat.norm == "l1" else 9  # as the package's standard version sets
+        default = self.threat.geometry.autoattack_targets  # as the package's version sets
         n_targets = max(1, min(self.tuning.get("target_classes", default), self.num_classes - 1))
         aa.apgd_targeted.n_target_classes = n_targets
         aa.fab.n_target_classes = n_targets
@@ -198,7 +196,7 @@ class AutoAttackColumn(AttackColumn):
 
     per_example: ClassVar[bool] = False
 
-    _fraction = field_validator("eps")(linf_fraction)
+    _fraction = field_validator("eps")(within_norm_cap)
 
     @model_validator(mode="after")
     def _custom_names_components(self) -> AutoAttackColumn:
@@ -223,11 +221,17 @@ class AutoAttackColumn(AttackColumn):
         }
         norm = cfg.attack.norm if self.norm is None else self.norm
         components = self.components or COMPONENTS.get(self.version, [])
-        if norm == "l1" and any(c in NO_L1 for c in components):
+        geometry = NORMS.get(norm)
+        if geometry.autoattack is None:
             raise WorkbenchError(
-                f"column {self.name!r}: key 'norm': 'l1' with version {self.version!r} runs "
-                "Square, which pyautoattack has only for L-inf and L2; give version = 'custom' "
-                "and components without 'square'"
+                f"column {self.name!r}: key 'norm': pyautoattack has no {norm!r} attacks"
+            )
+        lacking = [c for c in components if c in geometry.autoattack_lacks]
+        if lacking:
+            raise WorkbenchError(
+                f"column {self.name!r}: key 'norm': {norm!r} with version {self.version!r} runs "
+                f"{', '.join(lacking)}, which pyautoattack lacks for that norm; give version = "
+                f"'custom' and components without {', '.join(repr(c) for c in lacking)}"
             )
         return {
             "eps": cfg.attack.eps if self.eps is None else self.eps,

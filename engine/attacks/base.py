@@ -21,6 +21,7 @@ from pydantic import Field, ValidationInfo
 from torch import nn
 
 from engine.spec.config import PresetConfig, Section
+from engine.spec.registry import NORMS
 
 LossName = Literal["ce", "cw"]
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,13 +45,16 @@ def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
 
 
-def linf_fraction(value: float | None, info: ValidationInfo) -> float | None:
-    """A column's eps or step under L-inf is a pixel fraction, at most 1 (L2 and L1 ones may be
-    larger, so a column that gives one beyond 1 names its norm: the checkpoint's is unknown)."""
-    if value is not None and value > 1 and info.data.get("norm") in (None, "linf"):
+def within_norm_cap(value: float | None, info: ValidationInfo) -> float | None:
+    """A column's eps or step within its norm's cap (L-inf: a pixel fraction, at most 1). A
+    column without a norm gets the checkpoint's, unknown here, so the default norm's cap holds
+    until the column names one."""
+    norm = info.data.get("norm") or "linf"
+    cap = NORMS.get(norm).eps_cap if norm in NORMS else None
+    if value is not None and cap is not None and value > cap:
         raise ValueError(
-            "Input should be less than or equal to 1 (an L-inf pixel fraction; a larger eps "
-            "or step needs norm = 'l2' or 'l1' in the column)"
+            f"Input should be less than or equal to {cap:g} (under norm {norm!r}; a larger eps "
+            "or step needs a norm without that cap, such as 'l2', in the column)"
         )
     return value
 

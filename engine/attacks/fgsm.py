@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator
 
-from engine.attacks.base import AttackColumn, LossName, linf_fraction
+from engine.attacks.base import AttackColumn, LossName, within_norm_cap
 from engine.attacks.pgd import PGD, threat_of
 from engine.attacks.threat import ThreatModel, as_threat
 from engine.spec.config import CW_KAPPA, NonNegReal, Norm, PresetConfig
@@ -40,7 +40,7 @@ class FGSMColumn(AttackColumn):
 
     role: ClassVar[str] = "fgsm"
 
-    _fraction = field_validator("eps")(linf_fraction)
+    _fraction = field_validator("eps")(within_norm_cap)
 
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -25,7 +25,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from engine.attacks.base import AttackColumn, LossName, eval_mode, linf_fraction
+from engine.attacks.base import AttackColumn, LossName, eval_mode, within_norm_cap
 from engine.attacks.objectives import Objective, fooled, misclassification, objective
 from engine.attacks.threat import Ball, ThreatModel, as_threat
 from engine.spec.config import CW_KAPPA, NonNegReal, Norm, PresetConfig
@@ -176,7 +176,7 @@ class PGDColumn(AttackColumn):
     loss: LossName = "ce"
     kappa: NonNegReal | None = None  # C&W confidence; default: the checkpoint's attack.kappa
 
-    _fraction = field_validator("step", "eps")(linf_fraction)
+    _fraction = field_validator("step", "eps")(within_norm_cap)
 
     def resolve(self, cfg: PresetConfig) -> dict[str, Any]:
         a, ev = cfg.attack, cfg.eval

@@ -32,6 +32,7 @@ from engine.records.checkpoint_header import atomic_write_bytes, read_header
 from engine.records.evidence import code_version, evaluation_dir, stamp, write_json
 from engine.spec.errors import WorkbenchError
 from engine.spec.preset_files import from_json
+from engine.spec.registry import NORMS
 
 
 def eps_grid(eps_max: float, points: int) -> list[float]:
@@ -133,8 +134,9 @@ def eps_sweep(
         )
     if eps_max is None:
         eps_max = 2 * attacks[0].eps
-        if attacks[0].norm == "linf":
-            eps_max = min(1.0, eps_max)
+        cap = NORMS.get(attacks[0].norm).eps_cap
+        if cap is not None:
+            eps_max = min(cap, eps_max)
         if eps_max <= 0:
             raise WorkbenchError(f"{paths[0]}: its eps is 0; give --eps-max")
     dev = resolve_device(device, f"--device {device}")

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import tomli_w
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,7 +24,7 @@ from pydantic import (
 
 from engine.spec.errors import ConfigError
 from engine.spec.panels import Panels
-from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS
+from engine.spec.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS, NORMS, norm_names
 
 
 def parse_fraction(value: Any) -> Any:
@@ -121,7 +122,14 @@ class MethodSection(Section):
         return None
 
 
-Norm = Literal["linf", "l2", "l1"]
+def _known_norm(norm: str) -> str:
+    if norm not in norm_names():
+        raise ValueError(f"unknown norm; allowed: {', '.join(norm_names())}")
+    return norm
+
+
+# a norm is a file in engine/attacks/norms/ (its name is the key's value)
+Norm = Annotated[str, AfterValidator(_known_norm)]
 CW_KAPPA = 50.0  # the C&W confidence wherever none is given (presets, suites, attacks)
 
 
@@ -368,11 +376,12 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
             f"{where('model.margin')}: key 'model.margin': a margin needs model.head = 'gaussian'"
         )
     a = cfg.attack
+    cap = NORMS.get(a.norm).eps_cap  # L-inf: a ball beyond 1 is the whole box already
     for key, value in (("attack.eps", a.eps), ("attack.step", a.step)):
-        if a.norm == "linf" and value > 1:  # an L-inf ball beyond 1 is the whole box already
+        if cap is not None and value > cap:
             raise ConfigError(
                 f"{where(key)}: key '{key}': given {value:g}: Input should be less than or "
-                "equal to 1 (under attack.norm = 'linf')"
+                f"equal to {cap:g} (under attack.norm = {a.norm!r})"
             )
     if a.kind not in ATTACKS or not ATTACKS.get(a.kind).per_example:
         kinds = ", ".join(n for n, c in ATTACKS.items() if c.per_example)

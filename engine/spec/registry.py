@@ -1,4 +1,4 @@
-"""Names -> the things a preset or suite names: methods, attacks, model archs, datasets.
+"""Names -> the things a preset or suite names: methods, attacks, norms, model archs, datasets.
 
 Each entry is registered by the file that defines it (`@METHODS.register("atblr")`),
 so a new method, attack, arch or dataset is one new file and nothing else. The
@@ -12,9 +12,11 @@ Torch-free: the packages are imported by name on first lookup, not here.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -86,10 +88,35 @@ DATASETS: Registry[Any] = Registry("dataset", "engine.data")
 # list, not a registry: the config validates the name, and the faces list the names
 # without importing the config's pydantic models (`workbench eval --help`).
 DEFENSES: tuple[str, ...] = ("none", "apinet")
-# the threat models' norms and how every header names them (the faces read it without pydantic)
-NORM_LABELS: dict[str, str] = {"linf": "L-inf", "l2": "L2", "l1": "L1"}
+NORMS: Registry[Any] = Registry("norm", "engine.attacks.norms")
+
+
+@functools.cache
+def _norm_files() -> frozenset[str]:
+    folder = Path(__file__).resolve().parent.parent / "attacks" / "norms"
+    return frozenset(
+        m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_")
+    )
+
+
+def norm_names() -> list[str]:
+    """The norms a preset may name, without importing torch: one file each in
+    engine/attacks/norms/ (listed, not imported), plus any registered elsewhere."""
+    return sorted(_norm_files() | set(NORMS._entries))
+
+
+def known_norm_label(norm: object, unknown: str) -> str:
+    """A header's label for a norm read from a file (hostile: anything else is `unknown`)."""
+    return norm_label(norm) if isinstance(norm, str) and norm in norm_names() else unknown
+
+
+def norm_label(norm: str) -> str:
+    """How headers name a norm, from its file's name: linf -> "L-inf", l2 -> "L2"."""
+    if norm == "linf":
+        return "L-inf"
+    return "L" + norm[1:] if norm[:1] == "l" and norm[1:].isdigit() else norm
 
 
 def threat_label(norm: str, eps: float) -> str:
     """How every header names a threat model: "L2, eps 0.5"."""
-    return f"{NORM_LABELS.get(norm, norm)}, eps {eps:.4g}"
+    return f"{norm_label(norm)}, eps {eps:.4g}"
