@@ -125,10 +125,76 @@ def run(
 # ---------------------------------------------------------------- eval, sweep, ablate
 
 
+# a model from outside the workbench (eval --model, import): engine/external/
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="MODULE:FACTORY, path/net.py:FACTORY, torchvision:NAME or a published layout "
+        "(trades:smallcnn, apinet:resnet18): a model mapping [0, 1] NCHW images to logits.",
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", help="Its weights: safetensors or torch.load(weights_only=True)."),
+]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="The dataset it classifies (with --model).")
+]
+NormalizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--normalize",
+        help="Input mean/std inside the model: cifar10, imagenet, mnist or m,m,m/s,s,s.",
+    ),
+]
+StripOpt = Annotated[
+    list[str] | None,
+    typer.Option("--strip-prefix", help="Remove this prefix from weight keys (repeatable)."),
+]
+NormOpt = Annotated[str, typer.Option("--norm", help="Threat model norm (with --model).")]
+EpsOpt = Annotated[
+    str | None, typer.Option("--eps", help="Threat model eps, e.g. 8/255 (default: the dataset's).")
+]
+StepOpt = Annotated[str | None, typer.Option("--step", help="Attack step (default: eps/4).")]
+
+
+def _model_source(
+    spec: str,
+    *,
+    weights: Path | None,
+    dataset: str | None,
+    normalize: str | None,
+    strip_prefix: list[str] | None,
+    norm: str,
+    eps: str | None,
+    step: str | None,
+    sets: list[str] | None = None,
+) -> Any:
+    """The `ModelSource` the options describe (engine/external/source.py)."""
+    from engine.external.source import ModelSource
+
+    if dataset is None:
+        raise WorkbenchError(f"--model {spec}: give --dataset NAME (the data it classifies)")
+    return ModelSource(
+        spec,
+        dataset,
+        weights,
+        normalize,
+        tuple(strip_prefix or ()),
+        norm,
+        eps,
+        step,
+        tuple(sets or ()),
+    )
+
+
 @app.command("eval")
 def eval_(
     *,  # typer passes every option by name
-    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="A .safetensors checkpoint (or give --model).")
+    ] = None,
     suite: Annotated[
         str,
         typer.Option("--suite", help="quick, paper, autoattack, blackbox, or a suite TOML file."),
@@ -151,10 +217,44 @@ def eval_(
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="auto (largest that fits on a GPU) or a number.")
     ] = "auto",
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
 ) -> None:
-    """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON."""
-    from engine.eval.evaluate import evaluate_checkpoint
+    """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON.
 
+    With --model instead of a checkpoint it evaluates a model from outside the
+    workbench; the evidence goes to eval/ beside --weights (or here).
+    """
+    from engine.eval.evaluate import Loaded, evaluate_checkpoint
+
+    loaded = None
+    if (checkpoint is None) == (model is None):
+        raise WorkbenchError("eval: give a CHECKPOINT or --model MODULE:FACTORY (one of them)")
+    if model is not None:
+        from engine.external.foreign import load_foreign
+
+        src = _model_source(
+            model,
+            weights=weights,
+            dataset=dataset,
+            normalize=normalize,
+            strip_prefix=strip_prefix,
+            norm=norm,
+            eps=eps,
+            step=step,
+        )
+        foreign = load_foreign(src)
+        loaded = Loaded(foreign.cfg, foreign.model, foreign.external)
+        checkpoint = weights if weights is not None else Path(src.label())
+    elif weights or dataset or normalize or strip_prefix or eps or step or norm != "linf":
+        raise WorkbenchError("eval: --weights, --dataset, --normalize ... go with --model")
+    assert checkpoint is not None
     kw = {
         "sets": sets or [],
         "samples": samples,
@@ -165,7 +265,7 @@ def eval_(
         "batch_size": _batch_size(batch_size),
     }
     with printing.working(as_json) as progress:
-        doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)
+        doc = evaluate_checkpoint(checkpoint, suite, **kw, loaded=loaded, progress=progress)
     if as_json:
         print_json({k: v for k, v in doc.items() if k not in LONG_FIELDS})
     else:
@@ -195,6 +295,51 @@ def _fraction(option: str, text: str, low: float, high: float, open_low: bool = 
         interval = f"({low:g}, {high:g}]" if open_low else f"[{low:g}, {high:g}]"
         raise WorkbenchError(f"{option}: {text!r} is outside {interval}")
     return value
+
+
+@app.command("import")
+def import_(
+    *,  # typer passes every option by name
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Its name: imported/<name>.safetensors.")
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="The checkpoint file to write (.safetensors).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a model from outside the workbench as an ordinary checkpoint (then eval, diff ...)."""
+    from engine.external.importer import default_output, import_model
+
+    if model is None:
+        raise WorkbenchError("import: give --model MODULE:FACTORY (and --weights, --dataset)")
+    src = _model_source(
+        model,
+        weights=weights,
+        dataset=dataset,
+        normalize=normalize,
+        strip_prefix=strip_prefix,
+        norm=norm,
+        eps=eps,
+        step=step,
+    )
+    if name is not None and out_path is not None:
+        raise WorkbenchError("import: give --name or --out, not both")
+    path, foreign = import_model(src, out_path or default_output(src, name))
+    doc = {"saved": str(path), "config": foreign.cfg.to_dict(), "external": foreign.external}
+    if as_json:
+        print_json(doc)
+    else:
+        out.print(f"imported {model} -> {path}", highlight=False)
+        out.print(f"  evaluate it: workbench eval {path}", highlight=False)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.checkpoint_io import load_model
+from engine.checkpoint_io import external_record, load_model
 from engine.data import dataset_info, load_dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
@@ -27,10 +27,12 @@ from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
 from engine.records import evidence
+from engine.records.checkpoint_header import read_header
 from engine.records.events import EventWriter
 from engine.spec.catalog import resolve_suite
 from engine.spec.config import PresetConfig
 from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import with_overrides
 
 ColumnProgress = Callable[[str, int, int, int], None]  # name, done, total, number of columns
 
@@ -64,8 +66,13 @@ def evaluate_model(
     default_batch: int = 500,
     progress: ColumnProgress | None = None,
     on_result: Callable[[str, float, float], None] | None = None,
+    external: bool = False,
 ) -> Evaluation:
-    """Run a suite and its sanity checks on a model in memory (no files read or written)."""
+    """Run a suite and its sanity checks on a model in memory (no files read or written).
+
+    `external`: the model comes from outside the workbench (`eval --model`, an
+    imported checkpoint); the sanity checks hear it (a foreign model needs more).
+    """
     classifier = model if defended is None else defended
     plan = plan_suite(cols, model, num_classes, seed, defended, source, strategies)
     bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
@@ -94,6 +101,7 @@ def evaluate_model(
             seed=seed,
             progress=report,
             prefix="" if defended is None else "BPDA ",
+            external=external,
         )
         checks = extra + checks
     for e in plan.entries.values():
@@ -128,10 +136,20 @@ def load_source(path: Path, cfg: PresetConfig, device: torch.device) -> nn.Modul
     return source
 
 
+@dataclass
+class Loaded:
+    """A model already in memory (`eval --model`): its config and its `external` record."""
+
+    cfg: PresetConfig
+    model: nn.Module
+    external: dict[str, Any] | None
+
+
 def evaluate_checkpoint(
     path: Path,
     suite: str = "paper",
     *,
+    loaded: Loaded | None = None,
     sets: list[str] | None = None,
     samples: int = 0,
     device: str = "auto",
@@ -146,13 +164,23 @@ def evaluate_checkpoint(
 
     `progress(name, done, total, n_columns)` is called as batches finish and
     `on_result(name, accuracy, seconds)` as each column finishes. `batch_size`
-    None picks the largest that fits (see `pick_batch_size`).
+    None picks the largest that fits (see `pick_batch_size`). With `loaded`
+    (a model in memory, `eval --model`) `path` only says where the evidence goes
+    and what it names; an imported checkpoint's `external` record comes from its
+    header. Either way the document's `source_model` is that record (or None).
     """
     spec = load_suite(suite)
     if defense is not None:
         sets = [f"defense.name={defense}", *(sets or [])]
     dev = resolve_device(device, f"--device {device}")
-    cfg, model = load_model(path, sets, dev)
+    if loaded is None:
+        _, meta = read_header(path)
+        record = external_record(meta, str(path))
+        cfg, model = load_model(path, sets, dev, meta=meta)
+    else:
+        record = loaded.external
+        cfg = with_overrides(loaded.cfg, sets, "--set") if sets else loaded.cfg
+        model = loaded.model.to(dev).eval().requires_grad_(False)
     cols = resolve_columns(spec, cfg, source is not None)
     src = load_source(source, cfg, dev) if source is not None else None
     x, y = eval_inputs(cfg, samples, dev)
@@ -173,6 +201,7 @@ def evaluate_checkpoint(
         default_batch=cfg.data.eval_batch_size,
         progress=progress,
         on_result=on_result,
+        external=record is not None,
     )
     out_dir, run_dir = evidence.evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
@@ -186,6 +215,7 @@ def evaluate_checkpoint(
         device=dev,
         seed=seed,
         defended=defended is not None,
+        source_model=record,
     )
     evidence.write_json(out_path, doc)
     doc["saved"] = str(out_path)
@@ -215,8 +245,13 @@ def suite_document(
     device: torch.device,
     seed: int,
     defended: bool,
+    source_model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything an evaluation did and found, per example, as the saved JSON holds it."""
+    """Everything an evaluation did and found, per example, as the saved JSON holds it.
+
+    `source_model`: where a model from outside the workbench came from (its
+    `external` record: factory, weights file, SHA-256s), None for a trained one.
+    """
     result = ev.result
     n = result.n
     table = result.table()
@@ -229,6 +264,7 @@ def suite_document(
         "description": spec.description,
         "checkpoint": str(path),
         "source": None if source is None else str(source),
+        "source_model": source_model,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n": n,
         "indices": list(range(n)),

@@ -262,6 +262,7 @@ def sanity_runs(
     seed: int,
     progress: Callable[[str, int, int], None] | None,
     prefix: str = "",
+    external: bool = False,  # a model from outside the workbench (eval --model, imported)
 ) -> tuple[list[Check], dict[str, Any]]:
     """The extra attacks the sanity checks need, all variants of the suite's base PGD column.
 
