@@ -72,7 +72,7 @@ def _torch_load(path: Path) -> Any:
     except Exception as exc:  # zip, pickle and key errors of a truncated or foreign file
         raise WorkbenchError(
             f"--weights {path}: not a PyTorch or safetensors weights file, or truncated "
-            f"({_first_line(exc)})"
+            f"({type(exc).__name__}: {_first_line(exc)})"
         ) from None
 
 
