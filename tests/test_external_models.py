@@ -170,6 +170,11 @@ def test_an_imported_checkpoint_inspects_diffs_and_sweeps_like_any_other(
     assert ext["weights"] == "tiny.safetensors" and ext["strip_prefix"] == []
     assert head["metadata"]["arch"] == "external"
     assert "imported from" in invoke("inspect", imported).output
+    from workbench.checkpoint_views import checkpoint_rows  # the app's inspector shows these
+
+    rows = dict(checkpoint_rows(*read_header(imported)))
+    assert rows["imported from"] == spec() and rows["arch"] == "external"
+    assert rows["weights sha256"] == ext["weights_sha256"]
 
     # a workbench-trained checkpoint has no `external`
     ours = lenet_checkpoint(mnist5k, tmp_path / "lenet" / "best.safetensors")
