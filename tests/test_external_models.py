@@ -206,6 +206,21 @@ def test_an_imported_checkpoint_inspects_diffs_and_sweeps_like_any_other(
     assert acc[0] == pytest.approx(want) and acc[-1] <= acc[0]
 
 
+def test_sweep_takes_a_model_from_outside_beside_its_imported_checkpoint(
+    imported, tiny_weights, tmp_path
+):
+    model = ("--model", spec(), "--weights", tiny_weights, "--dataset", "mnist-5k", "--eps", "0.2")
+    opts = ("--points", "3", "--steps", "4", "--samples", "24", "--device", "cpu")
+    doc = saved(invoke("sweep", imported, *model, *opts, "--out", tmp_path, "--json"))
+    foreign, ours = doc["curves"]  # --model first, then the checkpoints given
+    assert foreign["checkpoint"] == str(tiny_weights) and ours["checkpoint"] == str(imported)
+    assert doc["eps"] == pytest.approx([0, 0.2, 0.4])  # eps-max: twice the model's eps
+    assert foreign["accuracy"] == ours["accuracy"] and foreign["n"] == 24
+    a, b = (json.loads(Path(c["saved"]).read_text()) for c in (foreign, ours))
+    assert a["per_example"] == b["per_example"]
+    assert a["source_model"]["weights_sha256"] == b["source_model"]["weights_sha256"]
+
+
 def trades_reference() -> nn.Module:
     """TRADES' SmallCNN written here with the module names of its public models/small_cnn.py."""
 

@@ -189,6 +189,18 @@ def _model_source(
     )
 
 
+def _loaded_model(spec: str, **options: Any) -> tuple[Any, Path]:
+    """The --model in memory (an `evaluate.Loaded`) and the path that names its evidence:
+    its weights file, else its name in this folder (eval/ goes beside either)."""
+    from engine.eval.evaluate import Loaded
+    from engine.external.foreign import load_foreign
+
+    src = _model_source(spec, **options)
+    foreign = load_foreign(src)
+    anchor = src.weights if src.weights is not None else Path(src.label())
+    return Loaded(foreign.cfg, foreign.model, foreign.external), anchor
+
+
 @app.command("eval")
 def eval_(
     *,  # typer passes every option by name
@@ -231,15 +243,13 @@ def eval_(
     With --model instead of a checkpoint it evaluates a model from outside the
     workbench; the evidence goes to eval/ beside --weights (or here).
     """
-    from engine.eval.evaluate import Loaded, evaluate_checkpoint
+    from engine.eval.evaluate import evaluate_checkpoint
 
     loaded = None
     if (checkpoint is None) == (model is None):
         raise WorkbenchError("eval: give a CHECKPOINT or --model MODULE:FACTORY (one of them)")
     if model is not None:
-        from engine.external.foreign import load_foreign
-
-        src = _model_source(
+        loaded, checkpoint = _loaded_model(
             model,
             weights=weights,
             dataset=dataset,
@@ -249,9 +259,6 @@ def eval_(
             eps=eps,
             step=step,
         )
-        foreign = load_foreign(src)
-        loaded = Loaded(foreign.cfg, foreign.model, foreign.external)
-        checkpoint = weights if weights is not None else Path(src.label())
     elif weights or dataset or normalize or strip_prefix or eps or step or norm != "linf":
         raise WorkbenchError("eval: --weights, --dataset, --normalize ... go with --model")
     assert checkpoint is not None
@@ -345,7 +352,9 @@ def import_(
 @app.command()
 def sweep(
     *,  # typer passes every option by name
-    checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints.")],
+    checkpoints: Annotated[
+        list[Path] | None, typer.Argument(help="One or more checkpoints (and/or --model).")
+    ] = None,
     eps_max: Annotated[
         str | None, typer.Option("--eps-max", help="Largest eps (fractions allowed; default 2x).")
     ] = None,
@@ -358,14 +367,39 @@ def sweep(
         Path | None, typer.Option("--out", help="Folder for the JSON and CSV (default: eval/).")
     ] = None,
     as_json: JsonOpt = False,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
 ) -> None:
-    """Accuracy under PGD-k as eps grows (API-Net Fig. 2): a terminal plot, JSON and CSV."""
+    """Accuracy under PGD-k as eps grows (API-Net Fig. 2): a terminal plot, JSON and CSV.
+
+    --model (with its options, as for eval) adds a model from outside the
+    workbench as the first curve.
+    """
     from engine.eval.sweep import eps_sweep
 
     emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, 1, open_low=True)
+    paths, loaded = list(checkpoints or []), None
+    if model is not None:
+        loaded, anchor = _loaded_model(
+            model,
+            weights=weights,
+            dataset=dataset,
+            normalize=normalize,
+            strip_prefix=strip_prefix,
+            norm=norm,
+            eps=eps,
+            step=step,
+        )
+        paths.insert(0, anchor)
     kw = {"samples": samples, "device": device, "seed": seed, "out_dir": out_dir}
     with printing.working(as_json) as progress:
-        doc = eps_sweep(checkpoints, emax, points, steps, **kw, progress=progress)
+        doc = eps_sweep(paths, emax, points, steps, **kw, progress=progress, loaded=loaded)
     if as_json:
         print_json(doc)
     else:
