@@ -221,6 +221,27 @@ def test_sweep_takes_a_model_from_outside_beside_its_imported_checkpoint(
     assert a["source_model"]["weights_sha256"] == b["source_model"]["weights_sha256"]
 
 
+def test_a_module_factory_and_a_file_that_imports_its_neighbours_work(tiny_weights, tmp_path):
+    from engine.checkpoint_io import load_model
+
+    repo = tmp_path / "their_repo"
+    (repo / "models").mkdir(parents=True)
+    (repo / "models" / "__init__.py").write_text("")
+    (repo / "models" / "tiny.py").write_text(HERE.read_text())
+    (repo / "build.py").write_text("from models.tiny import make_net\n")  # a repository's style
+    x = torch.rand(4, 1, 28, 28)
+    ref = reference(tiny_weights)
+    for i, model in enumerate(("tests.test_external_models:make_net", f"{repo}/build.py:make_net")):
+        out = tmp_path / f"m{i}.safetensors"
+        res = invoke("import", "--model", model, "--weights", tiny_weights,
+                     "--dataset", "mnist-5k", "--out", out)  # fmt: skip
+        assert res.exit_code == 0, res.output
+        cfg, net = load_model(out)
+        assert cfg.model.factory.endswith(":make_net")
+        with torch.no_grad():
+            assert torch.equal(net(x), ref(x))
+
+
 def trades_reference() -> nn.Module:
     """TRADES' SmallCNN written here with the module names of its public models/small_cnn.py."""
 

@@ -79,11 +79,15 @@ def _module_from_file(path: Path, spec: str) -> Any:
         raise ConfigError(f"--model {spec!r}: {path} is not a Python file")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[name] = module
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # its own imports (`from models.resnet import ...`) resolve
     try:
         loader_spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
         raise ConfigError(f"--model {spec!r}: importing {path} raised {_one_line(exc)}") from None
+    finally:
+        sys.path.remove(folder)
     return module
 
 
@@ -98,6 +102,9 @@ def resolve_factory(spec: str) -> Callable[[], Any]:
     if is_file_spec(spec):
         module = _module_from_file(Path(where), spec)
     else:
+        here = str(Path.cwd())
+        if here not in sys.path and "" not in sys.path:
+            sys.path.append(here)  # a module in the current folder, as `python -m` would see it
         try:
             module = importlib.import_module(where)
         except ImportError as exc:
