@@ -439,3 +439,20 @@ def test_an_imported_model_whose_factory_file_changed_is_refused(tiny_weights, t
     os.remove(net)
     res = invoke("eval", out, "--samples", "8")
     assert res.exit_code == 2 and "is missing" in res.output
+
+
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ({"arch": "external"}, "model.arch"),
+        ({"arch": "lenet", "factory": "torchvision:resnet18"}, "model.factory"),
+        ({"arch": "lenet", "mean": [0.1]}, "model.mean"),
+        ({"arch": "lenet", "mean": [0.1, 0.2], "std": [0.3]}, "model.mean"),
+    ],
+)
+def test_a_config_refuses_half_a_foreign_model_description(model, key):
+    from engine.spec.config import validate
+    from engine.spec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        validate({"name": "x", "model": model})

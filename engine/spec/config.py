@@ -382,7 +382,12 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
             f"{where('model.margin')}: key 'model.margin': a margin needs model.head = 'gaussian'"
         )
     m = cfg.model
-    if (m.arch == "external") != (m.factory is not None):
+    if m.arch == "external" and m.factory is None:
+        raise ConfigError(
+            f"{where('model.arch')}: key 'model.arch': 'external' is a model from outside the "
+            "workbench and needs model.factory (`workbench import` writes both)"
+        )
+    if m.factory is not None and m.arch != "external":
         raise ConfigError(f"{where('model.factory')}: key 'model.factory': needs arch 'external'")
     if (m.mean is None) != (m.std is None) or len(m.mean or ()) != len(m.std or ()):
         raise ConfigError(f"{where('model.mean')}: key 'model.mean': needs a std per mean")
