@@ -179,13 +179,13 @@ def _model_source(
     return ModelSource(
         spec,
         dataset,
-        weights,
-        normalize,
-        tuple(strip_prefix or ()),
-        norm,
-        eps,
-        step,
-        tuple(sets or ()),
+        weights=weights,
+        normalize=normalize,
+        strip_prefix=tuple(strip_prefix or ()),
+        norm=norm,
+        eps=eps,
+        step=step,
+        sets=tuple(sets or ()),
     )
 
 

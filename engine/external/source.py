@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class ModelSource:
 
     spec: str  # MODULE:FACTORY, path/to/net.py:FACTORY, torchvision:NAME or a layout
     dataset: str
+    _: KW_ONLY  # the options by name: nine values in a row are unreadable
     weights: Path | None = None
     normalize: str | None = None  # a preset name or "m1,m2,m3/s1,s2,s3"
     strip_prefix: tuple[str, ...] = ()
