@@ -24,7 +24,7 @@ from engine.records.run_diff import differing, run_config
 from engine.records.runs import check_runs_dir, list_runs, listed_run_dir
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import DEFENSES
-from workbench import checkpoint_views, printing, study_cmd, views
+from workbench import card_cmd, checkpoint_views, printing, study_cmd, views
 from workbench.cli_polish import print_version
 from workbench.printing import err, fail, out, print_json
 from workbench.process import pin_malloc
@@ -151,8 +151,32 @@ def eval_(
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="auto (largest that fits on a GPU) or a number.")
     ] = "auto",
+    save_adv: Annotated[
+        bool,
+        typer.Option("--save-adv", help="Keep each example's worst-case input (safetensors)."),
+    ] = False,
+    check_adv: Annotated[
+        Path | None,
+        typer.Option(
+            "--check-adv", help="Re-score saved adversarial examples (eval/*.adv.safetensors)."
+        ),
+    ] = None,
 ) -> None:
     """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON."""
+    if check_adv is not None:
+        if sets or defense or source or save_adv or samples:
+            raise WorkbenchError(
+                "--check-adv: takes the defence, settings and examples from the file; "
+                "drop --set, --defense, --source, --samples and --save-adv"
+            )
+        code = card_cmd.check_adv(
+            checkpoint,
+            check_adv,
+            device=device,
+            batch_size=_batch_size(batch_size),
+            as_json=as_json,
+        )
+        raise typer.Exit(code)
     from engine.eval.evaluate import evaluate_checkpoint
 
     kw = {
@@ -163,6 +187,7 @@ def eval_(
         "defense": defense,
         "source": source,
         "batch_size": _batch_size(batch_size),
+        "save_adv": save_adv,
     }
     with printing.working(as_json) as progress:
         doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)
@@ -351,6 +376,7 @@ def presets() -> None:
 
 
 app.command("study")(study_cmd.study)
+app.command("card")(card_cmd.card)
 
 
 def main() -> None:
