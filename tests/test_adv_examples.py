@@ -185,3 +185,37 @@ def test_files_that_are_not_ours_exit_2_with_one_line(saved_linf, trained_lenet,
         assert res.returncode == 2, (path, res.stdout, res.stderr)
         assert why in res.stderr and len(res.stderr.strip().splitlines()) == 1
         assert res.stdout == "" and "Traceback" not in res.stderr
+
+
+def test_the_gallery_shows_the_saved_examples(saved_linf, tmp_path):
+    import asyncio
+
+    from engine.eval.gallery import saved_gallery
+    from tests.conftest import wait_for
+    from workbench.tui.app import WorkbenchApp
+    from workbench.tui.gallery import GalleryScreen
+
+    _, eps, ckpt_path, _, adv_file = saved_linf
+    s = read_adv(adv_file)
+    threat, rows = saved_gallery(ckpt_path, adv_file)
+    assert (threat.norm, threat.eps) == ("linf", eps)
+    broken = {int(s.label[i]) for i in (s.column > 0).nonzero().squeeze(1)}
+    assert sorted(r.label for r in rows) == sorted(broken)  # one row per class an attack broke
+    for r in rows:
+        k = s.index.tolist().index(r.index)
+        assert torch.equal(r.adv, s.adv[k]) and r.pred_adv != r.label  # the saved input, fooling
+        assert r.column == s.columns[int(s.column[k])]["name"]
+
+    async def scenario() -> None:
+        app = WorkbenchApp(tmp_path / "runs")
+        async with app.run_test(size=(120, 40)) as pilot:
+            pilot.app.action_inspect(ckpt_path)
+            await wait_for(pilot, lambda: pilot.app.screen.query("#evals"))
+            await pilot.pause()
+            await pilot.press("G")  # the inspector's key for the newest saved examples
+            await wait_for(pilot, lambda: bool(getattr(pilot.app.screen, "rows", None)))
+            screen = pilot.app.screen
+            assert isinstance(screen, GalleryScreen) and screen.adv == adv_file
+            assert [r.index for r in screen.rows] == [r.index for r in rows]
+
+    asyncio.run(scenario())

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from engine.attacks import ThreatModel
 from engine.checkpoint_io import load_model
@@ -186,10 +187,20 @@ def _claims(meta: dict[str, str], bad: Any) -> dict[str, Any]:
     }
 
 
-def check_adv(
-    checkpoint: Path, path: Path, *, device: str = "auto", batch_size: int | None = None
-) -> Verdict:
-    """Re-score `path`'s inputs on `checkpoint` and check labels, balls and box (see module)."""
+@dataclass
+class Opened:
+    """A validated file with what judging it needs: the clean inputs and the classifier."""
+
+    saved: SavedAdv
+    x: torch.Tensor  # the clean test inputs, bit for bit as the evaluation attacked them
+    truth: torch.Tensor  # the dataset's labels
+    classifier: nn.Module  # the checkpoint, wrapped in the recorded defence
+    defense: dict[str, Any] | None
+    device: torch.device
+
+
+def open_adv(checkpoint: Path, path: Path, device: str = "cpu") -> Opened:
+    """`path` validated against `checkpoint` (same file, dataset and image shape), else exit 2."""
     saved = read_adv(path)
     claims = saved.meta
     if not checkpoint.is_file():
@@ -209,30 +220,41 @@ def check_adv(
     data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
     index = saved.index
     if int(index.min()) < 0 or int(index.max()) >= len(data.test_y):
-        raise WorkbenchError(
-            f"{path}: tensor 'index': outside the {len(data.test_y)} test examples"
-        )
+        n_test = len(data.test_y)
+        raise WorkbenchError(f"{path}: tensor 'index': outside the {n_test} test examples")
     if tuple(saved.adv.shape[1:]) != tuple(data.test_x.shape[1:]):
         raise WorkbenchError(
             f"{path}: tensor 'adv': images of shape {tuple(saved.adv.shape[1:])}, the dataset's "
             f"are {tuple(data.test_x.shape[1:])}"
         )
-    x = data.test_x[index].float().div_(255.0)  # bit for bit the inputs the evaluation attacked
-    v = Verdict()
-    _labels(v, saved, data.test_y[index])
-    _balls(v, saved, x)
     defense = claims["defense"]
     cfg = cfg.model_copy(update={"defense": defense or DefenseConfig()})
-    n_cls = data.num_classes
-    defended = build_defense(cfg, model, n_cls)
-    classifier = defended or model
-    if defense is not None and defense.name != "none" and defense.start == "noise":
+    defended = build_defense(cfg, model, data.num_classes)
+    return Opened(
+        saved,
+        data.test_x[index].float().div_(255.0),
+        data.test_y[index],
+        defended or model,
+        None if defended is None else cfg.defense.model_dump(),
+        dev,
+    )
+
+
+def check_adv(
+    checkpoint: Path, path: Path, *, device: str = "auto", batch_size: int | None = None
+) -> Verdict:
+    """Re-score `path`'s inputs on `checkpoint` and check labels, balls and box (see module)."""
+    o = open_adv(checkpoint, path, device)
+    saved = o.saved
+    v = Verdict()
+    _labels(v, saved, o.truth)
+    _balls(v, saved, o.x)
+    if o.defense is not None and o.defense.get("start") == "noise":
         torch.manual_seed(0)  # a randomised defence: the outcomes are not promised to repeat
-    bs = batch_size or claims["batch_size"]
-    pred = predict(classifier, saved.adv.to(dev), bs).cpu()
+    bs = batch_size or saved.meta["batch_size"]
+    pred = predict(o.classifier, saved.adv.to(o.device), bs).cpu()
     _outcomes(v, saved, pred == saved.label)
-    v.report.update(file=str(path), checkpoint=str(checkpoint), batch_size=bs)
-    v.report["defense"] = None if defended is None else cfg.defense.model_dump()
+    v.report.update(file=str(path), checkpoint=str(checkpoint), batch_size=bs, defense=o.defense)
     return v
 
 

@@ -36,11 +36,11 @@ from engine import __version__
 from engine.eval.entries import predict
 from engine.eval.plan import Plan
 from engine.eval.run import SuiteResult
+from engine.records import evidence
 from engine.records.checkpoint_header import atomic_write_bytes
 from engine.spec.errors import WorkbenchError
 
 FORMAT = "workbench-adv/1"
-SUFFIX = ".adv.safetensors"
 NONE, CLEAN = -1, 0  # `column` values: no column broke it; misclassified unattacked
 
 
@@ -152,7 +152,7 @@ def attach(plan: Plan, x: torch.Tensor, y: torch.Tensor) -> AdvKeeper:
 
 def adv_path(evaluation: Path) -> Path:
     """`eval/<suite>-<time>.adv.safetensors` beside `eval/<suite>-<time>.json`."""
-    return evaluation.with_name(evaluation.name.removesuffix(".json") + SUFFIX)
+    return evidence.adv_file(evaluation)
 
 
 def file_sha256(path: Path) -> str:

@@ -39,6 +39,11 @@ def stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
 
 
+def adv_file(evaluation: Path) -> Path:
+    """Where `eval --save-adv` keeps an evaluation's inputs (engine/eval/adv_keep.py)."""
+    return evaluation.with_name(evaluation.name.removesuffix(".json") + ".adv.safetensors")
+
+
 def code_version() -> dict[str, Any]:
     """The engine version and, when the code is a git checkout, its commit and dirtiness."""
     out: dict[str, Any] = {"engine": __version__, "commit": None, "dirty": None}
