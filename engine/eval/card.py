@@ -112,7 +112,7 @@ def model_card(doc: dict[str, Any], evaluation: Path) -> dict[str, Any]:
         "robust_acc_ci95": None if robust_col is None else interval(robust_col),
         "robust_acc_attack": (
             f"per-example worst case over the {row['suite']} suite's "
-            f"{max(0, len(table) - 2)} attack columns"
+            f"{max(0, len(table) - 2)} attack column(s)"
             if robust_col is not None
             else None
         ),
