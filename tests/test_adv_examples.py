@@ -219,3 +219,33 @@ def test_the_gallery_shows_the_saved_examples(saved_linf, tmp_path):
             assert [r.index for r in screen.rows] == [r.index for r in rows]
 
     asyncio.run(scenario())
+
+
+def test_under_a_defence_the_defences_verdict_is_what_is_kept_and_rescored(saved_linf, tmp_path):
+    """Transfer, BPDA and adaptive columns craft on stand-ins; the defence judges, and re-judges."""
+    from engine.eval.card import card_of
+
+    _, _, ckpt_path, _, _ = saved_linf
+    text = 'name = "def"\n[[attack]]\nname = "PGD-4"\nkind = "pgd"\nsteps = 4\n'
+    suite = small_suite(tmp_path, text)
+    doc = evaluate_checkpoint(
+        ckpt_path,
+        str(suite),
+        samples=6,
+        device="cpu",
+        defense="apinet",
+        sets=["defense.steps=1"],
+        save_adv=True,
+    )
+    adv_file = Path(doc["adv_examples"]["file"])
+    s = read_adv(adv_file)
+    names = [c["name"] for c in s.columns]
+    assert names == ["clean", "transfer PGD-4", "BPDA PGD-4", "adaptive PGD-4"]
+    assert (s.column > 0).any()  # inputs crafted on a stand-in, kept because the defence erred
+    assert s.meta["defense"].name == "apinet" and s.meta["defense"].steps == 1
+    verdict = check_adv(ckpt_path, adv_file, device="cpu")
+    assert verdict.ok, verdict.lines
+    assert verdict.report["defense"]["name"] == "apinet"
+    assert 100.0 * verdict.report["rescored_robust"] / 6 == pytest.approx(doc["table"][WORST])
+    card = card_of(Path(doc["saved"]))
+    assert card["number_forward_passes"] == 10 * (1 + 1)  # 10 class searches of 1 step, scored

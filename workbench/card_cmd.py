@@ -42,6 +42,15 @@ def check_adv(
         print_json({**verdict.report, "checks": verdict.lines, "ok": verdict.ok})
     else:
         out.print(f"{file} on {checkpoint}:", highlight=False, markup=False, soft_wrap=True)
+        d = verdict.report.get("defense")
+        if d:
+            out.print(
+                f"  judged by the checkpoint inside the defence it was evaluated with: {d['name']}"
+                f", eps_ap {d['eps_ap']:.4g}, {d['steps']} steps, {d['start']} start",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         for line in verdict.lines:
             out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
         out.print(

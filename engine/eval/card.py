@@ -97,6 +97,7 @@ def model_card(doc: dict[str, Any], evaluation: Path) -> dict[str, Any]:
     sanity = [c for c in doc.get("sanity") or [] if isinstance(c, dict)]
     return {
         "format": FORMAT,
+        "kind": "card",  # never read as an evaluation (listings, studies, diff)
         "name": _name(doc.get("checkpoint")),
         "checkpoint": doc.get("checkpoint") if isinstance(doc.get("checkpoint"), str) else None,
         "architecture": arch,
