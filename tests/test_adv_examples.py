@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,17 +106,23 @@ def test_saved_examples_rescore_exactly_and_lie_in_their_balls(saved, mnist5k):
     assert torch.equal(s.adv[s.column <= 0], x[s.column <= 0])
     verdict = check_adv(ckpt_path, adv_file, device="cpu")
     assert verdict.ok, verdict.lines
+    assert any(line.startswith("PASS  evidence") for line in verdict.lines)
     assert verdict.report["rescored_robust"] == survivors
     assert verdict.report["outcome_mismatches"] == 0
     assert doc["adv_examples"]["rescored_mismatches"] == 0
 
 
-def rewrite(src: Path, dst: Path, **changes: torch.Tensor) -> Path:
-    """A copy of a saved-examples file with some tensors replaced (metadata kept)."""
+def rewrite(src: Path, dst: Path, meta: dict | None = None, **changes: torch.Tensor) -> Path:
+    """A copy of a saved-examples file with some tensors (and metadata keys) replaced, with
+    its evaluation beside it."""
     with safe_open(str(src), framework="pt") as fh:
-        meta = fh.metadata()
+        old = fh.metadata()
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (not a dict)
-    save_file({**tensors, **changes}, str(dst), metadata=meta)
+    save_file({**tensors, **changes}, str(dst), metadata={**old, **(meta or {})})
+    evaluation = src.with_name(src.name.removesuffix(".adv.safetensors") + ".json")
+    dst.with_name(dst.name.removesuffix(".adv.safetensors") + ".json").write_bytes(
+        evaluation.read_bytes()
+    )
     return dst
 
 
@@ -127,13 +134,33 @@ def test_tampered_files_fail_the_check_with_exit_1(saved, tmp_path):
     moved[k] = (moved[k] + (1.0 if norm == "linf" else eps)).clamp(0, 1)  # far past its ball
     relabelled = s.label.clone()
     relabelled[0] = (relabelled[0] + 1) % 10
+    # every perturbation 1.5 times larger, and the file's own eps doubled to cover it: only
+    # the evaluation beside the file tells
+    loose = [{**c, "eps": 2 * c["eps"]} if c["name"] != "clean" else c for c in s.columns]
+    x = read_clean(s)
+    grown = (x + 1.5 * (s.adv - x)).clamp(0, 1).contiguous()
     cases = {
         "balls": rewrite(adv_file, tmp_path / "moved.adv.safetensors", adv=moved),
         "labels": rewrite(adv_file, tmp_path / "label.adv.safetensors", label=relabelled),
+        "evidence": rewrite(
+            adv_file,
+            tmp_path / "loose.adv.safetensors",
+            {"columns": json.dumps(loose)},
+            adv=grown,
+        ),
     }
     for failed, path in cases.items():
         verdict = check_adv(ckpt_path, path, device="cpu")
         assert not verdict.ok and failed in verdict.failures, verdict.lines
+    verdict = check_adv(ckpt_path, cases["evidence"], device="cpu")
+    assert "balls" not in verdict.failures, verdict.lines  # within the loosened balls
+
+
+def read_clean(s) -> torch.Tensor:
+    """The clean test images of a saved file, as the evaluation attacked them."""
+    from engine.data import load_dataset
+
+    return load_dataset("mnist-5k").test_x[s.index].float() / 255.0
 
 
 def test_the_command_line_says_the_verdict_with_exit_0_or_1(saved_linf, tmp_path):

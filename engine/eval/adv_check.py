@@ -80,6 +80,9 @@ class Verdict:
         if not held:
             self.failures.append(name)
 
+    def skip(self, name: str, detail: str) -> None:
+        self.lines.append(f"SKIP  {name}: {detail}")
+
 
 def read_adv(path: Path) -> SavedAdv:
     """Open and validate a saved-examples file; anything wrong with it is one line (exit 2)."""
@@ -254,6 +257,7 @@ def check_adv(
     bs = batch_size or saved.meta["batch_size"]
     pred = predict(o.classifier, saved.adv.to(o.device), bs).cpu()
     _outcomes(v, saved, pred == saved.label)
+    _evidence(v, saved)
     v.report.update(file=str(path), checkpoint=str(checkpoint), batch_size=bs, defense=o.defense)
     return v
 
@@ -349,4 +353,49 @@ def _outcomes(v: Verdict, saved: SavedAdv, right: torch.Tensor) -> None:
         accuracy=acc,
         interval=[lo, hi],
         outcome_mismatches=len(differ),
+    )
+
+
+def _evidence(v: Verdict, saved: SavedAdv) -> None:
+    """The file against the evaluation saved beside it: the same examples, columns and balls
+    (so eps cannot be loosened in the file alone) and the same per-example worst case."""
+    from engine.records.evidence import read_suite
+
+    path = saved.path.with_name(saved.path.name.removesuffix(".adv.safetensors") + ".json")
+    if not path.is_file():
+        v.skip("evidence", f"{path.name} is not beside the file; its own claims were checked")
+        return
+    try:
+        doc = read_suite(path)
+    except WorkbenchError as exc:
+        v.skip("evidence", str(exc))
+        return
+    per_example, params = doc.get("per_example"), doc.get("columns")
+    names = [c["name"] for c in saved.columns]
+    problems = []
+    if doc.get("indices") != saved.index.tolist():
+        problems.append("other test examples")
+    if not isinstance(per_example, dict) or list(per_example) != names:
+        problems.append("other columns")
+    elif any(not isinstance(o, list) or len(o) != saved.n for o in per_example.values()):
+        problems.append("per-example outcomes of another length")
+    else:
+        first = [
+            next((k for k, c in enumerate(names) if not per_example[c][i]), NONE)
+            for i in range(saved.n)
+        ]
+        if first != saved.column.tolist():
+            problems.append("another first breaking column for some examples")
+    for c in saved.columns[1:]:
+        p = params.get(c["name"]) if isinstance(params, dict) else None
+        ball = (p.get("norm", "linf"), p.get("eps")) if isinstance(p, dict) else None
+        if ball != (c["norm"], c["eps"]):
+            problems.append(f"another ball for column {c['name']!r}")
+            break
+    v.check(
+        "evidence",
+        not problems,
+        f"agrees with {path.name} (examples, columns and their balls, worst case per example)"
+        if not problems
+        else f"{path.name} records {', '.join(problems)}",
     )
