@@ -22,9 +22,9 @@ from engine.records import evidence
 from engine.records.checkpoint_header import atomic_write_bytes
 from engine.records.evidence import WORST
 from engine.spec.errors import WorkbenchError
+from engine.spec.registry import known_norm_label
 
 FORMAT = "workbench-card/1"
-THREAT_NAMES = {"linf": "Linf", "l2": "L2", "l1": "L1"}  # RobustBench's spelling
 AUTOATTACK_VERSION = "standard"  # the version whose last column is "AutoAttack's" number
 
 
@@ -47,6 +47,13 @@ def eps_text(eps: float) -> str:
             return f"{n}/{d}"
     f = Fraction(eps).limit_denominator(10**6)
     return f"{f.numerator}/{f.denominator}" if float(f) == eps else text
+
+
+def threat_name(norm: Any) -> str:
+    """RobustBench's name of a threat model: Linf, L2, L1 (our header label without its dash)."""
+    if not isinstance(norm, str):
+        return "mixed"  # the columns' norms differ (or a damaged file)
+    return known_norm_label(norm, norm).replace("-", "")
 
 
 def forward_passes(defense: dict[str, Any] | None, num_classes: int | None) -> int | None:
@@ -103,7 +110,7 @@ def model_card(doc: dict[str, Any], evaluation: Path) -> dict[str, Any]:
         "architecture": arch,
         "dataset": doc.get("dataset") if isinstance(doc.get("dataset"), str) else None,
         "split": doc.get("split") if isinstance(doc.get("split"), str) else None,
-        "threat_model": THREAT_NAMES.get(norm, norm) if isinstance(norm, str) else "mixed",
+        "threat_model": threat_name(norm),
         "eps": None if eps is None else eps_text(eps),
         "eps_value": eps,
         "n_examples": n,
