@@ -24,7 +24,7 @@ from engine.records.run_diff import differing, run_config
 from engine.records.runs import check_runs_dir, list_runs, listed_run_dir
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import DEFENSES
-from workbench import checkpoint_views, printing, study_cmd, views
+from workbench import card_cmd, checkpoint_views, printing, study_cmd, views
 from workbench.cli_polish import print_version
 from workbench.printing import err, fail, out, print_json
 from workbench.process import pin_malloc
@@ -237,12 +237,38 @@ def eval_(
     norm: NormOpt = "linf",
     eps: EpsOpt = None,
     step: StepOpt = None,
+    save_adv: Annotated[
+        bool,
+        typer.Option("--save-adv", help="Keep each example's worst-case input (safetensors)."),
+    ] = False,
+    check_adv: Annotated[
+        Path | None,
+        typer.Option(
+            "--check-adv", help="Re-score saved adversarial examples (eval/*.adv.safetensors)."
+        ),
+    ] = None,
 ) -> None:
     """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON.
 
     With --model instead of a checkpoint it evaluates a model from outside the
     workbench; the evidence goes to eval/ beside --weights (or here).
     """
+    if check_adv is not None:
+        if sets or defense or source or save_adv or samples or model is not None:
+            raise WorkbenchError(
+                "--check-adv: takes the defence, settings and examples from the file; "
+                "drop --set, --defense, --source, --samples, --save-adv and --model"
+            )
+        if checkpoint is None:
+            raise WorkbenchError("--check-adv: give the CHECKPOINT the examples were made on")
+        code = card_cmd.check_adv(
+            checkpoint,
+            check_adv,
+            device=device,
+            batch_size=_batch_size(batch_size),
+            as_json=as_json,
+        )
+        raise typer.Exit(code)
     from engine.eval.evaluate import evaluate_checkpoint
 
     loaded = None
@@ -270,6 +296,7 @@ def eval_(
         "defense": defense,
         "source": source,
         "batch_size": _batch_size(batch_size),
+        "save_adv": save_adv,
     }
     with printing.working(as_json) as progress:
         doc = evaluate_checkpoint(checkpoint, suite, **kw, loaded=loaded, progress=progress)
@@ -530,6 +557,7 @@ def presets() -> None:
 
 
 app.command("study")(study_cmd.study)
+app.command("card")(card_cmd.card)
 
 
 def main() -> None:

@@ -18,6 +18,9 @@ from torch import nn
 from engine.attacks import Attack, eval_mode
 
 Progress = Callable[[str, int, int], None]
+# (column, positions in the evaluated set, inputs the column judged, which of them fooled the
+# classifier): how an entry hands its adversarial inputs to `--save-adv` (engine/eval/adv_keep.py)
+Keep = Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 @torch.no_grad()
@@ -57,6 +60,7 @@ class Crafted:
     role: str = "white"
     info: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    keep: Keep | None = None  # set by `--save-adv`: sees every batch's inputs and outcomes
 
     @property
     def columns(self) -> list[str]:
@@ -77,7 +81,10 @@ class Crafted:
         for i in range(0, len(x), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             x_adv = self.attack(model, xb, yb)
-            survived.append(predict(model, x_adv, batch_size) == yb)
+            ok = predict(model, x_adv, batch_size) == yb
+            survived.append(ok)
+            if self.keep is not None:
+                self.keep(self.name, torch.arange(i, i + len(xb)), x_adv, ~ok)
             if progress is not None:
                 progress(self.name, min(i + batch_size, len(x)), len(x))
         self.seconds[self.name] = time.perf_counter() - t0

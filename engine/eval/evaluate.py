@@ -22,7 +22,7 @@ from engine.data import dataset_info, load_dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
-from engine.eval import sanity, stats
+from engine.eval import adv_keep, card, sanity, stats
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
@@ -48,6 +48,7 @@ class Evaluation:
     batch_size: int
     seconds: float  # everything: the suite, its sanity runs, the batch probe
     attack_seconds: float  # the suite's attack columns alone (what examples/s is of)
+    adv: adv_keep.AdvExamples | None = None  # each example's worst-case input (--save-adv)
 
 
 def evaluate_model(
@@ -67,11 +68,13 @@ def evaluate_model(
     progress: ColumnProgress | None = None,
     on_result: Callable[[str, float, float], None] | None = None,
     external: bool = False,
+    save_adv: bool = False,
 ) -> Evaluation:
     """Run a suite and its sanity checks on a model in memory (no files read or written).
 
     `external`: the model comes from outside the workbench (`eval --model`, an
     imported checkpoint); the sanity checks hear it (a foreign model needs more).
+    `save_adv` keeps each example's worst-case adversarial input (engine/eval/adv_keep.py).
     """
     classifier = model if defended is None else defended
     plan = plan_suite(cols, model, num_classes, seed, defended, source, strategies)
@@ -84,7 +87,9 @@ def evaluate_model(
             progress(name, done, total, total_cols)
 
     t0 = time.perf_counter()
+    keeper = adv_keep.attach(plan, x, y) if save_adv else None
     result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result=on_result)
+    adv = None if keeper is None else keeper.finish(result, plan.params, classifier, bs)
     roles = {k: r for k, r in plan.roles.items() if k in result.correct}
     checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
     sanity_doc: dict[str, Any] = {}
@@ -109,7 +114,7 @@ def evaluate_model(
             checks.append(sanity.Check("AutoAttack's own checks", sanity.WARN, flag))
     attack_seconds = sum(v for k, v in result.seconds.items() if k != "clean")
     return Evaluation(
-        result, plan, checks, sanity_doc, bs, time.perf_counter() - t0, attack_seconds
+        result, plan, checks, sanity_doc, bs, time.perf_counter() - t0, attack_seconds, adv
     )
 
 
@@ -159,6 +164,7 @@ def evaluate_checkpoint(
     defense: str | None = None,
     source: Path | None = None,
     batch_size: int | None = None,
+    save_adv: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint, run a suite (and its sanity checks), save the evidence, return it.
 
@@ -168,6 +174,8 @@ def evaluate_checkpoint(
     (a model in memory, `eval --model`) `path` only says where the evidence goes
     and what it names; an imported checkpoint's `external` record comes from its
     header. Either way the document's `source_model` is that record (or None).
+    Beside the evidence go its model card (engine/eval/card.py) and, with
+    `save_adv`, the worst-case adversarial inputs (engine/eval/adv_keep.py).
     """
     spec = load_suite(suite)
     if defense is not None:
@@ -202,6 +210,7 @@ def evaluate_checkpoint(
         progress=progress,
         on_result=on_result,
         external=record is not None,
+        save_adv=save_adv,
     )
     out_dir, run_dir = evidence.evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
@@ -217,8 +226,15 @@ def evaluate_checkpoint(
         defended=defended is not None,
         source_model=record,
     )
+    if ev.adv is not None:
+        doc["adv_examples"] = {
+            "file": str(adv_keep.adv_path(out_path)),
+            "rescored_mismatches": ev.adv.mismatches,  # 0: every input re-scores as saved
+        }
+        adv_keep.save_adv(adv_keep.adv_path(out_path), ev.adv, {**doc, "saved": out_path}, path)
     evidence.write_json(out_path, doc)
     doc["saved"] = str(out_path)
+    doc["card"] = card.write_card(out_path, doc)
     if run_dir is not None:
         w = EventWriter(run_dir / "events.jsonl")
         w.emit(
@@ -270,6 +286,8 @@ def suite_document(
         "indices": list(range(n)),
         "dataset": cfg.data.dataset,
         "split": "test",
+        "arch": cfg.model.arch,  # for the model card (engine/eval/card.py)
+        "num_classes": dataset_info(cfg.data.dataset).num_classes,
         # the numbers every column shares (None where they differ: see "columns")
         "eps": evidence.common(ev.plan.params, "eps"),
         "norm": evidence.common(
