@@ -151,6 +151,12 @@ def eval_(
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="auto (largest that fits on a GPU) or a number.")
     ] = "auto",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue a killed evaluation with the same settings where it stopped."
+        ),
+    ] = False,
 ) -> None:
     """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON."""
     from engine.eval.evaluate import evaluate_checkpoint
@@ -163,6 +169,7 @@ def eval_(
         "defense": defense,
         "source": source,
         "batch_size": _batch_size(batch_size),
+        "resume": resume,
     }
     with printing.working(as_json) as progress:
         doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)

@@ -22,7 +22,8 @@ from engine.data import dataset_info, load_dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
-from engine.eval import sanity, stats
+from engine.eval import model_checks, sanity, stats
+from engine.eval.journal import Journal, digest, file_sha256
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
@@ -64,11 +65,27 @@ def evaluate_model(
     default_batch: int = 500,
     progress: ColumnProgress | None = None,
     on_result: Callable[[str, float, float], None] | None = None,
+    external: bool = False,
+    journal: Journal | None = None,
 ) -> Evaluation:
-    """Run a suite and its sanity checks on a model in memory (no files read or written)."""
+    """Run a suite and its sanity checks on a model in memory.
+
+    `external`: the model comes from outside the workbench, so it is put in
+    eval mode and every check of engine/eval/model_checks.py runs (else the two
+    a workbench checkpoint can fail). `journal` saves the progress batch by
+    batch and continues what it holds (engine/eval/journal.py); without one no
+    file is read or written.
+    """
     classifier = model if defended is None else defended
+    first = [model_checks.put_in_eval_mode(classifier)] if external else []
     plan = plan_suite(cols, model, num_classes, seed, defended, source, strategies)
-    bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
+    if journal is not None and journal.batch_size is not None:
+        bs = journal.batch_size  # a resumed evaluation keeps its batches (and so its draws)
+    else:
+        bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
+    if journal is not None:
+        journal.batch_size = bs
+    first += model_checks.model_checks(classifier, x, y, external=external)
     extra_cols = (len(spec.sanity.eps_fractions) + 3) if spec.sanity.enabled else 0
     total_cols = len(plan.entries) + extra_cols
 
@@ -77,7 +94,9 @@ def evaluate_model(
             progress(name, done, total, total_cols)
 
     t0 = time.perf_counter()
-    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result=on_result)
+    result = run_suite(
+        classifier, x, y, plan.entries, bs, seed, report, on_result=on_result, journal=journal
+    )
     roles = {k: r for k, r in plan.roles.items() if k in result.correct}
     checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
     sanity_doc: dict[str, Any] = {}
@@ -94,8 +113,10 @@ def evaluate_model(
             seed=seed,
             progress=report,
             prefix="" if defended is None else "BPDA ",
+            journal=None if journal is None else journal.scope("sanity"),
         )
         checks = extra + checks
+    checks = first + checks
     for e in plan.entries.values():
         for flag in getattr(e, "flags", []):
             checks.append(sanity.Check("AutoAttack's own checks", sanity.WARN, flag))
@@ -141,12 +162,15 @@ def evaluate_checkpoint(
     defense: str | None = None,
     source: Path | None = None,
     batch_size: int | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint, run a suite (and its sanity checks), save the evidence, return it.
 
     `progress(name, done, total, n_columns)` is called as batches finish and
     `on_result(name, accuracy, seconds)` as each column finishes. `batch_size`
-    None picks the largest that fits (see `pick_batch_size`).
+    None picks the largest that fits (see `pick_batch_size`). Progress is saved
+    batch by batch beside the evidence; `resume` continues the saved progress
+    of a killed evaluation with the same settings (engine/eval/journal.py).
     """
     spec = load_suite(suite)
     if defense is not None:
@@ -158,6 +182,11 @@ def evaluate_checkpoint(
     x, y = eval_inputs(cfg, samples, dev)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
+    out_dir, run_dir = evidence.evaluation_dir(path)
+    settings = identity(
+        path, spec, cols, sets=sets, n=len(x), seed=seed, source=source, batch_size=batch_size
+    )
+    journal = Journal.start(out_dir, {**settings, "device": dev.type}, resume=resume)
     ev = evaluate_model(
         spec,
         cols,
@@ -173,8 +202,8 @@ def evaluate_checkpoint(
         default_batch=cfg.data.eval_batch_size,
         progress=progress,
         on_result=on_result,
+        journal=journal,
     )
-    out_dir, run_dir = evidence.evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
     doc = suite_document(
         ev,
@@ -187,7 +216,9 @@ def evaluate_checkpoint(
         seed=seed,
         defended=defended is not None,
     )
+    doc["resumed"] = journal.resumed
     evidence.write_json(out_path, doc)
+    journal.remove()
     doc["saved"] = str(out_path)
     if run_dir is not None:
         w = EventWriter(run_dir / "events.jsonl")
@@ -202,6 +233,36 @@ def evaluate_checkpoint(
         )
         w.close()
     return doc
+
+
+def identity(
+    path: Path,
+    spec: SuiteSpec,
+    cols: list[Column],
+    *,
+    sets: list[str] | None,
+    n: int,
+    seed: int,
+    source: Path | None,
+    batch_size: int | None,
+) -> dict[str, Any]:
+    """What decides an evaluation's outcome: a resume must match it exactly (its journal key)."""
+    code = evidence.code_version()
+    columns = [[c.name, c.kind, c.params, c.source, c.defended] for c in cols]
+    in_run = path.parent.name == "checkpoints"
+    return {
+        "checkpoint": f"checkpoints/{path.name}" if in_run else path.name,
+        "checkpoint_sha256": file_sha256(path),
+        "suite": spec.name,
+        "suite_sha256": digest([columns, spec.sanity.model_dump()]),
+        "sets": list(sets or []),
+        "samples": n,
+        "seed": seed,
+        "source_sha256": None if source is None else file_sha256(source),
+        "batch_size": batch_size or "auto",
+        "code": f"{code['engine']} {code['commit']}",
+        "torch": torch.__version__,
+    }
 
 
 def suite_document(
