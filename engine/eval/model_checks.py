@@ -36,18 +36,27 @@ EOT = (
 )
 
 
+MODAL = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)  # act otherwise in train
+
+
 def put_in_eval_mode(model: nn.Module) -> Check:
     """Put `model` in eval mode for good, and say which modules were training before."""
-    training = Counter(type(m).__name__ for m in model.modules() if m.training)
+    training = [m for m in model.modules() if m.training]
+    modal = Counter(type(m).__name__ for m in training if isinstance(m, MODAL))
     model.eval()
     if not training:
         return Check("model in eval mode", PASS, "it was already in eval mode")
-    kinds = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in training.most_common())
+    kinds = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in modal.most_common())
     return Check(
         "model in eval mode",
         PASS,
-        f"{sum(training.values())} modules were in training mode ({kinds}): put in eval mode "
-        "for the whole evaluation",
+        f"{len(training)} modules were in training mode, "
+        + (
+            f"{sum(modal.values())} of them dropout or normalisation ({kinds})"
+            if modal
+            else "none of them dropout or normalisation"
+        )
+        + ": put in eval mode for the whole evaluation",
     )
 
 
