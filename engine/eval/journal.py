@@ -152,7 +152,7 @@ class Journal:
         """Save a column's progress now, with the generator state its next batch starts from."""
         cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
         self._store.columns[self._prefix + name] = ColumnProgress(
-            survived.detach().bool().cpu(),
+            survived.detach().bool().cpu().clone(),  # AutoAttack goes on changing its own
             seconds,
             complete,
             extra or {},
@@ -225,3 +225,13 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> str:
 
     keys = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     return "; ".join(f"{k}: {short(saved.get(k))} then, {short(now.get(k))} now" for k in keys)
+
+
+def progress_of(path: Path) -> dict[str, tuple[int, bool]]:
+    """Per column of a progress file: examples done and whether the column is complete."""
+    with safe_open(str(path), "pt") as fh:
+        cols = json.loads((fh.metadata() or {})["journal"])["columns"]
+        return {
+            k: (fh.get_slice(f"{i}.survived").get_shape()[0], bool(m["complete"]))
+            for i, (k, m) in enumerate(cols.items())
+        }
