@@ -110,7 +110,7 @@ def run_suite(
         survived = _restored(entry, journal)
         if survived is None:
             torch.manual_seed(seed)
-            survived = _run_entry(entry, model, x, y, start, batch_size, progress, journal)
+            survived = _run_entry(entry, model, x, y, start, batch_size, progress, journal=journal)
         for col, alive in survived.items():
             result.correct[col] = (alive & clean).cpu()
             result.seconds[col] = entry.seconds.get(col, 0.0)  # type: ignore[union-attr]
@@ -138,6 +138,7 @@ def _run_entry(
     start: torch.Tensor,
     batch_size: int,
     progress: Progress | None,
+    *,
     journal: Journal | None,
 ) -> dict[str, torch.Tensor]:
     """Run one entry; it saves its own progress if it can, else it is saved when done."""
