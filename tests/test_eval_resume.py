@@ -116,6 +116,9 @@ def test_resuming_with_other_settings_is_refused_and_nothing_is_written(tmp_path
     msg = str(err.value)
     assert "\n" not in msg and "seed: 0 then, 1 now" in msg and "samples" not in msg
     assert sorted(tmp_path.iterdir()) == before
+    first.path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")  # a damaged file
+    with pytest.raises(WorkbenchError, match="unreadable progress"):
+        Journal.start(tmp_path, settings, resume=True)
     fresh = Journal.start(tmp_path, {**settings, "checkpoint": "other.safetensors"}, resume=True)
     assert fresh.resumed == {"file": None, "columns": [], "partial": {}}  # nothing to resume
 

@@ -97,15 +97,25 @@ class _Store:
                 raise ValueError(f"format {header.get('format')!r}, not {FORMAT!r}")
             doc = json.loads(header["journal"])
             self.batch_size = doc["batch_size"]
+            if not isinstance(self.batch_size, int) or self.batch_size < 1:
+                raise ValueError(f"batch_size {self.batch_size!r}")
+            n = self.settings.get("samples")
             for i, (key, m) in enumerate(doc["columns"].items()):
-                self.columns[key] = ColumnProgress(
-                    tensors[f"{i}.survived"].bool(),
+                c = ColumnProgress(
+                    tensors[f"{i}.survived"],
                     float(m["seconds"]),
                     bool(m["complete"]),
                     dict(m["extra"]),
                     tensors.get(f"{i}.rng"),
                     tensors.get(f"{i}.cuda_rng"),
                 )
+                if c.survived.dtype != torch.bool or c.survived.dim() != 1:
+                    raise ValueError(f"column {key!r}: outcomes are not a vector of booleans")
+                if isinstance(n, int) and len(c.survived) > n:
+                    raise ValueError(f"column {key!r}: {len(c.survived)} outcomes of {n} examples")
+                if any(t is not None and t.dtype != torch.uint8 for t in (c.rng, c.cuda_rng)):
+                    raise ValueError(f"column {key!r}: a generator state is not bytes")
+                self.columns[key] = c
         except (OSError, SafetensorError, ValueError, KeyError, TypeError) as exc:
             raise WorkbenchError(
                 f"--resume: {self.path}: unreadable progress ({exc}); delete it or run without "
