@@ -126,7 +126,7 @@ def main() -> None:
         kill_s = time.perf_counter() - t0
         from engine.eval.journal import progress_of
 
-        partials = list(Path(saved["saved"]).parent.glob(".partial-*.safetensors"))
+        partials = list(Path(whole["saved"]).parent.glob(".partial-*.safetensors"))
         at_kill = progress_of(partials[0]) if partials else {}
         print(f"  killed after {kill_s:.1f} s; resuming ...", file=sys.stderr)
         resume_s, resumed = timed(command(args, ckpt, "--resume"), env)
