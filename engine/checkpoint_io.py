@@ -17,6 +17,7 @@ from torch import nn
 
 from engine import __version__
 from engine.models import build
+from engine.models.factory import check_factory_file
 from engine.records.checkpoint_header import FORMAT, atomic_write_bytes, read_header
 from engine.spec.config import PresetConfig
 from engine.spec.errors import CheckpointError
@@ -160,11 +161,26 @@ def load_model(
         _, meta = read_header(path)
     cfg = from_json(meta["config"], f"{path}")
     cfg = with_overrides(cfg, sets, f"{path}") if sets else cfg
+    check_factory_file(external_record(meta, str(path)), str(path))  # an imported model's own code
     tensors = load_tensors(path)
     model = build(cfg)
     unpack_model(model, tensors, str(path))
     model.to(device).eval().requires_grad_(False)
     return cfg, model
+
+
+def external_record(meta: dict[str, str], source: str = "checkpoint") -> dict[str, Any] | None:
+    """An imported checkpoint's `external` record (None: trained by the workbench)."""
+    text = meta.get("external")
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"{source}: key 'external': metadata is not valid JSON") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{source}: key 'external': metadata is not a JSON object")
+    return record
 
 
 def load_weights(model: nn.Module, path: str | Path, key: str) -> None:

@@ -21,7 +21,7 @@ def parsed_metadata(meta: dict[str, str]) -> dict[str, Any]:
     """Checkpoint metadata with its JSON fields decoded (others left as strings)."""
     parsed: dict[str, Any] = {}
     for k, v in meta.items():
-        if k in ("config", "metrics", "optim", "progress", "defense"):
+        if k in ("config", "metrics", "optim", "progress", "defense", "external"):
             try:
                 parsed[k] = json.loads(v)
                 continue
@@ -51,6 +51,23 @@ def checkpoint_rows(header: dict[str, Any], meta: dict[str, str]) -> list[tuple[
     norm = attack.get("norm", "linf")  # checkpoints made before norms are L-inf
     if norm != "linf":  # the L-inf summary reads as it always has
         rows.append(("threat model", threat(norm, attack.get("eps"))))
+    if "external" in meta:  # imported from outside the workbench (`workbench import`)
+        rows.extend(_external_rows(parsed.get("external")))
+    return rows
+
+
+def _external_rows(record: Any) -> list[tuple[str, str]]:
+    """Where an imported model came from: its factory and its weights' file and SHA-256."""
+    ext = _dict(record)
+
+    def text(key: str) -> str:
+        v = ext.get(key)
+        return escape(str(v)) if isinstance(v, str | int | float) else "-"
+
+    rows = [("imported from", text("factory")), ("source weights", text("weights"))]
+    rows.append(("weights sha256", text("weights_sha256")))
+    if isinstance(ext.get("factory_sha256"), str):
+        rows.append(("factory sha256", text("factory_sha256")))
     return rows
 
 

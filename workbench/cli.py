@@ -24,7 +24,7 @@ from engine.records.run_diff import differing, run_config
 from engine.records.runs import check_runs_dir, list_runs, listed_run_dir
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import DEFENSES
-from workbench import checkpoint_views, printing, study_cmd, views
+from workbench import card_cmd, checkpoint_views, printing, study_cmd, views
 from workbench.cli_polish import print_version
 from workbench.printing import err, fail, out, print_json
 from workbench.process import pin_malloc
@@ -125,10 +125,88 @@ def run(
 # ---------------------------------------------------------------- eval, sweep, ablate
 
 
+# a model from outside the workbench (eval --model, import): engine/external/
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="MODULE:FACTORY, path/net.py:FACTORY, torchvision:NAME or a published layout "
+        "(trades:smallcnn, apinet:resnet18): a model mapping [0, 1] NCHW images to logits.",
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", help="Its weights: safetensors or torch.load(weights_only=True)."),
+]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="The dataset it classifies (with --model).")
+]
+NormalizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--normalize",
+        help="Input mean/std inside the model: cifar10, imagenet, mnist or m,m,m/s,s,s.",
+    ),
+]
+StripOpt = Annotated[
+    list[str] | None,
+    typer.Option("--strip-prefix", help="Remove this prefix from weight keys (repeatable)."),
+]
+NormOpt = Annotated[str, typer.Option("--norm", help="Threat model norm (with --model).")]
+EpsOpt = Annotated[
+    str | None, typer.Option("--eps", help="Threat model eps, e.g. 8/255 (default: the dataset's).")
+]
+StepOpt = Annotated[str | None, typer.Option("--step", help="Attack step (default: eps/4).")]
+
+
+def _model_source(
+    spec: str,
+    *,
+    weights: Path | None,
+    dataset: str | None,
+    normalize: str | None,
+    strip_prefix: list[str] | None,
+    norm: str,
+    eps: str | None,
+    step: str | None,
+    sets: list[str] | None = None,
+) -> Any:
+    """The `ModelSource` the options describe (engine/external/source.py)."""
+    from engine.external.source import ModelSource
+
+    if dataset is None:
+        raise WorkbenchError(f"--model {spec}: give --dataset NAME (the data it classifies)")
+    return ModelSource(
+        spec,
+        dataset,
+        weights=weights,
+        normalize=normalize,
+        strip_prefix=tuple(strip_prefix or ()),
+        norm=norm,
+        eps=eps,
+        step=step,
+        sets=tuple(sets or ()),
+    )
+
+
+def _loaded_model(spec: str, **options: Any) -> tuple[Any, Path]:
+    """The --model in memory (an `evaluate.Loaded`) and the path that names its evidence:
+    its weights file, else its name in this folder (eval/ goes beside either)."""
+    from engine.eval.evaluate import Loaded
+    from engine.external.foreign import load_foreign
+
+    src = _model_source(spec, **options)
+    foreign = load_foreign(src)
+    anchor = src.weights if src.weights is not None else Path(src.label())
+    return Loaded(foreign.cfg, foreign.model, foreign.external), anchor
+
+
 @app.command("eval")
 def eval_(
     *,  # typer passes every option by name
-    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="A .safetensors checkpoint (or give --model).")
+    ] = None,
     suite: Annotated[
         str,
         typer.Option("--suite", help="quick, paper, autoattack, blackbox, or a suite TOML file."),
@@ -157,10 +235,65 @@ def eval_(
             "--resume", help="Continue a killed evaluation with the same settings where it stopped."
         ),
     ] = False,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
+    save_adv: Annotated[
+        bool,
+        typer.Option("--save-adv", help="Keep each example's worst-case input (safetensors)."),
+    ] = False,
+    check_adv: Annotated[
+        Path | None,
+        typer.Option(
+            "--check-adv", help="Re-score saved adversarial examples (eval/*.adv.safetensors)."
+        ),
+    ] = None,
 ) -> None:
-    """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON."""
+    """Attack a checkpoint with a suite: per-attack and worst-case accuracy, sanity checks, JSON.
+
+    With --model instead of a checkpoint it evaluates a model from outside the
+    workbench; the evidence goes to eval/ beside --weights (or here).
+    """
+    if check_adv is not None:
+        if sets or defense or source or save_adv or samples or model is not None:
+            raise WorkbenchError(
+                "--check-adv: takes the defence, settings and examples from the file; "
+                "drop --set, --defense, --source, --samples, --save-adv and --model"
+            )
+        if checkpoint is None:
+            raise WorkbenchError("--check-adv: give the CHECKPOINT the examples were made on")
+        code = card_cmd.check_adv(
+            checkpoint,
+            check_adv,
+            device=device,
+            batch_size=_batch_size(batch_size),
+            as_json=as_json,
+        )
+        raise typer.Exit(code)
     from engine.eval.evaluate import evaluate_checkpoint
 
+    loaded = None
+    if (checkpoint is None) == (model is None):
+        raise WorkbenchError("eval: give a CHECKPOINT or --model MODULE:FACTORY (one of them)")
+    if model is not None:
+        loaded, checkpoint = _loaded_model(
+            model,
+            weights=weights,
+            dataset=dataset,
+            normalize=normalize,
+            strip_prefix=strip_prefix,
+            norm=norm,
+            eps=eps,
+            step=step,
+        )
+    elif weights or dataset or normalize or strip_prefix or eps or step or norm != "linf":
+        raise WorkbenchError("eval: --weights, --dataset, --normalize ... go with --model")
+    assert checkpoint is not None
     kw = {
         "sets": sets or [],
         "samples": samples,
@@ -170,9 +303,10 @@ def eval_(
         "source": source,
         "batch_size": _batch_size(batch_size),
         "resume": resume,
+        "save_adv": save_adv,
     }
     with printing.working(as_json) as progress:
-        doc = evaluate_checkpoint(checkpoint, suite, **kw, progress=progress)
+        doc = evaluate_checkpoint(checkpoint, suite, **kw, loaded=loaded, progress=progress)
     if as_json:
         print_json({k: v for k, v in doc.items() if k not in LONG_FIELDS})
     else:
@@ -204,10 +338,57 @@ def _fraction(option: str, text: str, low: float, high: float, open_low: bool = 
     return value
 
 
+@app.command("import")
+def import_(
+    *,  # typer passes every option by name
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Its name: imported/<name>.safetensors.")
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="The checkpoint file to write (.safetensors).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a model from outside the workbench as an ordinary checkpoint (then eval, diff ...)."""
+    from engine.external.importer import default_output, import_model
+
+    if model is None:
+        raise WorkbenchError("import: give --model MODULE:FACTORY (and --weights, --dataset)")
+    src = _model_source(
+        model,
+        weights=weights,
+        dataset=dataset,
+        normalize=normalize,
+        strip_prefix=strip_prefix,
+        norm=norm,
+        eps=eps,
+        step=step,
+    )
+    if name is not None and out_path is not None:
+        raise WorkbenchError("import: give --name or --out, not both")
+    path, foreign = import_model(src, out_path or default_output(src, name))
+    doc = {"saved": str(path), "config": foreign.cfg.to_dict(), "external": foreign.external}
+    if as_json:
+        print_json(doc)
+    else:
+        out.print(f"imported {model} -> {path}", highlight=False)
+        out.print(f"  evaluate it: workbench eval {path}", highlight=False)
+
+
 @app.command()
 def sweep(
     *,  # typer passes every option by name
-    checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints.")],
+    checkpoints: Annotated[
+        list[Path] | None, typer.Argument(help="One or more checkpoints (and/or --model).")
+    ] = None,
     eps_max: Annotated[
         str | None, typer.Option("--eps-max", help="Largest eps (fractions allowed; default 2x).")
     ] = None,
@@ -220,14 +401,39 @@ def sweep(
         Path | None, typer.Option("--out", help="Folder for the JSON and CSV (default: eval/).")
     ] = None,
     as_json: JsonOpt = False,
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
 ) -> None:
-    """Accuracy under PGD-k as eps grows (API-Net Fig. 2): a terminal plot, JSON and CSV."""
+    """Accuracy under PGD-k as eps grows (API-Net Fig. 2): a terminal plot, JSON and CSV.
+
+    --model (with its options, as for eval) adds a model from outside the
+    workbench as the first curve.
+    """
     from engine.eval.sweep import eps_sweep
 
     emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, 1, open_low=True)
+    paths, loaded = list(checkpoints or []), None
+    if model is not None:
+        loaded, anchor = _loaded_model(
+            model,
+            weights=weights,
+            dataset=dataset,
+            normalize=normalize,
+            strip_prefix=strip_prefix,
+            norm=norm,
+            eps=eps,
+            step=step,
+        )
+        paths.insert(0, anchor)
     kw = {"samples": samples, "device": device, "seed": seed, "out_dir": out_dir}
     with printing.working(as_json) as progress:
-        doc = eps_sweep(checkpoints, emax, points, steps, **kw, progress=progress)
+        doc = eps_sweep(paths, emax, points, steps, **kw, progress=progress, loaded=loaded)
     if as_json:
         print_json(doc)
     else:
@@ -358,6 +564,7 @@ def presets() -> None:
 
 
 app.command("study")(study_cmd.study)
+app.command("card")(card_cmd.card)
 
 
 def main() -> None:

@@ -112,6 +112,18 @@ def evaluation(doc: dict[str, Any]) -> None:
         f"{doc['examples_per_s']:.0f} attacked examples/s)",
         highlight=False,
     )
+    if doc.get("card"):
+        out.print(f"model card {doc['card']} (and .md)", highlight=False)
+    adv = doc.get("adv_examples")
+    if adv:
+        out.print(f"adversarial examples {adv['file']}", highlight=False)
+        if adv["rescored_mismatches"]:
+            out.print(
+                f"[yellow]warning:[/] {adv['rescored_mismatches']} saved inputs re-score "
+                "differently from the suite's outcome (float differences at the decision "
+                "boundary); --check-adv will report them",
+                highlight=False,
+            )
 
 
 def comparison(doc: dict[str, Any]) -> None:

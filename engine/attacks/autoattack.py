@@ -106,6 +106,8 @@ class AutoAttackCascade:
             self.params[col]["target"] = target
         self.flags: list[str] = []
         self.seconds: dict[str, float] = {}
+        # `--save-adv`: handed (column, positions, inputs, fooled) per component
+        self.keep: Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None
 
     def run(
         self,
@@ -168,8 +170,10 @@ class AutoAttackCascade:
                 idx = alive.nonzero().squeeze(1)
                 if len(idx):
                     aa.attacks_to_run = [comp]
-                    _, y_adv = aa.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
+                    x_adv, y_adv = aa.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
                     alive[idx[y_adv != y[idx]]] = False
+                    if self.keep is not None:
+                        self.keep(col, idx, x_adv, y_adv != y[idx])
                 out[col] = alive.clone()
                 self.seconds[col] = time.perf_counter() - t0
                 if journal is not None:

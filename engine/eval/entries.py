@@ -19,6 +19,9 @@ from engine.attacks import Attack, eval_mode
 from engine.eval.journal import Journal
 
 Progress = Callable[[str, int, int], None]
+# (column, positions in the evaluated set, inputs the column judged, which of them fooled the
+# classifier): how an entry hands its adversarial inputs to `--save-adv` (engine/eval/adv_keep.py)
+Keep = Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 @torch.no_grad()
@@ -59,6 +62,7 @@ class Crafted:
     info: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     resumable: ClassVar[bool] = True  # `run` takes a journal and continues what it holds
+    keep: Keep | None = None  # set by `--save-adv`: sees every batch's inputs and outcomes
 
     @property
     def columns(self) -> list[str]:
@@ -96,7 +100,10 @@ class Crafted:
         for i in range(first, len(x), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             x_adv = self.attack(model, xb, yb)
-            survived.append(predict(model, x_adv, batch_size) == yb)
+            ok = predict(model, x_adv, batch_size) == yb
+            survived.append(ok)
+            if self.keep is not None:
+                self.keep(self.name, torch.arange(i, i + len(xb)), x_adv, ~ok)
             end = min(i + batch_size, len(x))
             if journal is not None:
                 state = getattr(self.attack, "state", None)

@@ -17,21 +17,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.checkpoint_io import load_model
+from engine.checkpoint_io import external_record, load_model
 from engine.data import dataset_info, load_dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
-from engine.eval import model_checks, sanity, stats
+from engine.eval import adv_keep, card, model_checks, sanity, stats
 from engine.eval.journal import Journal, digest, file_sha256
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
 from engine.records import evidence
+from engine.records.checkpoint_header import read_header
 from engine.records.events import EventWriter
 from engine.spec.catalog import resolve_suite
 from engine.spec.config import PresetConfig
 from engine.spec.errors import WorkbenchError
+from engine.spec.preset_files import with_overrides
 
 ColumnProgress = Callable[[str, int, int, int], None]  # name, done, total, number of columns
 
@@ -47,6 +49,7 @@ class Evaluation:
     batch_size: int
     seconds: float  # everything: the suite, its sanity runs, the batch probe
     attack_seconds: float  # the suite's attack columns alone (what examples/s is of)
+    adv: adv_keep.AdvExamples | None = None  # each example's worst-case input (--save-adv)
 
 
 def evaluate_model(
@@ -66,15 +69,18 @@ def evaluate_model(
     progress: ColumnProgress | None = None,
     on_result: Callable[[str, float, float], None] | None = None,
     external: bool = False,
+    save_adv: bool = False,
     journal: Journal | None = None,
 ) -> Evaluation:
     """Run a suite and its sanity checks on a model in memory.
 
-    `external`: the model comes from outside the workbench, so it is put in
-    eval mode and every check of engine/eval/model_checks.py runs (else the two
-    a workbench checkpoint can fail). `journal` saves the progress batch by
-    batch and continues what it holds (engine/eval/journal.py); without one no
-    file is read or written.
+    `external`: the model comes from outside the workbench (`eval --model`, an
+    imported checkpoint), so it is put in eval mode and every check of
+    engine/eval/model_checks.py runs (else the two a workbench checkpoint can
+    fail). `save_adv` keeps each example's worst-case adversarial input
+    (engine/eval/adv_keep.py). `journal` saves the progress batch by batch and
+    continues what it holds (engine/eval/journal.py); without one no file is
+    read or written.
     """
     classifier = model if defended is None else defended
     first = [model_checks.put_in_eval_mode(classifier)] if external else []
@@ -94,9 +100,11 @@ def evaluate_model(
             progress(name, done, total, total_cols)
 
     t0 = time.perf_counter()
+    keeper = adv_keep.attach(plan, x, y) if save_adv else None
     result = run_suite(
         classifier, x, y, plan.entries, bs, seed, report, on_result=on_result, journal=journal
     )
+    adv = None if keeper is None else keeper.finish(result, plan.params, classifier, bs)
     roles = {k: r for k, r in plan.roles.items() if k in result.correct}
     checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
     sanity_doc: dict[str, Any] = {}
@@ -114,6 +122,7 @@ def evaluate_model(
             progress=report,
             prefix="" if defended is None else "BPDA ",
             journal=None if journal is None else journal.scope("sanity"),
+            external=external,
         )
         checks = extra + checks
     checks = first + checks
@@ -122,7 +131,7 @@ def evaluate_model(
             checks.append(sanity.Check("AutoAttack's own checks", sanity.WARN, flag))
     attack_seconds = sum(v for k, v in result.seconds.items() if k != "clean")
     return Evaluation(
-        result, plan, checks, sanity_doc, bs, time.perf_counter() - t0, attack_seconds
+        result, plan, checks, sanity_doc, bs, time.perf_counter() - t0, attack_seconds, adv
     )
 
 
@@ -149,10 +158,20 @@ def load_source(path: Path, cfg: PresetConfig, device: torch.device) -> nn.Modul
     return source
 
 
+@dataclass
+class Loaded:
+    """A model already in memory (`eval --model`): its config and its `external` record."""
+
+    cfg: PresetConfig
+    model: nn.Module
+    external: dict[str, Any] | None
+
+
 def evaluate_checkpoint(
     path: Path,
     suite: str = "paper",
     *,
+    loaded: Loaded | None = None,
     sets: list[str] | None = None,
     samples: int = 0,
     device: str = "auto",
@@ -163,29 +182,50 @@ def evaluate_checkpoint(
     source: Path | None = None,
     batch_size: int | None = None,
     resume: bool = False,
+    save_adv: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint, run a suite (and its sanity checks), save the evidence, return it.
 
     `progress(name, done, total, n_columns)` is called as batches finish and
     `on_result(name, accuracy, seconds)` as each column finishes. `batch_size`
-    None picks the largest that fits (see `pick_batch_size`). Progress is saved
-    batch by batch beside the evidence; `resume` continues the saved progress
-    of a killed evaluation with the same settings (engine/eval/journal.py).
+    None picks the largest that fits (see `pick_batch_size`). With `loaded`
+    (a model in memory, `eval --model`) `path` only says where the evidence goes
+    and what it names; an imported checkpoint's `external` record comes from its
+    header. Either way the document's `source_model` is that record (or None).
+    Beside the evidence go its model card (engine/eval/card.py) and, with
+    `save_adv`, the worst-case adversarial inputs (engine/eval/adv_keep.py).
+    Progress is saved batch by batch beside the evidence; `resume` continues
+    the saved progress of a killed evaluation with the same settings
+    (engine/eval/journal.py).
     """
     spec = load_suite(suite)
     if defense is not None:
         sets = [f"defense.name={defense}", *(sets or [])]
     dev = resolve_device(device, f"--device {device}")
-    cfg, model = load_model(path, sets, dev)
+    if loaded is None:
+        _, meta = read_header(path)
+        record = external_record(meta, str(path))
+        cfg, model = load_model(path, sets, dev, meta=meta)
+    else:
+        record = loaded.external
+        cfg = with_overrides(loaded.cfg, sets, "--set") if sets else loaded.cfg
+        model = loaded.model.to(dev).requires_grad_(False)  # eval mode: a model check
     cols = resolve_columns(spec, cfg, source is not None)
     src = load_source(source, cfg, dev) if source is not None else None
     x, y = eval_inputs(cfg, samples, dev)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
     out_dir, run_dir = evidence.evaluation_dir(path)
+    if resume and save_adv:
+        raise WorkbenchError(
+            "--resume with --save-adv: the adversarial inputs of the batches before the kill "
+            "were not kept; run without --resume to keep them all"
+        )
     settings = identity(
         path, spec, cols, sets=sets, n=len(x), seed=seed, source=source, batch_size=batch_size
     )
+    if loaded is not None:  # a model in memory: its factory and weights (SHA-256s) name it
+        settings["checkpoint_sha256"] = digest(record)
     journal = Journal.start(out_dir, {**settings, "device": dev.type}, resume=resume)
     ev = evaluate_model(
         spec,
@@ -202,6 +242,8 @@ def evaluate_checkpoint(
         default_batch=cfg.data.eval_batch_size,
         progress=progress,
         on_result=on_result,
+        external=record is not None,
+        save_adv=save_adv,
         journal=journal,
     )
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
@@ -215,11 +257,19 @@ def evaluate_checkpoint(
         device=dev,
         seed=seed,
         defended=defended is not None,
+        source_model=record,
     )
     doc["resumed"] = journal.resumed
+    if ev.adv is not None:
+        doc["adv_examples"] = {
+            "file": str(adv_keep.adv_path(out_path)),
+            "rescored_mismatches": ev.adv.mismatches,  # 0: every input re-scores as saved
+        }
+        adv_keep.save_adv(adv_keep.adv_path(out_path), ev.adv, {**doc, "saved": out_path}, path)
     evidence.write_json(out_path, doc)
     journal.remove()
     doc["saved"] = str(out_path)
+    doc["card"] = card.write_card(out_path, doc)
     if run_dir is not None:
         w = EventWriter(run_dir / "events.jsonl")
         w.emit(
@@ -252,7 +302,7 @@ def identity(
     in_run = path.parent.name == "checkpoints"
     return {
         "checkpoint": f"checkpoints/{path.name}" if in_run else path.name,
-        "checkpoint_sha256": file_sha256(path),
+        "checkpoint_sha256": file_sha256(path) if path.is_file() else None,
         "suite": spec.name,
         "suite_sha256": digest([columns, spec.sanity.model_dump()]),
         "sets": list(sets or []),
@@ -276,8 +326,13 @@ def suite_document(
     device: torch.device,
     seed: int,
     defended: bool,
+    source_model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything an evaluation did and found, per example, as the saved JSON holds it."""
+    """Everything an evaluation did and found, per example, as the saved JSON holds it.
+
+    `source_model`: where a model from outside the workbench came from (its
+    `external` record: factory, weights file, SHA-256s), None for a trained one.
+    """
     result = ev.result
     n = result.n
     table = result.table()
@@ -290,11 +345,14 @@ def suite_document(
         "description": spec.description,
         "checkpoint": str(path),
         "source": None if source is None else str(source),
+        "source_model": source_model,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n": n,
         "indices": list(range(n)),
         "dataset": cfg.data.dataset,
         "split": "test",
+        "arch": cfg.model.arch,  # for the model card (engine/eval/card.py)
+        "num_classes": dataset_info(cfg.data.dataset).num_classes,
         # the numbers every column shares (None where they differ: see "columns")
         "eps": evidence.common(ev.plan.params, "eps"),
         "norm": evidence.common(

@@ -1,4 +1,9 @@
-"""Examples for the gallery: one test image per class, its adversarial version, predictions."""
+"""Examples for the gallery: one test image per class, its adversarial version, predictions.
+
+`gallery` crafts them now (PGD on the checkpoint); `saved_gallery` shows the
+worst-case inputs an evaluation kept with `--save-adv` (engine/eval/adv_keep.py),
+validated against the checkpoint as `--check-adv` does.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ class GalleryRow:
     z_true: torch.Tensor | None = None  # API-Net's z_c for the true class (of x_adv)
     z_wrong: torch.Tensor | None = None  # and for the strongest wrong class
     wrong: int | None = None
+    column: str | None = None  # saved examples: the suite column whose input this is
+    index: int | None = None  # saved examples: the test example
 
 
 def gallery(
@@ -65,3 +72,44 @@ def gallery(
             row.z_true, row.z_wrong = z[i, y[i]].cpu(), z[i, wrong[i]].cpu()
             row.wrong = int(wrong[i])
     return threat, rows
+
+
+def saved_gallery(
+    path: Path, adv_file: Path, device: str = "cpu"
+) -> tuple[ThreatModel | None, list[GalleryRow]]:
+    """Per class, the first test example an attack column broke, from a `--save-adv` file.
+
+    The threat model is the file's common one (None when its columns differ);
+    predictions are the recorded classifier's (the defence, if one was evaluated).
+    """
+    from engine.eval.adv_check import open_adv  # the file is validated as --check-adv does
+
+    o = open_adv(path, adv_file, device)
+    s = o.saved
+    picked: dict[int, int] = {}
+    for i in (s.column > 0).nonzero().squeeze(1).tolist():
+        picked.setdefault(int(s.label[i]), i)
+    idx = [picked[c] for c in sorted(picked)]
+    if not idx:
+        return _common_threat(s.columns), []
+    adv, x = s.adv[idx].to(o.device), o.x[idx].to(o.device)
+    pc, pa = predict(o.classifier, x), predict(o.classifier, adv)
+    rows = [
+        GalleryRow(
+            int(s.label[i]),
+            x[j].cpu(),
+            adv[j].cpu(),
+            int(pc[j]),
+            int(pa[j]),
+            column=s.columns[int(s.column[i])]["name"],
+            index=int(s.index[i]),
+        )
+        for j, i in enumerate(idx)
+    ]
+    return _common_threat(s.columns), rows
+
+
+def _common_threat(columns: list[dict]) -> ThreatModel | None:
+    """The one (norm, eps) every attack column of a saved file shares, if they do."""
+    found = {(c["norm"], c["eps"]) for c in columns[1:]}
+    return ThreatModel(*found.pop()) if len(found) == 1 else None

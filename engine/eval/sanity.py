@@ -271,6 +271,7 @@ def sanity_runs(
     progress: Callable[[str, int, int], None] | None,
     prefix: str = "",
     journal: Journal | None = None,
+    external: bool = False,  # a model from outside the workbench (eval --model, imported)
 ) -> tuple[list[Check], dict[str, Any]]:
     """The extra attacks the sanity checks need, all variants of the suite's base PGD column.
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 
-from engine.checkpoint_io import load_model
+from engine.checkpoint_io import external_record, load_model
 from engine.data import dataset_info
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import bpda, transfer
 from engine.devices import resolve_device
 from engine.eval.entries import predict
-from engine.eval.evaluate import eval_inputs
+from engine.eval.evaluate import Loaded, eval_inputs
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
 from engine.eval.stats import wilson
@@ -50,14 +50,19 @@ def sweep_checkpoint(
     progress: Callable[[str, int, int], None] | None = None,
     *,
     meta: dict[str, str] | None = None,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any]:
     """One checkpoint's curve with per-example outcomes.
 
     A defended checkpoint (inference-time defence) is attacked with the
     transfer and BPDA strategies and each point is their per-example worst case.
     `meta`: the checkpoint's header metadata, when the caller has read it already.
+    `loaded`: a model in memory instead (`sweep --model`); `path` then names it.
     """
-    cfg, model = load_model(path, None, dev, meta=meta)
+    if loaded is None:
+        cfg, model = load_model(path, None, dev, meta=meta)
+    else:
+        cfg, model = loaded.cfg, loaded.model.to(dev).eval().requires_grad_(False)
     x, y = eval_inputs(cfg, samples, dev)
     n = len(y)
     n_cls = dataset_info(cfg.data.dataset).num_classes
@@ -113,8 +118,12 @@ def eps_sweep(
     seed: int = 0,
     out_dir: Path | None = None,
     progress: Callable[[str, int, int, int], None] | None = None,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any]:
     """Every checkpoint's curve on the same eps grid, saved as JSON and CSV.
+
+    `loaded`: a model from outside the workbench (`sweep --model`), drawn first
+    and named by `paths[0]` (its weights file), whose header is not read.
 
     Each checkpoint also gets its own `eval/sweep-<time>.json` with the
     per-example outcomes; the combined files go to `out_dir` (default: the
@@ -124,8 +133,12 @@ def eps_sweep(
     """
     if not paths:
         raise WorkbenchError("sweep: give at least one checkpoint")
-    metas = [read_header(p)[1] for p in paths]  # each header read once, here
-    attacks = [from_json(m["config"], str(p)).attack for m, p in zip(metas, paths, strict=True)]
+    # each header read once, here (not the --model one: it has none)
+    metas = [None if (i == 0 and loaded) else read_header(p)[1] for i, p in enumerate(paths)]
+    attacks = [
+        loaded.cfg.attack if m is None and loaded else from_json(m["config"], str(p)).attack
+        for m, p in zip(metas, paths, strict=True)
+    ]
     norms = sorted({a.norm for a in attacks})
     if len(norms) > 1:
         raise WorkbenchError(
@@ -150,7 +163,10 @@ def eps_sweep(
             if progress is not None:
                 progress(f"{path.parent.name}/{path.name} {name}", done, total, total_cols)
 
-        curve = sweep_checkpoint(path, grid, steps, samples, dev, seed, report, meta=metas[i])
+        own_model = loaded if (i == 0 and loaded) else None
+        curve = sweep_checkpoint(
+            path, grid, steps, samples, dev, seed, report, meta=metas[i], loaded=own_model
+        )
         ev_dir, _ = evaluation_dir(path)
         own = ev_dir / f"sweep-{when}.json"
         write_json(
@@ -167,6 +183,9 @@ def eps_sweep(
                 "indices": list(range(curve["n"])),
                 "code": code_version(),
                 "torch_version": torch.__version__,
+                "source_model": own_model.external
+                if own_model is not None
+                else external_record(metas[i] or {}, str(path)),
                 **curve,
             },
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.data import DatasetInfo, dataset_info
 from engine.models.classifier import Classifier
+from engine.models.factory import build_external, normalizer
 from engine.models.heads import GaussianHead, LinearHead, build_head
 from engine.models.normalize import Normalize
 from engine.spec.config import PresetConfig, validate
@@ -55,9 +56,13 @@ def build(config: Any) -> Classifier:
     assert isinstance(config, PresetConfig)
     info = dataset_info(config.data.dataset)
     m = config.model
-    return build_model(
+    if m.factory is not None:  # a model from outside the workbench (engine/models/factory.py)
+        return build_external(m.factory, info, m.mean, m.std)
+    model = build_model(
         m.arch, m.head, info.shape, info.num_classes, m.margin, mean=info.mean, std=info.std
     )
+    model.normalize = normalizer(info, m.mean, m.std)  # an imported layout's statistics
+    return model
 
 
 __all__ = [

@@ -19,6 +19,7 @@ from typing import Any
 
 from engine import __version__
 from engine.records.checkpoint_header import atomic_write_bytes
+from engine.spec.errors import WorkbenchError
 
 WORST = "robust (worst case)"  # the per-example AND of every column: every table's headline
 
@@ -36,6 +37,11 @@ def evaluation_dir(path: Path) -> tuple[Path, Path | None]:
 def stamp() -> str:
     """A sortable time stamp with milliseconds, so two quick evaluations never collide."""
     return time.strftime("%Y%m%d-%H%M%S") + f"{time.time() % 1:.3f}"[1:]
+
+
+def adv_file(evaluation: Path) -> Path:
+    """Where `eval --save-adv` keeps an evaluation's inputs (engine/eval/adv_keep.py)."""
+    return evaluation.with_name(evaluation.name.removesuffix(".json") + ".adv.safetensors")
 
 
 def code_version() -> dict[str, Any]:
@@ -94,6 +100,8 @@ def list_evaluations(path: Path) -> list[dict[str, Any]]:
     me = _place(path, run)
     rows = []
     for f in sorted(out_dir.glob("*.json")):
+        if f.name.endswith(".card.json"):  # an evaluation's model card (engine/eval/card.py)
+            continue
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
@@ -148,3 +156,28 @@ def _summary(f: Path, doc: dict[str, Any]) -> dict[str, Any]:
         "skipped": sum(1 for c in sanity if c.get("status") == "SKIP"),
         "checks": len(sanity),
     }
+
+
+def summary(f: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """A saved evaluation's listing row (`_summary`), plus its dataset: never raises."""
+    ds = doc.get("dataset")
+    return {**_summary(f, doc), "dataset": ds if isinstance(ds, str) else None}
+
+
+def read_suite(path: Path) -> dict[str, Any]:
+    """A saved suite evaluation read as hostile input: a JSON object of kind "suite", or one line.
+
+    The values inside are still unchecked: read them through `summary` or with
+    type checks of your own.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WorkbenchError(f"{path}: evaluation file not found") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise WorkbenchError(f"{path}: not an evaluation file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind", "suite") != "suite":
+        raise WorkbenchError(f"{path}: key 'kind': not a suite evaluation (eval/<suite>-*.json)")
+    if not isinstance(doc.get("table"), dict):
+        raise WorkbenchError(f"{path}: key 'table': missing or not an object")
+    return doc

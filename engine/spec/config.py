@@ -92,9 +92,15 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    """The network. `factory` (with arch "external") is a model from outside the workbench
+    (engine/models/factory.py); `mean`/`std` normalise its input inside the model."""
+
     arch: str = "madry_cnn"
     head: Literal["linear", "gaussian"] = "linear"
     margin: NonNegReal = 0.0
+    factory: str | None = None  # "torchvision:NAME", "MODULE:FUNC" or "/abs/path.py:FUNC"
+    mean: list[float] | None = None  # per channel, with `std`; None: as the arch does
+    std: list[Annotated[float, Field(gt=0.0)]] | None = None
 
 
 class MethodSection(Section):
@@ -375,6 +381,16 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
         raise ConfigError(
             f"{where('model.margin')}: key 'model.margin': a margin needs model.head = 'gaussian'"
         )
+    m = cfg.model
+    if m.arch == "external" and m.factory is None:
+        raise ConfigError(
+            f"{where('model.arch')}: key 'model.arch': 'external' is a model from outside the "
+            "workbench and needs model.factory (`workbench import` writes both)"
+        )
+    if m.factory is not None and m.arch != "external":
+        raise ConfigError(f"{where('model.factory')}: key 'model.factory': needs arch 'external'")
+    if (m.mean is None) != (m.std is None) or len(m.mean or ()) != len(m.std or ()):
+        raise ConfigError(f"{where('model.mean')}: key 'model.mean': needs a std per mean")
     a = cfg.attack
     cap = NORMS.get(a.norm).eps_cap  # L-inf: a ball beyond 1 is the whole box already
     for key, value in (("attack.eps", a.eps), ("attack.step", a.step)):

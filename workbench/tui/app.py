@@ -225,8 +225,8 @@ class WorkbenchApp(App):
     def action_inspect(self, path: Path, evaluate: bool = False) -> None:
         self.push_screen(InspectScreen(path, evaluate, self.eval_samples))
 
-    def action_gallery(self, path: Path) -> None:
-        self.push_screen(GalleryScreen(path))
+    def action_gallery(self, path: Path, adv: Path | None = None) -> None:
+        self.push_screen(GalleryScreen(path, adv))
 
     def action_compare(self) -> None:
         self.push_screen(CompareScreen())

@@ -1,4 +1,8 @@
-"""Gallery: clean inputs, adversarial versions and perturbations, one row per class."""
+"""Gallery: clean inputs, adversarial versions and perturbations, one row per class.
+
+Crafted now by PGD-20, or (`adv`) the worst-case inputs an evaluation saved
+with `eval --save-adv`, opened from the inspector (key G).
+"""
 
 from __future__ import annotations
 
@@ -24,12 +28,13 @@ class GalleryScreen(Screen):
     KEYMAP = "gallery"
     BINDINGS = keys(KEYMAP)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, adv: Path | None = None) -> None:
         super().__init__()
         self.path = path
+        self.adv = adv
         self.rows: list = []
-        self.eps = 0.0
-        self.norm = "linf"
+        self.eps: float | None = 0.0
+        self.norm: str | None = "linf"
         self.full = False
 
     def compose(self) -> ComposeResult:
@@ -40,23 +45,31 @@ class GalleryScreen(Screen):
 
     def on_mount(self) -> None:
         self.title = f"Gallery: {self.path.name}"
+        if self.adv is not None:
+            self.title += f" (saved: {self.adv.name})"
         self.compute()
 
     @work(thread=True, exclusive=True)
     def compute(self) -> None:
-        from engine.eval.gallery import gallery  # torch: only once the screen opens
+        from engine.eval.gallery import gallery, saved_gallery  # torch: once the screen opens
 
         try:
-            threat, rows = gallery(self.path)
+            if self.adv is None:
+                threat, rows = gallery(self.path)
+            else:
+                threat, rows = saved_gallery(self.path, self.adv)
         except Exception as exc:  # a worker reports, it never takes the app down
             self.app.call_from_thread(
                 self.query_one("#gallery", Static).update, f"[red]{escape(error_text(exc))}[/]"
             )
             return
-        self.app.call_from_thread(self.show, threat.norm, threat.eps, rows)
+        norm, eps = (None, None) if threat is None else (threat.norm, threat.eps)
+        self.app.call_from_thread(self.show, norm, eps, rows)
 
-    def show(self, norm: str, eps: float, rows: list) -> None:
+    def show(self, norm: str | None, eps: float | None, rows: list) -> None:
         self.norm, self.eps, self.rows = norm, eps, rows
+        if not rows and self.adv is not None:
+            self.query_one("#gallery", Static).update("no attack column broke any example here")
         self.render_rows()
 
     def action_zoom(self) -> None:
@@ -68,8 +81,12 @@ class GalleryScreen(Screen):
             return
         factor = 1 if self.full else 2
         size = "full size, arrows scroll" if self.full else "half size"
-        at = f"eps {self.eps:.4g}" if self.norm == "linf" else threat(self.norm, self.eps)
-        table = Table(title=f"PGD-20 at {at}; perturbation: red +, blue -; {size} (z)")
+        if self.norm is None or self.eps is None:
+            at = "each column's own ball"
+        else:
+            at = f"eps {self.eps:.4g}" if self.norm == "linf" else threat(self.norm, self.eps)
+        what = "PGD-20" if self.adv is None else "saved worst case (float32, as evaluated)"
+        table = Table(title=f"{what} at {at}; perturbation: red +, blue -; {size} (z)")
         has_z = self.rows[0].z_true is not None
         cols = ["true", "clean", "pred", "adversarial", "pred", "perturbation"]
         if has_z:
@@ -80,15 +97,19 @@ class GalleryScreen(Screen):
             clean = shrink(r.clean[0].tolist(), factor)
             adv = shrink(r.adv[0].tolist(), factor)
             diff = r.adv[0] - r.clean[0]  # relative to the largest change a pixel may make
-            scale = (self.eps if self.norm == "linf" else float(diff.abs().max())) or 1.0
+            linf = self.norm == "linf" and self.eps
+            scale = (self.eps if linf else float(diff.abs().max())) or 1.0
             delta = shrink((diff / scale).tolist(), factor)
             wrong = "bold red" if r.pred_adv != r.label else "green"
             cells = [
-                str(r.label),
+                str(r.label) if r.index is None else f"{r.label}\n#{r.index}",
                 half_blocks(clean),
                 str(r.pred_clean),
                 half_blocks(adv),
-                Text(str(r.pred_adv), style=wrong),
+                Text(
+                    str(r.pred_adv) if r.column is None else f"{r.pred_adv}\n{r.column}",
+                    style=wrong,
+                ),
                 half_blocks(delta, signed=True),
             ]
             if has_z:

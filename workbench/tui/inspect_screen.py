@@ -33,7 +33,7 @@ from textual.widgets import (
 from textual.worker import get_current_worker
 
 from engine.records.checkpoint_header import read_header
-from engine.records.evidence import list_evaluations
+from engine.records.evidence import adv_file, list_evaluations
 from engine.spec import catalog
 from workbench.checkpoint_views import (
     TENSOR_COLUMNS,
@@ -180,6 +180,18 @@ class InspectScreen(Screen):
 
     def action_gallery(self) -> None:
         self.app.action_gallery(self.path)
+
+    def action_saved_adv(self) -> None:
+        """The gallery of the newest evaluation of this checkpoint saved with --save-adv."""
+        rows = list_evaluations(self.path)
+        for row in sorted(rows, key=lambda r: (r.get("time") or "", r["file"]), reverse=True):
+            adv = adv_file(Path(row["file"]))
+            if adv.is_file():
+                self.app.action_gallery(self.path, adv)
+                return
+        self.notify(
+            "no saved adversarial examples: run workbench eval CKPT --save-adv", severity="warning"
+        )
 
     @on(Button.Pressed, "#eval-run")
     def _run_pressed(self) -> None:

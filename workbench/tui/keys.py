@@ -14,7 +14,7 @@ BACK = ("q", "app.back", "Back")  # q (and escape) go back one screen everywhere
 # keys that work but stay out of the footer, so it is never cut: ? and the palette list them
 HIDDEN = {"tab", "shift+tab", "x", "t", "f1", "escape", "slash", "ctrl+q", "r"}
 HIDDEN |= {"l", "R", "d", "u", "v", "f2", "o", "T"}  # the run lifecycle on Home
-HIDDEN_ON = {"home": {"g"}}  # and per screen, so Home's footer fits 80 columns
+HIDDEN_ON = {"home": {"g"}, "inspect": {"G"}}  # per screen, so footers fit 80 columns
 
 KEYS: dict[str, list[tuple[str, str, str]]] = {
     "app": [
@@ -60,6 +60,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("e", "evaluate", "Evaluate (paper suite)"),
         ("k", "quick", "Quick eval"),
         ("g", "gallery", "Gallery"),
+        ("G", "saved_adv", "Gallery of the saved adversarial examples (eval --save-adv)"),
         ("x", "cancel_eval", "Cancel evaluation"),
         ("slash", "filter", "Filter evaluations"),
     ],
