@@ -229,6 +229,12 @@ def eval_(
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="auto (largest that fits on a GPU) or a number.")
     ] = "auto",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue a killed evaluation with the same settings where it stopped."
+        ),
+    ] = False,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     dataset: DatasetOpt = None,
@@ -296,6 +302,7 @@ def eval_(
         "defense": defense,
         "source": source,
         "batch_size": _batch_size(batch_size),
+        "resume": resume,
         "save_adv": save_adv,
     }
     with printing.working(as_json) as progress:

@@ -105,6 +105,8 @@ def evaluation(doc: dict[str, Any]) -> None:
     out.print(table(title, views.EVALUATION_COLUMNS, views.evaluation_rows(doc), right=1))
     for line in views.sanity_lines(doc):
         out.print(line, highlight=False)
+    if doc.get("resumed"):
+        out.print(views.resumed_line(doc["resumed"]), highlight=False)
     out.print(
         f"saved {doc['saved']}  (batch {doc['batch_size']}, "
         f"{doc['examples_per_s']:.0f} attacked examples/s)",

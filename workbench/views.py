@@ -247,6 +247,17 @@ def sanity_lines(doc: dict[str, Any], app: bool = False) -> list[str]:
     return lines
 
 
+def resumed_line(resumed: dict[str, Any]) -> str:
+    """What `eval --resume` continued: the columns it found finished and those part done."""
+    if not resumed.get("file"):
+        return "nothing to resume: no saved progress with these settings, so it started afresh"
+    done = [c for c in resumed.get("columns") or [] if not c.startswith("sanity/")]
+    parts = [f"{len(done)} columns finished"]
+    partial = resumed.get("partial") or {}
+    parts += [f"{k.split('/')[-1]} at {v} examples" for k, v in partial.items()]
+    return f"resumed from {resumed['file']}: " + ", ".join(parts)
+
+
 def sanity_summary(row: dict[str, Any]) -> str:
     """An evaluation's checks in one cell: "N WARN", "SKIP" when none could run, "PASS" only
     when some ran and none warned (with the skipped ones counted), "-" when it has none."""

@@ -117,12 +117,21 @@ class AutoAttackCascade:
         alive: torch.Tensor,
         batch_size: int,
         progress: Callable[[str, int, int], None] | None = None,
+        journal: Any = None,
     ) -> dict[str, torch.Tensor]:
-        """Per column, which examples are still classified correctly after the cascade so far."""
-        with eval_mode(model):
-            return self._run(model, x, y, alive, batch_size, progress)
+        """Per column, which examples are still classified correctly after the cascade so far.
 
-    def _run(self, model, x, y, alive, batch_size, progress) -> dict[str, torch.Tensor]:
+        `journal` (engine/eval/journal.py) saves each component's column as it
+        finishes, and the components it already holds are not run again: the
+        package seeds every component itself, so the rest of a resumed cascade
+        is the one an uninterrupted run would have run.
+        """
+        with eval_mode(model):
+            return self._run(model, x, y, alive, batch_size, progress, journal)
+
+    resumable: ClassVar[bool] = True  # run_suite hands it the journal
+
+    def _run(self, model, x, y, alive, batch_size, progress, journal) -> dict[str, torch.Tensor]:
         AutoAttack = require()
         aa = AutoAttack(
             model,
@@ -149,6 +158,14 @@ class AutoAttackCascade:
         out: dict[str, torch.Tensor] = {}
         try:
             for comp, col in zip(self.components, self.columns, strict=True):
+                saved = None if journal is None else journal.get(col)
+                if saved is not None and saved.complete:
+                    alive = saved.survived.to(x.device)
+                    out[col] = alive.clone()
+                    self.seconds[col] = saved.seconds
+                    old = saved.extra.get("flags", [])
+                    handler.messages += [m for m in old if m not in handler.messages]
+                    continue
                 t0 = time.perf_counter()
                 idx = alive.nonzero().squeeze(1)
                 if len(idx):
@@ -159,6 +176,11 @@ class AutoAttackCascade:
                         self.keep(col, idx, x_adv, y_adv != y[idx])
                 out[col] = alive.clone()
                 self.seconds[col] = time.perf_counter() - t0
+                if journal is not None:
+                    flags = {"flags": list(handler.messages)}
+                    journal.record(
+                        col, alive, self.seconds[col], complete=True, device=x.device, extra=flags
+                    )
                 if progress is not None:
                     progress(col, len(x), len(x))
         finally:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
 from engine.attacks import Attack, eval_mode
+from engine.eval.journal import Journal
 
 Progress = Callable[[str, int, int], None]
 # (column, positions in the evaluated set, inputs the column judged, which of them fooled the
@@ -60,6 +61,7 @@ class Crafted:
     role: str = "white"
     info: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    resumable: ClassVar[bool] = True  # `run` takes a journal and continues what it holds
     keep: Keep | None = None  # set by `--save-adv`: sees every batch's inputs and outcomes
 
     @property
@@ -74,18 +76,46 @@ class Crafted:
     def params(self) -> dict[str, dict[str, Any]]:
         return {self.name: self.info}
 
-    def run(self, model, x, y, clean, batch_size, progress) -> dict[str, torch.Tensor]:
-        """`Entry.run`: craft each batch on `model`, judge it by `model`."""
+    def run(
+        self, model, x, y, clean, batch_size, progress, journal: Journal | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`Entry.run`: craft each batch on `model`, judge it by `model`.
+
+        With a `journal` each batch's outcome is saved as it finishes, and a
+        column it holds part of continues from the next batch with the random
+        generators where they were (engine/eval/journal.py).
+        """
         t0 = time.perf_counter()
-        survived = []
-        for i in range(0, len(x), batch_size):
+        survived: list[torch.Tensor] = []
+        first, before = 0, 0.0
+        saved = None if journal is None else journal.get(self.name)
+        if saved is not None:
+            survived.append(saved.survived.to(x.device))
+            first, before = len(saved.survived), saved.seconds
+            saved.restore_rng(x.device)
+            if saved.extra and hasattr(self.attack, "load_state"):
+                self.attack.load_state(saved.extra)  # type: ignore[attr-defined]
+            if progress is not None:
+                progress(self.name, first, len(x))
+        for i in range(first, len(x), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             x_adv = self.attack(model, xb, yb)
             ok = predict(model, x_adv, batch_size) == yb
             survived.append(ok)
             if self.keep is not None:
                 self.keep(self.name, torch.arange(i, i + len(xb)), x_adv, ~ok)
+            end = min(i + batch_size, len(x))
+            if journal is not None:
+                state = getattr(self.attack, "state", None)
+                journal.record(
+                    self.name,
+                    torch.cat(survived),
+                    before + time.perf_counter() - t0,
+                    complete=end == len(x),
+                    device=x.device,
+                    extra=state() if callable(state) else None,
+                )
             if progress is not None:
-                progress(self.name, min(i + batch_size, len(x)), len(x))
-        self.seconds[self.name] = time.perf_counter() - t0
+                progress(self.name, end, len(x))
+        self.seconds[self.name] = before + time.perf_counter() - t0
         return {self.name: torch.cat(survived)}

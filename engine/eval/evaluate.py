@@ -22,7 +22,8 @@ from engine.data import dataset_info, load_dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
-from engine.eval import adv_keep, card, sanity, stats
+from engine.eval import adv_keep, card, model_checks, sanity, stats
+from engine.eval.journal import Journal, digest, file_sha256
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
@@ -69,16 +70,28 @@ def evaluate_model(
     on_result: Callable[[str, float, float], None] | None = None,
     external: bool = False,
     save_adv: bool = False,
+    journal: Journal | None = None,
 ) -> Evaluation:
-    """Run a suite and its sanity checks on a model in memory (no files read or written).
+    """Run a suite and its sanity checks on a model in memory.
 
     `external`: the model comes from outside the workbench (`eval --model`, an
-    imported checkpoint); the sanity checks hear it (a foreign model needs more).
-    `save_adv` keeps each example's worst-case adversarial input (engine/eval/adv_keep.py).
+    imported checkpoint), so it is put in eval mode and every check of
+    engine/eval/model_checks.py runs (else the two a workbench checkpoint can
+    fail). `save_adv` keeps each example's worst-case adversarial input
+    (engine/eval/adv_keep.py). `journal` saves the progress batch by batch and
+    continues what it holds (engine/eval/journal.py); without one no file is
+    read or written.
     """
     classifier = model if defended is None else defended
+    first = [model_checks.put_in_eval_mode(classifier)] if external else []
     plan = plan_suite(cols, model, num_classes, seed, defended, source, strategies)
-    bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
+    if journal is not None and journal.batch_size is not None:
+        bs = journal.batch_size  # a resumed evaluation keeps its batches (and so its draws)
+    else:
+        bs = pick_batch_size(classifier, x, y, batch_size, default_batch)
+    if journal is not None:
+        journal.batch_size = bs
+    first += model_checks.model_checks(classifier, x, y, external=external)
     extra_cols = (len(spec.sanity.eps_fractions) + 3) if spec.sanity.enabled else 0
     total_cols = len(plan.entries) + extra_cols
 
@@ -88,7 +101,9 @@ def evaluate_model(
 
     t0 = time.perf_counter()
     keeper = adv_keep.attach(plan, x, y) if save_adv else None
-    result = run_suite(classifier, x, y, plan.entries, bs, seed, report, on_result=on_result)
+    result = run_suite(
+        classifier, x, y, plan.entries, bs, seed, report, on_result=on_result, journal=journal
+    )
     adv = None if keeper is None else keeper.finish(result, plan.params, classifier, bs)
     roles = {k: r for k, r in plan.roles.items() if k in result.correct}
     checks = sanity.per_example_checks(result.correct, roles, spec.sanity.tolerance)
@@ -106,9 +121,11 @@ def evaluate_model(
             seed=seed,
             progress=report,
             prefix="" if defended is None else "BPDA ",
+            journal=None if journal is None else journal.scope("sanity"),
             external=external,
         )
         checks = extra + checks
+    checks = first + checks
     for e in plan.entries.values():
         for flag in getattr(e, "flags", []):
             checks.append(sanity.Check("AutoAttack's own checks", sanity.WARN, flag))
@@ -164,6 +181,7 @@ def evaluate_checkpoint(
     defense: str | None = None,
     source: Path | None = None,
     batch_size: int | None = None,
+    resume: bool = False,
     save_adv: bool = False,
 ) -> dict[str, Any]:
     """Load a checkpoint, run a suite (and its sanity checks), save the evidence, return it.
@@ -176,6 +194,9 @@ def evaluate_checkpoint(
     header. Either way the document's `source_model` is that record (or None).
     Beside the evidence go its model card (engine/eval/card.py) and, with
     `save_adv`, the worst-case adversarial inputs (engine/eval/adv_keep.py).
+    Progress is saved batch by batch beside the evidence; `resume` continues
+    the saved progress of a killed evaluation with the same settings
+    (engine/eval/journal.py).
     """
     spec = load_suite(suite)
     if defense is not None:
@@ -188,12 +209,24 @@ def evaluate_checkpoint(
     else:
         record = loaded.external
         cfg = with_overrides(loaded.cfg, sets, "--set") if sets else loaded.cfg
-        model = loaded.model.to(dev).eval().requires_grad_(False)
+        model = loaded.model.to(dev).requires_grad_(False)  # eval mode: a model check
     cols = resolve_columns(spec, cfg, source is not None)
     src = load_source(source, cfg, dev) if source is not None else None
     x, y = eval_inputs(cfg, samples, dev)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
+    out_dir, run_dir = evidence.evaluation_dir(path)
+    if resume and save_adv:
+        raise WorkbenchError(
+            "--resume with --save-adv: the adversarial inputs of the batches before the kill "
+            "were not kept; run without --resume to keep them all"
+        )
+    settings = identity(
+        path, spec, cols, sets=sets, n=len(x), seed=seed, source=source, batch_size=batch_size
+    )
+    if loaded is not None:  # a model in memory: its factory and weights (SHA-256s) name it
+        settings["checkpoint_sha256"] = digest(record)
+    journal = Journal.start(out_dir, {**settings, "device": dev.type}, resume=resume)
     ev = evaluate_model(
         spec,
         cols,
@@ -211,8 +244,8 @@ def evaluate_checkpoint(
         on_result=on_result,
         external=record is not None,
         save_adv=save_adv,
+        journal=journal,
     )
-    out_dir, run_dir = evidence.evaluation_dir(path)
     out_path = out_dir / f"{spec.name}-{evidence.stamp()}.json"
     doc = suite_document(
         ev,
@@ -226,6 +259,7 @@ def evaluate_checkpoint(
         defended=defended is not None,
         source_model=record,
     )
+    doc["resumed"] = journal.resumed
     if ev.adv is not None:
         doc["adv_examples"] = {
             "file": str(adv_keep.adv_path(out_path)),
@@ -233,6 +267,7 @@ def evaluate_checkpoint(
         }
         adv_keep.save_adv(adv_keep.adv_path(out_path), ev.adv, {**doc, "saved": out_path}, path)
     evidence.write_json(out_path, doc)
+    journal.remove()
     doc["saved"] = str(out_path)
     doc["card"] = card.write_card(out_path, doc)
     if run_dir is not None:
@@ -248,6 +283,36 @@ def evaluate_checkpoint(
         )
         w.close()
     return doc
+
+
+def identity(
+    path: Path,
+    spec: SuiteSpec,
+    cols: list[Column],
+    *,
+    sets: list[str] | None,
+    n: int,
+    seed: int,
+    source: Path | None,
+    batch_size: int | None,
+) -> dict[str, Any]:
+    """What decides an evaluation's outcome: a resume must match it exactly (its journal key)."""
+    code = evidence.code_version()
+    columns = [[c.name, c.kind, c.params, c.source, c.defended] for c in cols]
+    in_run = path.parent.name == "checkpoints"
+    return {
+        "checkpoint": f"checkpoints/{path.name}" if in_run else path.name,
+        "checkpoint_sha256": file_sha256(path) if path.is_file() else None,
+        "suite": spec.name,
+        "suite_sha256": digest([columns, spec.sanity.model_dump()]),
+        "sets": list(sets or []),
+        "samples": n,
+        "seed": seed,
+        "source_sha256": None if source is None else file_sha256(source),
+        "batch_size": batch_size or "auto",
+        "code": f"{code['engine']} {code['commit']}",
+        "torch": torch.__version__,
+    }
 
 
 def suite_document(

@@ -19,6 +19,7 @@ from torch import nn
 from engine.attacks import Attack
 from engine.attacks.pgd import PGDColumn, threat_of
 from engine.attacks.threat import ThreatModel
+from engine.eval.journal import Journal
 from engine.eval.run import run_suite
 from engine.eval.suites import Column, SuiteSpec, can_vary
 
@@ -217,6 +218,13 @@ class InBall:
         self.box = max(self.box, box)
         return x_adv
 
+    def state(self) -> dict[str, float]:
+        """What it measured so far, kept in a journal so a resumed run measures all batches."""
+        return {"excess": self.excess, "box": self.box}
+
+    def load_state(self, state: dict[str, float]) -> None:
+        self.excess, self.box = float(state["excess"]), float(state["box"])
+
 
 def ball_tolerance(eps: float) -> float:
     """The slack of the in-ball check: float32 rounding of a norm of up to eps."""
@@ -262,13 +270,15 @@ def sanity_runs(
     seed: int,
     progress: Callable[[str, int, int], None] | None,
     prefix: str = "",
+    journal: Journal | None = None,
     external: bool = False,  # a model from outside the workbench (eval --model, imported)
 ) -> tuple[list[Check], dict[str, Any]]:
     """The extra attacks the sanity checks need, all variants of the suite's base PGD column.
 
     Steps scale with eps (step * eps'/eps), so every point of the curve uses
     the same relative step as the suite's own column. For a defended model
-    `classifier` is the full defence, so these are its BPDA attacks.
+    `classifier` is the full defence, so these are its BPDA attacks. A
+    `journal` keeps their progress batch by batch, as the suite's own.
     """
     defended = bool(prefix)  # the suite ran against a defence: only its defended columns exist
     usable = [c for c in cols if can_vary(c.kind, c.source, c.defended or not defended)]
@@ -291,7 +301,9 @@ def sanity_runs(
     variants[steps2] = {**p, "steps": p["steps"] * 2}
     variants[restarts2] = {**p, "restarts": p["restarts"] * 2}
     entries = {k: InBall(PGDColumn.build(v), threat_of(v)) for k, v in variants.items()}
-    res = run_suite(classifier, x, y, dict(entries), batch_size, seed, progress, clean=clean)
+    res = run_suite(
+        classifier, x, y, dict(entries), batch_size, seed, progress, clean=clean, journal=journal
+    )
     acc = res.table()
     n = len(x)
     curve = [(0.0, acc["clean"])]
