@@ -115,8 +115,11 @@ def load_foreign(source: ModelSource) -> Foreign:
     arch, factory, factory_file = _resolve_spec(source.spec)
     cfg = external_config(source, arch=arch, factory=factory, channels=info.shape[0])
     model = build(cfg)
+    was_training = [m for m in model.modules() if m.training]
     model.eval()
     _check_outputs(model, info.shape, info.num_classes, source.spec)
+    for m in was_training:  # as the factory made it: the evaluation's checks say what they find
+        m.train()
     wrapper = None
     if source.weights is not None:
         state, wrapper = read_state_dict(source.weights)
