@@ -360,3 +360,17 @@ def test_the_evidence_header_says_mixed_when_columns_override_the_threat_model(
     doc = evaluate_checkpoint(target, str(suite), samples=16, device="cpu")
     assert doc["columns"]["PGD-a"]["eps"] == 0.1 and doc["columns"]["PGD-b"]["eps"] == 0.05
     assert doc["eps"] is None and doc["step"] is None and doc["restarts"] == 1
+
+
+def test_sweep_eps_max_follows_the_norms_cap(trained_lenet, tmp_path):
+    """--eps-max beyond 1 is refused under L-inf (one line) and allowed under L2."""
+    from engine.eval.sweep import eps_sweep
+    from engine.spec.errors import WorkbenchError
+
+    linf = save_checkpoint(tmp_path / "linf" / "best.safetensors", trained_lenet, lenet_config())
+    with pytest.raises(WorkbenchError, match=r"--eps-max: 2 is beyond 1"):
+        eps_sweep([linf], 2.0, 2, 1, samples=8, device="cpu", out_dir=tmp_path)
+    cfg = lenet_config(attack={"norm": "l2", "eps": 1.5, "step": 0.5})
+    l2 = save_checkpoint(tmp_path / "l2" / "best.safetensors", trained_lenet, cfg)
+    doc = eps_sweep([l2], 3.0, 2, 1, samples=8, device="cpu", out_dir=tmp_path)
+    assert doc["eps"] == pytest.approx([0.0, 3.0]) and doc["norm"] == "l2"

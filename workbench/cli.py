@@ -417,7 +417,8 @@ def sweep(
     """
     from engine.eval.sweep import eps_sweep
 
-    emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, 1, open_low=True)
+    unbounded = float("inf")  # the checkpoint's norm caps it (L-inf: 1), checked by the sweep
+    emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, unbounded, open_low=True)
     paths, loaded = list(checkpoints or []), None
     if model is not None:
         loaded, anchor = _loaded_model(

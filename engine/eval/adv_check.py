@@ -35,8 +35,9 @@ from engine.data import load_dataset
 from engine.defenses.apinet import build_defense
 from engine.devices import resolve_device
 from engine.eval import stats
-from engine.eval.adv_keep import CLEAN, FORMAT, NONE, file_sha256
+from engine.eval.adv_keep import CLEAN, FORMAT, NONE
 from engine.eval.entries import predict
+from engine.records.checkpoint_header import file_sha256
 from engine.spec.config import DefenseConfig
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import NORMS

@@ -22,7 +22,6 @@ Tensors (safetensors, float32 inputs, nothing rounded): `adv` (N, C, H, W),
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from engine.eval.entries import predict
 from engine.eval.plan import Plan
 from engine.eval.run import SuiteResult
 from engine.records import evidence
-from engine.records.checkpoint_header import atomic_write_bytes
+from engine.records.checkpoint_header import atomic_write_bytes, file_sha256
 from engine.spec.errors import WorkbenchError
 
 FORMAT = "workbench-adv/1"
@@ -153,15 +152,6 @@ def attach(plan: Plan, x: torch.Tensor, y: torch.Tensor) -> AdvKeeper:
 def adv_path(evaluation: Path) -> Path:
     """`eval/<suite>-<time>.adv.safetensors` beside `eval/<suite>-<time>.json`."""
     return evidence.adv_file(evaluation)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (the checkpoint the inputs were judged by)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_adv(path: Path, adv: AdvExamples, doc: dict[str, Any], checkpoint: Path) -> None:

@@ -23,12 +23,12 @@ from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
 from engine.eval import adv_keep, card, model_checks, sanity, stats
-from engine.eval.journal import Journal, digest, file_sha256
+from engine.eval.journal import Journal, digest
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
 from engine.records import evidence
-from engine.records.checkpoint_header import read_header
+from engine.records.checkpoint_header import file_sha256, read_header
 from engine.records.events import EventWriter
 from engine.spec.catalog import resolve_suite
 from engine.spec.config import PresetConfig

@@ -34,15 +34,6 @@ FORMAT = "workbench-partial/1"
 PREFIX = ".partial-"
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in 1 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def digest(value: Any) -> str:
     """The SHA-256 of a JSON value written with sorted keys."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

@@ -145,13 +145,16 @@ def eps_sweep(
             f"sweep: key 'attack.norm': the checkpoints use different norms ({', '.join(norms)}); "
             "sweep each norm's checkpoints apart"
         )
+    cap = NORMS.get(attacks[0].norm).eps_cap
     if eps_max is None:
-        eps_max = 2 * attacks[0].eps
-        cap = NORMS.get(attacks[0].norm).eps_cap
-        if cap is not None:
-            eps_max = min(cap, eps_max)
+        eps_max = 2 * attacks[0].eps if cap is None else min(cap, 2 * attacks[0].eps)
         if eps_max <= 0:
             raise WorkbenchError(f"{paths[0]}: its eps is 0; give --eps-max")
+    elif cap is not None and eps_max > cap:
+        raise WorkbenchError(
+            f"--eps-max: {eps_max:g} is beyond {cap:g}, the largest eps under "
+            f"attack.norm = {attacks[0].norm!r}"
+        )
     dev = resolve_device(device, f"--device {device}")
     grid = eps_grid(eps_max, points)
     total_cols = len(paths) * (points - 1)

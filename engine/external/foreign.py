@@ -20,10 +20,11 @@ from torch import nn
 
 from engine.data import dataset_info
 from engine.external.source import ModelSource, external_config, parse_normalize
-from engine.external.weights import common_prefix, read_state_dict, sha256, strip_prefixes
+from engine.external.weights import common_prefix, read_state_dict, strip_prefixes
 from engine.models import build
-from engine.models.factory import TORCHVISION, is_file_spec, sha256_file, split_spec
+from engine.models.factory import TORCHVISION, is_file_spec, split_spec
 from engine.models.layouts import LAYOUTS
+from engine.records.checkpoint_header import file_sha256
 from engine.spec.config import PresetConfig
 from engine.spec.errors import ConfigError, WorkbenchError
 from engine.spec.registry import DATASETS
@@ -137,9 +138,9 @@ def load_foreign(source: ModelSource) -> Foreign:
         "factory": source.spec,
         "layout": LAYOUTS[source.spec].source if source.spec in LAYOUTS else None,
         "factory_file": factory_file,
-        "factory_sha256": sha256_file(Path(factory_file)) if factory_file else None,
+        "factory_sha256": file_sha256(factory_file) if factory_file else None,
         "weights": None if source.weights is None else source.weights.name,
-        "weights_sha256": None if source.weights is None else sha256(source.weights),
+        "weights_sha256": None if source.weights is None else file_sha256(source.weights),
         "wrapper_key": wrapper,
         "normalize": None if stats is None else {"mean": stats[0], "std": stats[1]},
         "normalize_given": source.normalize,

@@ -10,7 +10,6 @@ unwrapped (the first key present that holds tensors).
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,14 +23,6 @@ from safetensors.torch import load_file
 from engine.spec.errors import WorkbenchError
 
 WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "state")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -13,7 +13,6 @@ file changed (`check_factory_file`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import sys
@@ -27,6 +26,7 @@ from torch import nn
 from engine.data import DatasetInfo
 from engine.models.classifier import Classifier
 from engine.models.normalize import Normalize
+from engine.records.checkpoint_header import file_sha256
 from engine.spec.errors import CheckpointError, ConfigError
 from engine.spec.registry import MODELS
 
@@ -60,18 +60,10 @@ def is_file_spec(spec: str) -> bool:
     return where.endswith(".py") or "/" in where or "\\" in where
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _module_from_file(path: Path, spec: str) -> Any:
     if not path.is_file():
         raise ConfigError(f"--model {spec!r}: file {path} not found")
-    name = f"_workbench_factory_{sha256_file(path)[:16]}"
+    name = f"_workbench_factory_{file_sha256(path)[:16]}"
     if name in sys.modules:
         return sys.modules[name]
     loader_spec = importlib.util.spec_from_file_location(name, path)
@@ -174,7 +166,7 @@ def check_factory_file(external: dict[str, Any] | None, source: str) -> None:
     if not isinstance(path, str) or not isinstance(digest, str):
         return
     try:
-        now = sha256_file(Path(path))
+        now = file_sha256(Path(path))
     except OSError:
         raise CheckpointError(
             f"{source}: key 'external': the model's factory file {path} is missing"

@@ -10,6 +10,7 @@ tensors is engine/checkpoint_io.py; this module imports no torch, so
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -166,3 +167,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB pieces (what names a checkpoint or source)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
