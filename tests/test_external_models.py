@@ -221,6 +221,19 @@ def test_sweep_takes_a_model_from_outside_beside_its_imported_checkpoint(
     assert a["source_model"]["weights_sha256"] == b["source_model"]["weights_sha256"]
 
 
+def test_ablate_takes_a_model_from_outside_as_its_imported_checkpoint(imported, tiny_weights):
+    """API-Net's eps_ap ablation over --model equals the same over the imported checkpoint."""
+    model = ("--model", spec(), "--weights", tiny_weights, "--dataset", "mnist-5k", "--eps", "0.2")
+    opts = ("--eps-ap", "0,8/255", "--samples", "8", "--set", "defense.steps=1")
+    opts = (*opts, "--set", "eval.steps=2", "--device", "cpu", "--json")
+    foreign = json.loads(invoke("ablate", *model, *opts).output)
+    ours = json.loads(invoke("ablate", imported, *opts).output)
+    assert [r["eps_ap"] for r in foreign["rows"]] == pytest.approx([0, 8 / 255])
+    assert [r["accuracy"] for r in foreign["rows"]] == [r["accuracy"] for r in ours["rows"]]
+    both = invoke("ablate", imported, *model, *opts)
+    assert both.exit_code == 2 and "one of them" in both.output
+
+
 def test_a_module_factory_and_a_file_that_imports_its_neighbours_work(tiny_weights, tmp_path):
     from engine.checkpoint_io import load_model
 

@@ -443,7 +443,10 @@ def sweep(
 
 @app.command()
 def ablate(
-    checkpoint: Annotated[Path, typer.Argument(help="A .safetensors checkpoint.")],
+    *,  # typer passes every option by name
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="A .safetensors checkpoint (or give --model).")
+    ] = None,
     eps_ap: Annotated[
         str, typer.Option("--eps-ap", help="Comma-separated values, fractions allowed.")
     ] = "0,4/255,8/255,12/255,16/255",
@@ -451,9 +454,32 @@ def ablate(
     sets: SetOpt = None,
     as_json: JsonOpt = False,
     device: DeviceOpt = "auto",
+    model: ModelOpt = None,
+    weights: WeightsOpt = None,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    strip_prefix: StripOpt = None,
+    norm: NormOpt = "linf",
+    eps: EpsOpt = None,
+    step: StepOpt = None,
 ) -> None:
-    """The eps_ap ablation of API-Net (paper Table 5) on any checkpoint."""
+    """The eps_ap ablation of API-Net (paper Table 5) on any checkpoint, or on --model."""
     from engine.eval.ablation import eps_ap_sweep
+
+    loaded = None
+    if (checkpoint is None) == (model is None):
+        raise WorkbenchError("ablate: give a CHECKPOINT or --model MODULE:FACTORY (one of them)")
+    if model is not None:
+        loaded, checkpoint = _loaded_model(
+            model,
+            weights=weights,
+            dataset=dataset,
+            normalize=normalize,
+            strip_prefix=strip_prefix,
+            norm=norm,
+            eps=eps,
+            step=step,
+        )
 
     def show(v: float, doc: dict) -> None:
         if not as_json:
@@ -461,7 +487,7 @@ def ablate(
             out.print(f"eps_ap {v:.4f} ({v * 255:.1f}/255): {cols}", highlight=False)
 
     values = [_fraction("--eps-ap", part, 0, 1) for part in eps_ap.split(",")]
-    summary = eps_ap_sweep(checkpoint, values, samples, device, 0, sets or [], show)
+    summary = eps_ap_sweep(checkpoint, values, samples, device, 0, sets or [], show, loaded=loaded)
     if as_json:
         print_json(summary)
     else:

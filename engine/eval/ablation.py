@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.eval.evaluate import evaluate_checkpoint
+from engine.eval.evaluate import Loaded, evaluate_checkpoint
 from engine.records.evidence import evaluation_dir, stamp, write_json
 
 
@@ -18,11 +18,14 @@ def eps_ap_sweep(
     seed: int = 0,
     sets: list[str] | None = None,
     progress: Callable[[float, dict[str, Any]], None] | None = None,
+    *,
+    loaded: Loaded | None = None,
 ) -> dict[str, Any]:
     """Every eps_ap in `values`, each saved as its own evaluation, the rows as one JSON.
 
     eps_ap = 0 is the undefended base classifier (z_c = x), so the first row
-    is the baseline every other row is compared with.
+    is the baseline every other row is compared with. `loaded`: a model from
+    outside the workbench (`ablate --model`); `path` then names it.
     """
     rows = []
     for v in values:
@@ -34,6 +37,7 @@ def eps_ap_sweep(
             device=device,
             seed=seed,
             defense="apinet",
+            loaded=loaded,
         )
         rows.append({"eps_ap": v, "accuracy": doc["accuracy"], "saved": doc["saved"]})
         if progress is not None:
