@@ -171,7 +171,7 @@ def test_missing_preset_and_unsafe_name_exit_2(tmp_path):
     [
         (("eval", "--bogus", "x.safetensors"), "No such option: --bogus"),
         (("evl",), "No such command 'evl'"),
-        (("eval",), "Missing argument"),
+        (("eval",), "give a CHECKPOINT or --model"),
         (("eval", "x.safetensors", "--samples", "-1"), "'--samples'"),
         (("run", "tiny.toml", "--nproc", "two"), "'--nproc'"),
     ],

@@ -279,7 +279,9 @@ def eval_(
 
     loaded = None
     if (checkpoint is None) == (model is None):
-        raise WorkbenchError("eval: give a CHECKPOINT or --model MODULE:FACTORY (one of them)")
+        raise WorkbenchError(
+            "eval: give a CHECKPOINT or --model MODULE:FACTORY (one of them; see --help)"
+        )
     if model is not None:
         loaded, checkpoint = _loaded_model(
             model,
@@ -468,7 +470,9 @@ def ablate(
 
     loaded = None
     if (checkpoint is None) == (model is None):
-        raise WorkbenchError("ablate: give a CHECKPOINT or --model MODULE:FACTORY (one of them)")
+        raise WorkbenchError(
+            "ablate: give a CHECKPOINT or --model MODULE:FACTORY (one of them; see --help)"
+        )
     if model is not None:
         loaded, checkpoint = _loaded_model(
             model,
