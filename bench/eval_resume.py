@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.records.run_request import EvalRequest  # noqa: E402 (torch-free)
 
 
 def train_lenet(out: Path, epochs: int, seed: int) -> Path:
@@ -61,26 +64,19 @@ def train_lenet(out: Path, epochs: int, seed: int) -> Path:
     return out
 
 
-def command(args: argparse.Namespace, ckpt: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "workbench",
-        "eval",
-        str(ckpt),
-        "--suite",
+def command(args: argparse.Namespace, ckpt: Path, resume: bool = False) -> list[str]:
+    """The eval command line, spelled by the one place that spells it (EvalRequest)."""
+    request = EvalRequest(
+        ckpt,
         args.suite,
-        "--samples",
-        str(args.samples),
-        "--batch-size",
-        str(args.batch_size),
-        "--device",
-        args.device,
-        "--seed",
-        str(args.seed),
-        "--json",
-        *extra,
-    ]
+        args.samples,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+        resume=resume,
+        as_json=True,
+    )
+    return request.command(sys.executable)
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, dict]:
@@ -129,7 +125,7 @@ def main() -> None:
         partials = list(Path(whole["saved"]).parent.glob(".partial-*.safetensors"))
         at_kill = progress_of(partials[0]) if partials else {}
         print(f"  killed after {kill_s:.1f} s; resuming ...", file=sys.stderr)
-        resume_s, resumed = timed(command(args, ckpt, "--resume"), env)
+        resume_s, resumed = timed(command(args, ckpt, resume=True), env)
         again = json.loads(Path(resumed["saved"]).read_text())
     same = again["per_example"] == saved["per_example"] and again["accuracy"] == saved["accuracy"]
     same_sanity = all(

@@ -66,13 +66,23 @@ def test_the_eval_command_line_reaches_eval(monkeypatch):
 
     def catch(checkpoint, suite, sets, samples, *rest, **kw):
         seen.append((checkpoint, suite, samples))
+        extra.append(kw)
         raise WorkbenchError("caught")
+
+    extra: list[dict] = []
 
     monkeypatch.setattr(engine.eval.evaluate, "evaluate_checkpoint", catch)
     res = CliRunner().invoke(cli.app, EvalRequest(Path("r/best.safetensors"), "quick", 64).argv())
     assert res.exit_code == 2 and seen[-1] == (Path("r/best.safetensors"), "quick", 64)
     res = CliRunner().invoke(cli.app, EvalRequest(Path("b.safetensors")).argv())
     assert res.exit_code == 2 and seen[-1] == (Path("b.safetensors"), "paper", 0)
+    full = EvalRequest(
+        Path("c.safetensors"), seed=3, batch_size=20, device="cpu", resume=True, as_json=True
+    )
+    res = CliRunner().invoke(cli.app, full.argv())
+    assert res.exit_code == 2 and seen[-1] == (Path("c.safetensors"), "paper", 0)
+    kw = extra[-1]
+    assert (kw["seed"], kw["batch_size"], kw["device"], kw["resume"]) == (3, 20, "cpu", True)
 
 
 @pytest.fixture

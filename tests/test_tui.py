@@ -299,7 +299,9 @@ def test_inspector_lists_a_saved_evaluation_and_opens_it(static_dir):
             assert evals.row_count == 1
             row = evals.get_row_at(0)
             assert row[1:3] == ["quick", "20"] and row[5] == clean
-            assert row[6] == "SKIP"  # its checks were all skipped: neither PASS nor WARN
+            # the model checks pass (a deterministic forward, live gradients); the suite's own
+            # checks are skipped at 20 examples; nothing warns
+            assert "PASS" in row[6] and "SKIP" in row[6] and "WARN" not in row[6]
             assert "1 saved" in str(screen.query_one("#evals-hint").render())
             screen.query_one("#tabs").active = "tab-6"
             await pilot.pause()

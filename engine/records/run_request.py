@@ -147,12 +147,23 @@ class EvalRequest:
     checkpoint: Path
     suite: str = "paper"
     samples: int = 0  # 0: the whole test split
+    seed: int = 0
+    batch_size: int | None = None  # None: auto
+    device: str = "auto"
+    resume: bool = False  # continue a killed evaluation (eval --resume)
+    as_json: bool = False
 
     def argv(self) -> list[str]:
         args = ["eval", str(self.checkpoint), "--suite", self.suite]
         if self.samples:
             args += ["--samples", str(self.samples)]
-        return args
+        if self.seed:
+            args += ["--seed", str(self.seed)]
+        if self.batch_size is not None:
+            args += ["--batch-size", str(self.batch_size)]
+        if self.device != "auto":
+            args += ["--device", self.device]
+        return args + ["--resume"] * self.resume + ["--json"] * self.as_json
 
     def command(self, python: str | None = None) -> list[str]:
         return workbench_command(self.argv(), python)
