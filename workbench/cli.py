@@ -201,6 +201,23 @@ def _loaded_model(spec: str, **options: Any) -> tuple[Any, Path]:
     return Loaded(foreign.cfg, foreign.model, foreign.external), anchor
 
 
+def _target(
+    command: str, checkpoint: Path | None, model: str | None, **options: Any
+) -> tuple[Any, Path]:
+    """A command's model: a CHECKPOINT or --model with its options (exactly one of them), as
+    (the `Loaded` model or None, the path that names its evidence)."""
+    if (checkpoint is None) == (model is None):
+        raise WorkbenchError(
+            f"{command}: give a CHECKPOINT or --model MODULE:FACTORY (one of them; see --help)"
+        )
+    if model is not None:
+        return _loaded_model(model, **options)
+    if any(options[k] for k in options if k != "norm") or options["norm"] != "linf":
+        raise WorkbenchError(f"{command}: --weights, --dataset, --normalize ... go with --model")
+    assert checkpoint is not None
+    return None, checkpoint
+
+
 @app.command("eval")
 def eval_(
     *,  # typer passes every option by name
@@ -277,25 +294,18 @@ def eval_(
         raise typer.Exit(code)
     from engine.eval.evaluate import evaluate_checkpoint
 
-    loaded = None
-    if (checkpoint is None) == (model is None):
-        raise WorkbenchError(
-            "eval: give a CHECKPOINT or --model MODULE:FACTORY (one of them; see --help)"
-        )
-    if model is not None:
-        loaded, checkpoint = _loaded_model(
-            model,
-            weights=weights,
-            dataset=dataset,
-            normalize=normalize,
-            strip_prefix=strip_prefix,
-            norm=norm,
-            eps=eps,
-            step=step,
-        )
-    elif weights or dataset or normalize or strip_prefix or eps or step or norm != "linf":
-        raise WorkbenchError("eval: --weights, --dataset, --normalize ... go with --model")
-    assert checkpoint is not None
+    loaded, checkpoint = _target(
+        "eval",
+        checkpoint,
+        model,
+        weights=weights,
+        dataset=dataset,
+        normalize=normalize,
+        strip_prefix=strip_prefix,
+        norm=norm,
+        eps=eps,
+        step=step,
+    )
     kw = {
         "sets": sets or [],
         "samples": samples,
@@ -468,22 +478,18 @@ def ablate(
     """The eps_ap ablation of API-Net (paper Table 5) on any checkpoint, or on --model."""
     from engine.eval.ablation import eps_ap_sweep
 
-    loaded = None
-    if (checkpoint is None) == (model is None):
-        raise WorkbenchError(
-            "ablate: give a CHECKPOINT or --model MODULE:FACTORY (one of them; see --help)"
-        )
-    if model is not None:
-        loaded, checkpoint = _loaded_model(
-            model,
-            weights=weights,
-            dataset=dataset,
-            normalize=normalize,
-            strip_prefix=strip_prefix,
-            norm=norm,
-            eps=eps,
-            step=step,
-        )
+    loaded, checkpoint = _target(
+        "ablate",
+        checkpoint,
+        model,
+        weights=weights,
+        dataset=dataset,
+        normalize=normalize,
+        strip_prefix=strip_prefix,
+        norm=norm,
+        eps=eps,
+        step=step,
+    )
 
     def show(v: float, doc: dict) -> None:
         if not as_json:
