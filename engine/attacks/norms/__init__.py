@@ -24,6 +24,7 @@ A new norm is one new file here: subclass `Geometry`, register it, done.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -47,43 +48,43 @@ def l2_normalised(grad: torch.Tensor) -> torch.Tensor:
     return grad / per_example(grad.flatten(1).norm(dim=1).clamp(min=1e-12), grad)
 
 
-class Geometry:
-    """What a norm decides: subclasses fill in every method; instances hold no state."""
+class Geometry(ABC):
+    """What a norm decides: a subclass must give every abstract method; instances hold no state."""
 
     eps_cap: ClassVar[float | None] = None  # the largest eps that means anything (None: no cap)
     autoattack: ClassVar[str | None] = None  # pyautoattack's `norm=` spelling (None: not there)
     autoattack_lacks: ClassVar[tuple[str, ...]] = ()  # its components missing for this norm
     autoattack_targets: ClassVar[int] = 9  # target classes its standard version uses
 
+    @abstractmethod
     def unbounded_radius(self, dim: int) -> float:
         """The radius of a ball that holds the whole box around any x in it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def size(self, flat: torch.Tensor) -> torch.Tensor:
         """||delta|| per example of a (batch, dim) delta."""
-        raise NotImplementedError
 
     def prepare(self, x: torch.Tensor, eps: float) -> Any:
         """What `project` reuses for every step around this batch (None: nothing)."""
         return None
 
+    @abstractmethod
     def project(self, z: torch.Tensor, x: torch.Tensor, eps: float, cache: Any) -> torch.Tensor:
         """z moved into the eps-ball around x and into the [0, 1] box."""
-        raise NotImplementedError
 
+    @abstractmethod
     def random_start(
         self, x: torch.Tensor, eps: float, cache: Any, generator: torch.Generator | None
     ) -> torch.Tensor:
         """A uniformly random point of the ball around x, moved into [0, 1]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def direction(self, grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The steepest-ascent step of unit size at x (may reuse `grad`'s storage)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def smooth_direction(self, grad: torch.Tensor) -> torch.Tensor:
         """A differentiable stand-in for `direction`."""
-        raise NotImplementedError
 
 
 import_submodules(__name__, __path__)  # each norm's file registers it (defined above first)
