@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 from typer.testing import CliRunner
@@ -327,31 +328,94 @@ def test_a_trades_layout_state_dict_imports_with_bit_identical_logits(wrapped, m
     ]
 
 
-def test_the_apinet_layout_and_torchvision_names_import(tmp_path):
-    from engine.checkpoint_io import load_model
-    from engine.models import build_model
+def apinet_reference() -> nn.Module:
+    """API-Net's ResNet18 written here from its public models/resnet.py: module names, a
+    full-spatial average pool, `linear`, and no input normalisation (its loaders only
+    ToTensor)."""
 
-    body = build_model("apinet_resnet18", "linear", (3, 32, 32), 10)
-    published = {
-        ("linear." + k[len("head.fc.") :] if k.startswith("head.fc.") else k[len("body.") :]): v
-        for k, v in body.state_dict().items()
-    }
-    assert "layer2.0.shortcut.0.weight" in published and "linear.weight" in published
-    assert sum(p.numel() for p in body.parameters()) == 11_173_962  # the same as `resnet18`
-    weights = tmp_path / "apinet.pth"
-    torch.save(published, weights)
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = nn.Sequential()
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            out += self.shortcut(x)
+            return torch.relu(out)
+
+    class ResNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            cin, stages = 64, []
+            for planes, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+                stages.append(nn.Sequential(Block(cin, planes, stride), Block(planes, planes, 1)))
+                cin = planes
+            self.layer1, self.layer2, self.layer3, self.layer4 = stages
+            self.linear = nn.Linear(512, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+            out = F.avg_pool2d(out, out.shape[-1])
+            return self.linear(out.view(out.size(0), -1))
+
+    torch.manual_seed(11)
+    net = ResNet()
+    for m in net.modules():  # running statistics that are not the identity, as trained ones
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def test_an_apinet_checkpoint_as_its_code_saves_it_imports_with_its_logits(tmp_path):
+    from engine.checkpoint_io import load_model
+
+    ref = apinet_reference()
+    # train_cifar.py saves {'net': net.state_dict(), 'acc': acc, 'epoch': epoch} of a
+    # DataParallel-wrapped net on CUDA, so every key starts with "module."
+    weights = tmp_path / "ResNet18.pth"
+    torch.save({"net": {f"module.{k}": v for k, v in ref.state_dict().items()},
+                "acc": 0.43, "epoch": 89}, weights)  # fmt: skip
     out = tmp_path / "apinet.safetensors"
     res = invoke("import", "--model", "apinet:resnet18", "--weights", weights,
-                 "--dataset", "cifar10", "--normalize", "cifar10", "--out", out)  # fmt: skip
+                 "--dataset", "cifar10", "--strip-prefix", "module.", "--out", out)  # fmt: skip
     assert res.exit_code == 0, res.output
     cfg, model = load_model(out)
-    assert torch.equal(model.head.fc.weight, published["linear.weight"])
+    assert cfg.model.arch == "apinet_resnet18" and cfg.model.mean is None
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962  # the same as `resnet18`
+    assert torch.equal(model.head.fc.weight, ref.linear.weight)
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-5, rtol=0)
+        assert torch.equal(model(x).argmax(1), ref(x).argmax(1))
+
+    normed = tmp_path / "apinet-normalised.safetensors"  # a model trained on standardised input
+    res = invoke("import", "--model", "apinet:resnet18", "--weights", weights,
+                 "--dataset", "cifar10", "--strip-prefix", "module.", "--normalize", "cifar10",
+                 "--out", normed)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cfg, model = load_model(normed)
+    mean, std = torch.tensor(cfg.model.mean), torch.tensor(cfg.model.std)
     assert cfg.model.mean == pytest.approx([0.4914, 0.4822, 0.4465])
-    x = torch.rand(2, 3, 32, 32)
-    body.eval()
-    with torch.no_grad():  # the normalisation happens inside the imported model
-        mean, std = torch.tensor(cfg.model.mean), torch.tensor(cfg.model.std)
-        assert torch.allclose(model(x), body((x - mean[:, None, None]) / std[:, None, None]))
+    with torch.no_grad():  # the normalisation happens inside the imported model: eps in pixels
+        want = ref((x - mean[:, None, None]) / std[:, None, None])
+        assert torch.allclose(model(x), want, atol=1e-5, rtol=0)
+
+
+def test_torchvision_names_import(tmp_path):
+    from engine.checkpoint_io import load_model
 
     tv = tmp_path / "tv.safetensors"
     res = invoke("import", "--model", "torchvision:resnet18", "--dataset", "cifar10", "--out", tv)

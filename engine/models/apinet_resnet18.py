@@ -1,11 +1,13 @@
 """API-Net's CIFAR ResNet-18 as its public code lays it out, for `--model apinet:resnet18`.
 
-The official API-Net code uses kuangliu/pytorch-cifar's ResNet-18 (`conv1`,
-`bn1`, `layer1..4` of BasicBlocks with `shortcut` projections, `linear`), the
-network `resnet18` already is (engine/models/resnet.py), except that its input
-normalisation happens in the data pipeline, outside the model. This arch is
-that network without a normalisation of its own: give the published
-checkpoint's statistics with `--normalize`. `linear` is our head (`head.fc`).
+The official code (github.com/dongxinshuai/API-Net, models/resnet.py) uses
+kuangliu/pytorch-cifar's ResNet-18 (`conv1`, `bn1`, `layer1..4` of BasicBlocks
+with `shortcut` projections, a full-spatial average pool, `linear`): the network
+`resnet18` already is (engine/models/resnet.py), except that API-Net feeds it
+[0, 1] images with no normalisation at all (its loaders only ToTensor), so this
+arch normalises nothing. Its train_cifar.py saves `{"net": state_dict, "acc",
+"epoch"}` of a DataParallel-wrapped net on CUDA: import with `--strip-prefix
+module.`. `linear` is our head (`head.fc`).
 """
 
 from __future__ import annotations
