@@ -533,3 +533,39 @@ def test_a_config_refuses_half_a_foreign_model_description(model, key):
 
     with pytest.raises(ConfigError, match=f"key '{key}'"):
         validate({"name": "x", "model": model})
+
+
+def test_a_model_from_outside_is_a_substitute_as_its_imported_checkpoint(
+    imported, tiny_weights, mnist5k, tmp_path
+):
+    """`eval --source SPEC --source-weights W` crafts the transfer columns on the same model
+    as `--source` of its imported checkpoint: the same outcome on every example."""
+    target = lenet_checkpoint(mnist5k, tmp_path / "lenet" / "best.safetensors")
+    suite = tmp_path / "transfer.toml"
+    suite.write_text(
+        'name = "transfer"\n[[attack]]\nname = "T-FGSM"\nkind = "fgsm"\nsource = "substitute"\n'
+        '[[attack]]\nname = "T-PGD"\nkind = "pgd"\nsteps = 3\nsource = "substitute"\n'
+        "[sanity]\nenabled = false\n"
+    )
+    common = (target, "--suite", suite, "--samples", "32", "--device", "cpu", "--json")
+    by_ckpt = saved(invoke("eval", *common, "--source", imported))
+    foreign = ("--source", spec(), "--source-weights", tiny_weights)
+    by_spec = saved(invoke("eval", *common, *foreign))
+    a, b = (json.loads(Path(d["saved"]).read_text()) for d in (by_ckpt, by_spec))
+    assert a["per_example"] == b["per_example"] and a["table"] == b["table"]
+    assert sum(a["per_example"]["T-PGD"]) < sum(a["per_example"]["clean"])  # transfer bites
+    assert b["source"] == f"{spec()} ({tiny_weights})" and a["source"] == str(imported)
+    sha = __import__("hashlib").sha256(tiny_weights.read_bytes()).hexdigest()
+    assert b["source_external"]["weights_sha256"] == sha and a["source_external"] is None
+
+    before = sorted(p.name for p in target.parent.rglob("*"))
+    for args, why in (
+        (("--source-weights", tiny_weights), "--source-weights: goes with --source"),
+        (("--source", imported, "--source-weights", tiny_weights), "not the checkpoint"),
+        (("--source", tmp_path / "nope"), "no such checkpoint"),
+        (("--source", spec("make_seven"), "--source-weights", tiny_weights), "--source "),
+    ):
+        res = invoke("eval", *common, *args)
+        assert res.exit_code == 2 and why in res.output, (args, res.output)
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    assert sorted(p.name for p in target.parent.rglob("*")) == before

@@ -157,10 +157,23 @@ def eval_(
         typer.Option("--defense", help=f"Wrap the model: {WRAPS} (settings: defense.*)."),
     ] = None,
     source: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            "--source", help="Substitute checkpoint for the black-box (transfer) columns."
+            "--source",
+            help="The black-box (transfer) columns' substitute: a checkpoint, or a model as "
+            "--model takes it (with --source-weights ...).",
         ),
+    ] = None,
+    source_weights: Annotated[
+        Path | None, typer.Option("--source-weights", help="The --source model's weights.")
+    ] = None,
+    source_normalize: Annotated[
+        str | None,
+        typer.Option("--source-normalize", help="The --source model's input mean/std."),
+    ] = None,
+    source_strip_prefix: Annotated[
+        list[str] | None,
+        typer.Option("--source-strip-prefix", help="Remove this prefix from its weight keys."),
     ] = None,
     batch_size: Annotated[
         str, typer.Option("--batch-size", help="auto (largest that fits on a GPU) or a number.")
@@ -225,13 +238,19 @@ def eval_(
         eps=eps,
         step=step,
     )
+    substitute = model_cmd.substitute(
+        source,
+        weights=source_weights,
+        normalize=source_normalize,
+        strip_prefix=source_strip_prefix,
+    )
     kw = {
         "sets": sets or [],
         "samples": samples,
         "device": device,
         "seed": seed,
         "defense": defense,
-        "source": source,
+        "source": substitute,
         "batch_size": _batch_size(batch_size),
         "resume": resume,
         "save_adv": save_adv,

@@ -89,6 +89,43 @@ def _loaded_model(spec: str, **options: Any) -> tuple[Any, Path]:
     return Loaded(foreign.cfg, foreign.model, foreign.external), anchor
 
 
+def substitute(
+    source: str | None,
+    *,
+    weights: Path | None,
+    normalize: str | None,
+    strip_prefix: list[str] | None,
+) -> Any:
+    """`--source`: a checkpoint file (a Path), a model spec with its options (a
+    `ModelSource` whose dataset, left empty, is the target's), or None."""
+    from engine.external.source import ModelSource
+
+    given = [o for o, v in (("--source-weights", weights), ("--source-normalize", normalize),
+                            ("--source-strip-prefix", strip_prefix)) if v]  # fmt: skip
+    if source is None:
+        if given:
+            raise WorkbenchError(f"{given[0]}: goes with --source MODULE:FACTORY")
+        return None
+    if Path(source).is_file():
+        if given:
+            raise WorkbenchError(
+                f"{given[0]}: goes with a --source model, not the checkpoint {source}"
+            )
+        return Path(source)
+    if ":" not in source:
+        raise WorkbenchError(
+            f"--source {source}: no such checkpoint, and not a model (MODULE:FACTORY, "
+            "path/net.py:FACTORY, torchvision:NAME or a published layout)"
+        )
+    return ModelSource(
+        source,
+        "",
+        weights=weights,
+        normalize=normalize,
+        strip_prefix=tuple(strip_prefix or ()),
+    )
+
+
 def _target(
     command: str, checkpoint: Path | None, model: str | None, **options: Any
 ) -> tuple[Any, Path]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from engine.eval.journal import Journal, digest
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
+from engine.external.source import ModelSource
 from engine.records import evidence
 from engine.records.checkpoint_header import file_sha256, read_header
 from engine.records.events import EventWriter
@@ -144,18 +145,39 @@ def eval_inputs(
     return data.test_x[:n].to(device).float().div_(255.0), data.test_y[:n].to(device)
 
 
-def load_source(path: Path, cfg: PresetConfig, device: torch.device) -> nn.Module:
-    """The substitute model of a black-box column; it must share the target's data."""
+@dataclass
+class Substitute:
+    """The model a black-box column crafts on (`--source`): what names it in the evidence."""
+
+    model: nn.Module
+    name: str  # the checkpoint's path, or the --source model spec (and its weights)
+    sha256: str  # the checkpoint file's, or the foreign model's record's
+    external: dict[str, Any] | None  # a foreign model's record (factory, weights, SHA-256s)
+
+
+def load_source(source: Path | ModelSource, cfg: PresetConfig, device: torch.device) -> Substitute:
+    """The substitute of the black-box columns: a checkpoint, or a model from outside the
+    workbench (its dataset is the target's); it must see the target's inputs and classes."""
+    if isinstance(source, ModelSource):
+        from engine.external.foreign import load_foreign  # torch models: only when asked
+
+        try:
+            foreign = load_foreign(replace(source, dataset=cfg.data.dataset))
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"--source {source.spec}: {exc}") from None
+        weights = "" if source.weights is None else f" ({source.weights})"
+        model = foreign.model.to(device).eval()  # a substitute crafts as it predicts
+        return Substitute(model, source.spec + weights, digest(foreign.external), foreign.external)
     try:
-        scfg, source = load_model(path, None, device)
+        scfg, model = load_model(source, None, device)
     except WorkbenchError as exc:
         raise WorkbenchError(f"--source: {exc}") from None
     if scfg.data.dataset != cfg.data.dataset:
         raise WorkbenchError(
-            f"--source {path}: trained on {scfg.data.dataset!r}, the target on "
+            f"--source {source}: trained on {scfg.data.dataset!r}, the target on "
             f"{cfg.data.dataset!r}; a substitute must see the same inputs and classes"
         )
-    return source
+    return Substitute(model, str(source), file_sha256(source), None)
 
 
 @dataclass
@@ -179,7 +201,7 @@ def evaluate_checkpoint(
     progress: ColumnProgress | None = None,
     on_result: Callable[[str, float, float], None] | None = None,
     defense: str | None = None,
-    source: Path | None = None,
+    source: Path | ModelSource | None = None,
     batch_size: int | None = None,
     resume: bool = False,
     save_adv: bool = False,
@@ -196,7 +218,8 @@ def evaluate_checkpoint(
     `save_adv`, the worst-case adversarial inputs (engine/eval/adv_keep.py).
     Progress is saved batch by batch beside the evidence; `resume` continues
     the saved progress of a killed evaluation with the same settings
-    (engine/eval/journal.py).
+    (engine/eval/journal.py). `source`, the black-box columns' substitute, is a
+    checkpoint or a model from outside the workbench (`--source SPEC`).
     """
     spec = load_suite(suite)
     if defense is not None:
@@ -211,7 +234,7 @@ def evaluate_checkpoint(
         cfg = with_overrides(loaded.cfg, sets, "--set") if sets else loaded.cfg
         model = loaded.model.to(dev).requires_grad_(False)  # eval mode: a model check
     cols = resolve_columns(spec, cfg, source is not None)
-    src = load_source(source, cfg, dev) if source is not None else None
+    sub = load_source(source, cfg, dev) if source is not None else None
     x, y = eval_inputs(cfg, samples, dev)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
@@ -222,7 +245,7 @@ def evaluate_checkpoint(
             "were not kept; run without --resume to keep them all"
         )
     settings = identity(
-        path, spec, cols, sets=sets, n=len(x), seed=seed, source=source, batch_size=batch_size
+        path, spec, cols, sets=sets, n=len(x), seed=seed, source=sub, batch_size=batch_size
     )
     if loaded is not None:  # a model in memory: its factory and weights (SHA-256s) name it
         settings["checkpoint_sha256"] = digest(record)
@@ -237,7 +260,7 @@ def evaluate_checkpoint(
         seed=seed,
         defended=defended,
         strategies=() if defended is None else every_strategy(cfg, model, defended, n_cls),
-        source=src,
+        source=None if sub is None else sub.model,
         batch_size=batch_size,
         default_batch=cfg.data.eval_batch_size,
         progress=progress,
@@ -252,7 +275,7 @@ def evaluate_checkpoint(
         spec=spec,
         suite_arg=suite,
         path=path,
-        source=source,
+        source=sub,
         cfg=cfg,
         device=dev,
         seed=seed,
@@ -293,7 +316,7 @@ def identity(
     sets: list[str] | None,
     n: int,
     seed: int,
-    source: Path | None,
+    source: Substitute | None,
     batch_size: int | None,
 ) -> dict[str, Any]:
     """What decides an evaluation's outcome: a resume must match it exactly (its journal key)."""
@@ -308,7 +331,7 @@ def identity(
         "sets": list(sets or []),
         "samples": n,
         "seed": seed,
-        "source_sha256": None if source is None else file_sha256(source),
+        "source_sha256": None if source is None else source.sha256,
         "batch_size": batch_size or "auto",
         "code": f"{code['engine']} {code['commit']}",
         "torch": torch.__version__,
@@ -321,7 +344,7 @@ def suite_document(
     spec: SuiteSpec,
     suite_arg: str,
     path: Path,
-    source: Path | None,
+    source: Substitute | None,
     cfg: PresetConfig,
     device: torch.device,
     seed: int,
@@ -344,7 +367,8 @@ def suite_document(
         "suite_file": str(resolve_suite(suite_arg)),
         "description": spec.description,
         "checkpoint": str(path),
-        "source": None if source is None else str(source),
+        "source": None if source is None else source.name,
+        "source_external": None if source is None else source.external,
         "source_model": source_model,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n": n,

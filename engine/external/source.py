@@ -39,7 +39,7 @@ class ModelSource:
     """`--model SPEC [--weights FILE] --dataset NAME` and the options that go with it."""
 
     spec: str  # MODULE:FACTORY, path/to/net.py:FACTORY, torchvision:NAME or a layout
-    dataset: str
+    dataset: str  # "" in an `eval --source` model: the target's, filled in when it loads
     _: KW_ONLY  # the options by name: nine values in a row are unreadable
     weights: Path | None = None
     normalize: str | None = None  # a preset name or "m1,m2,m3/s1,s2,s3"
