@@ -226,6 +226,82 @@ def test_one_seed_gives_no_interval_rather_than_a_made_up_one():
     assert "no interval" in rp.pair_line(doc["pairs"][0])
 
 
+def make_linear():
+    """A model from outside the workbench for a fixed arm: one linear layer, fixed weights."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(5)
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+
+FIXED = """
+name = "fixed"
+seeds = [0, 1]
+suite = "quick"
+samples = 64
+[[arm]]
+name = "ours"
+checkpoint = "runs/mini/madry__s0/best.safetensors"
+[[arm]]
+name = "foreign"
+model = "{here}:make_linear"
+dataset = "synthetic"
+eps = "1/10"
+step = 0.05
+"""
+
+
+def test_fixed_model_arms_are_evaluated_once_as_they_are(done):
+    """A checkpoint arm evaluates its copy exactly as its own member did; a `model` arm is
+    imported (no training); each is one member, no seed; they pair once."""
+    root, _ = done
+    write_preset(root / "f.toml", FIXED.format(here=Path(__file__).resolve()))
+    res = wb("study", "f.toml", "--jobs", "2", cwd=root)
+    assert res.returncode == 0, res.stderr
+    study = root / "runs" / "fixed"
+    assert sorted(p.name for p in study.iterdir() if not p.name.startswith(".")) == [
+        "foreign",
+        "ours",
+    ]
+    original = root / "runs" / "mini" / "madry__s0" / "best.safetensors"
+    copy = study / "ours" / "best.safetensors"
+    assert copy.read_bytes() == original.read_bytes()
+    assert not (study / "ours" / "events.jsonl").exists()  # nothing was trained
+
+    def outcomes(run: Path) -> dict:
+        (path,) = [p for p in (run / "eval").glob("quick-*.json") if ".card." not in p.name]
+        return json.loads(path.read_text())["per_example"]
+
+    assert outcomes(study / "ours") == outcomes(original.parent)
+    doc = json.loads(wb("study", "report", "fixed", "--json", cwd=root).stdout)
+    assert [(g["label"], g["fixed"], g["evaluated"]) for g in doc["groups"]] == [
+        ("ours", True, 1),
+        ("foreign", True, 1),
+    ]
+    (pair,) = doc["pairs"]
+    assert pair["seeds"] == [None] and pair["k"] == 1  # two fixed models: one comparison
+    foreign = next(m for m in doc["members"] if m["arm"] == "foreign")
+    assert foreign["seed"] is None and foreign["n"] == 64
+    from engine.records.checkpoint_header import read_header
+
+    meta = read_header(study / "foreign" / "best.safetensors")[1]
+    assert json.loads(meta["external"])["factory"].endswith("test_study.py:make_linear")
+    assert "fixed" in wb("study", "report", "fixed", cwd=root).stdout
+
+
+def test_a_fixed_model_pairs_with_every_seed_of_a_trained_arm():
+    fixed = {**row("published", 0, [1, 1, 0, 0]), "seed": None, "name": "published"}
+    rows = [fixed, row("atblr", 0, [1, 1, 1, 0]), row("atblr", 1, [1, 0, 0, 0])]
+    doc = rp.build({"name": "t", "suite": "quick"}, rows)
+    (pair,) = doc["pairs"]
+    assert (pair["a"], pair["b"], pair["seeds"]) == ("atblr", "published", [0, 1])
+    assert [p["diff"] for p in pair["per_seed"]] == pytest.approx([25.0, -25.0])
+    g = next(g for g in doc["groups"] if g["label"] == "published")
+    assert g["fixed"] and g["robust"]["mean"] == 50.0
+    assert "s0 +25.0" in rp.pair_line(pair) and "s1 -25.0" in rp.pair_line(pair)
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -243,6 +319,26 @@ def test_one_seed_gives_no_interval_rather_than_a_made_up_one():
         (STUDY.replace('name = "mini"', 'name = "../up"'), "key 'name'"),
         (STUDY.replace('suite = "quick"', 'suite = "nosuch"'), "key 'suite'"),
         ("name = [", "not valid TOML"),
+        (
+            STUDY + '[[arm]]\nname = "x"\npreset = "tiny.toml"\ncheckpoint = "a.safetensors"\n',
+            "key 'arm[2]': give exactly one of preset, checkpoint and model",
+        ),
+        (
+            STUDY + '[[arm]]\nname = "x"\ncheckpoint = "nope.safetensors"\n',
+            "key 'arm[2].checkpoint': ",
+        ),
+        (
+            STUDY + '[[arm]]\nname = "x"\ncheckpoint = "t.safetensors"\nset = { "a.b" = 1 }\n',
+            "set and grid go with a preset",
+        ),
+        (
+            STUDY + '[[arm]]\nname = "x"\nmodel = "torchvision:resnet18"\n',
+            "a model needs its dataset",
+        ),
+        (
+            STUDY + '[[arm]]\nname = "x"\npreset = "tiny.toml"\nweights = "w.pt"\n',
+            "weights goes with model",
+        ),
     ],
 )
 def test_bad_study_files_exit_2_with_one_line_and_write_nothing(tmp_path, body, needle):

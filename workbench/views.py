@@ -312,12 +312,18 @@ def over_seeds(o: dict[str, Any]) -> str:
 
 
 def study_group_row(g: dict[str, Any]) -> tuple[str, ...]:
-    """One arm and setting: seeds evaluated of members, robust and clean over seeds, failed."""
+    """One arm and setting: seeds evaluated of members, robust and clean over seeds, failed;
+    a fixed model (evaluated once, no seeds) says so instead of a seed count."""
+    fixed = bool(g.get("fixed"))
+
+    def value(o: dict[str, Any]) -> str:
+        return f"{o['mean']:.1f} (fixed model)" if fixed and o["k"] else over_seeds(o)
+
     return (
         g["label"],
-        f"{g['evaluated']}/{g['members']}",
-        over_seeds(g["robust"]),
-        over_seeds(g["clean"]),
+        ("fixed " if fixed else "") + f"{g['evaluated']}/{g['members']}",
+        value(g["robust"]),
+        value(g["clean"]),
         str(len(g["failed"])) if g["failed"] else "",
     )
 
@@ -325,4 +331,5 @@ def study_group_row(g: dict[str, Any]) -> tuple[str, ...]:
 def study_member_row(r: dict[str, Any]) -> tuple[str, ...]:
     """One member: its robust (worst case) test accuracy, status (with the reason), epoch."""
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
-    return (r["name"], num(r.get("robust"), 1), status, f"{r['epoch']}/{r['epochs']}")
+    epoch = "fixed" if r.get("seed", 0) is None else f"{r['epoch']}/{r['epochs']}"
+    return (r["name"], num(r.get("robust"), 1), status, epoch)

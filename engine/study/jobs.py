@@ -42,6 +42,7 @@ class MemberJob:
     eval_argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     own_session: bool = True  # local: the study process signals the child itself
+    copy_from: str | None = None  # a fixed arm's checkpoint, copied in as best.safetensors
 
     def _stage(self, stage: str, argv: list[str]) -> tuple[int, str]:
         run_dir = Path(self.run_dir)
@@ -74,6 +75,13 @@ class MemberJob:
     def __call__(self) -> dict[str, Any]:
         if self.own_session:  # Ctrl-C in the study's terminal: the study process handles it
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.copy_from is not None:
+            try:  # the member evaluates its own copy: the study's evidence stays in its folder
+                data = Path(self.copy_from).read_bytes()
+                atomic_write_bytes(Path(self.run_dir) / "best.safetensors", data)
+            except OSError as exc:
+                reason = f"{self.copy_from}: {exc.strerror or exc}"
+                return self._record(stage="run", exit=2, status="failed", reason=reason)
         if self.run_argv is not None:
             code, last = self._stage("run", self.run_argv)
             if code != 0:

@@ -142,6 +142,8 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
         if not isinstance(recorded, dict):
             recorded = {}
         recorded = {k: v for k, v in recorded.items() if isinstance(v, str | int)}
+    if m.fixed:
+        return _fixed_state(m, d, suite, recorded)
     if not d.is_dir() or not (d / "events.jsonl").exists():
         if is_placeholder(d) and recorded.get("status") == FAILED:
             return MemberState(m, FAILED, d, reason=recorded.get("reason", ""))
@@ -162,6 +164,21 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
             st.status, st.reason = FAILED, recorded.get("reason", "evaluation failed")
     else:  # interrupted, or stale (the writer died)
         st.status = INTERRUPTED
+    return st
+
+
+def _fixed_state(m: Member, d: Path, suite: str, recorded: dict[str, Any]) -> MemberState:
+    """A fixed model's member: pending until its job put the model in its folder as
+    `best.safetensors` (copied or imported), then evaluated like any member's."""
+    st = MemberState(m, PENDING, d)
+    busy = d.is_dir() and alive(d)
+    if recorded.get("status") == FAILED and not busy:
+        st.status, st.reason = FAILED, str(recorded.get("reason", ""))
+    elif (d / "best.safetensors").is_file():
+        st.evaluation = evaluation_of(d, suite)
+        st.status = DONE if st.evaluation else EVALUATING if busy else TRAINED
+    elif busy:
+        st.status = RUNNING
     return st
 
 
@@ -190,6 +207,7 @@ def save_resolved(runs_dir: Path, spec: StudySpec, members: list[Member]) -> Non
                 "seed": m.seed,
                 "preset": m.preset,
                 "sets": list(m.sets),
+                "fixed": list(m.fixed),
             }
             for m in members
         ],
@@ -211,6 +229,7 @@ def load_resolved(runs_dir: Path, name: str) -> tuple[StudySpec, list[Member]]:
                 d["seed"],
                 d["preset"],
                 tuple(d["sets"]),
+                tuple(d.get("fixed", ())),  # studies recorded before fixed arms have none
             )
             for d in doc["members"]
         ]

@@ -82,6 +82,18 @@ def _paired_on_shared(a: dict[str, Any], b: dict[str, Any]) -> stats.Paired:
     )
 
 
+def _fixed_on_every_seed(
+    a: dict[Any, dict[str, Any]], b: dict[Any, dict[str, Any]]
+) -> tuple[dict[Any, dict[str, Any]], dict[Any, dict[str, Any]]]:
+    """A fixed model (its one row under seed None) pairs with each seed of the other side;
+    two fixed models pair once."""
+    if None in a and None not in b:
+        a = {s: a[None] for s in b}
+    elif None in b and None not in a:
+        b = {s: b[None] for s in a}
+    return a, b
+
+
 def build(spec_doc: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The report from member rows (as `member_numbers` gives them)."""
     labels = list(dict.fromkeys(r["label"] for r in rows))
@@ -93,6 +105,7 @@ def build(spec_doc: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any
             {
                 "label": label,
                 "arm": mine[0]["arm"],
+                "fixed": mine[0]["seed"] is None,  # a fixed model: no seeds, no training
                 "setting": mine[0]["setting"],
                 "members": len(mine),
                 "evaluated": len(done),
@@ -111,7 +124,8 @@ def build(spec_doc: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any
     for la, lb in itertools.combinations(reversed(labels), 2):  # later arms first: "atblr - madry"
         a = {r["seed"]: r for r in rows if r["label"] == la and "robust" in r}
         b = {r["seed"]: r for r in rows if r["label"] == lb and "robust" in r}
-        seeds = sorted(set(a) & set(b))
+        a, b = _fixed_on_every_seed(a, b)
+        seeds = sorted(set(a) & set(b), key=lambda s: -1 if s is None else s)
         if not seeds:
             continue
         per_seed = [{"seed": s, **_paired_on_shared(a[s], b[s]).to_dict()} for s in seeds]
@@ -146,7 +160,10 @@ def rebuild(doc: dict[str, Any]) -> dict[str, Any]:
 
 def pair_line(p: dict[str, Any]) -> str:
     """ "atblr - madry = +x.x pts [lo, hi], p = ... (k seeds; McNemar per seed: ...)"."""
-    mc = ", ".join(f"s{q['seed']} {q['diff']:+.1f} p={q['p']:.2g}" for q in p["per_seed"])
+    mc = ", ".join(
+        f"{'fixed' if q['seed'] is None else 's' + str(q['seed'])} {q['diff']:+.1f} p={q['p']:.2g}"
+        for q in p["per_seed"]
+    )
     if math.isnan(p["low"]):
         head = f"{p['a']} - {p['b']} = {p['mean']:+.1f} pts (1 seed: no interval over seeds)"
     else:

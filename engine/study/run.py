@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.records.run_request import EvalRequest, RunRequest
+from engine.records.run_request import EvalRequest, RunRequest, workbench_command
 from engine.records.runs import LAUNCH_PID, is_locked
 from engine.spec.errors import WorkbenchError
 from engine.study import members as ms
@@ -53,22 +53,29 @@ def job_for(
 ) -> MemberJob:
     root = ms.study_root(runs_dir, spec.name).resolve()
     run_dir = root / m.name
-    if state.status in (ms.PENDING,):
-        run: RunRequest | None = RunRequest(m.preset, m.sets, m.name, root)
-    elif state.status == ms.INTERRUPTED:
-        run = RunRequest(resume=run_dir)
-    else:  # trained: evaluate only
-        run = None
+    copy_from, run_argv = None, None
+    if m.fixed and state.status == ms.PENDING:  # a fixed model: copy or import it, no training
+        if m.fixed[0] == "--checkpoint":
+            copy_from = m.fixed[1]
+        else:
+            out = str(run_dir / "best.safetensors")
+            run_argv = workbench_command(["import", *m.fixed, "--out", out])
+    elif not m.fixed and state.status == ms.PENDING:
+        run_argv = RunRequest(m.preset, m.sets, m.name, root).command()
+    elif not m.fixed and state.status == ms.INTERRUPTED:
+        run_argv = RunRequest(resume=run_dir).command()
+    # otherwise trained (or a fixed model in place): evaluate only
     ev = EvalRequest(run_dir / "best.safetensors", spec.suite, spec.samples or 0)
     env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
     return MemberJob(
         m.name,
         str(run_dir),
         str(ms.result_path(runs_dir, spec.name, m).resolve()),
-        None if run is None else run.command(),
+        run_argv,
         ev.command(),
         env,
         own_session=own,
+        copy_from=copy_from,
     )
 
 
