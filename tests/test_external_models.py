@@ -569,3 +569,41 @@ def test_a_model_from_outside_is_a_substitute_as_its_imported_checkpoint(
         assert res.exit_code == 2 and why in res.output, (args, res.output)
         assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert sorted(p.name for p in target.parent.rglob("*")) == before
+
+
+def test_the_app_inspects_and_evaluates_an_imported_checkpoint(imported, tmp_path, monkeypatch):
+    """The app's inspector on an imported checkpoint: its provenance rows, then `k` (the quick
+    suite) evaluates it in the app, the saved evidence naming the foreign model."""
+    import asyncio
+
+    from tests.conftest import wait_for
+    from workbench.tui.app import WorkbenchApp
+    from workbench.tui.inspect_screen import InspectScreen
+
+    monkeypatch.chdir(tmp_path)
+    app = WorkbenchApp(Path("runs"), [tmp_path], eval_samples=20)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.action_inspect(imported)
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, InspectScreen) and app.screen.query("#evals")
+            )
+            await pilot.pause()
+            screen = app.screen
+            meta = screen.query_one("#meta")
+            rows = {str(meta.get_row_at(i)[0]): str(meta.get_row_at(i)[1]) for i in
+                    range(meta.row_count)}  # fmt: skip
+            assert rows["imported from"] == spec() and rows["arch"] == "external"
+            evals = screen.query_one("#evals")
+            before = evals.row_count
+            await pilot.press("k")
+            await wait_for(pilot, lambda: evals.row_count == before + 1, timeout=120)
+            assert evals.get_row_at(0)[1:3] == ["quick", "20"]
+
+    asyncio.run(scenario())
+    saved = sorted(
+        p for p in (imported.parent / "eval").glob("quick-*.json") if ".card." not in p.name
+    )
+    doc = json.loads(saved[-1].read_text())
+    assert doc["source_model"]["factory"] == spec() and doc["n"] == 20
