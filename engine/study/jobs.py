@@ -76,6 +76,7 @@ class MemberJob:
         if self.own_session:  # Ctrl-C in the study's terminal: the study process handles it
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.copy_from is not None:
+            Path(self.run_dir).mkdir(parents=True, exist_ok=True)  # a failure is its folder's
             try:  # the member evaluates its own copy: the study's evidence stays in its folder
                 data = Path(self.copy_from).read_bytes()
                 atomic_write_bytes(Path(self.run_dir) / "best.safetensors", data)

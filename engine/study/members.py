@@ -172,7 +172,7 @@ def _fixed_state(m: Member, d: Path, suite: str, recorded: dict[str, Any]) -> Me
     `best.safetensors` (copied or imported), then evaluated like any member's."""
     st = MemberState(m, PENDING, d)
     busy = d.is_dir() and alive(d)
-    if recorded.get("status") == FAILED and not busy:
+    if recorded.get("status") == FAILED and d.is_dir() and not busy:  # rm the folder: retry
         st.status, st.reason = FAILED, str(recorded.get("reason", ""))
     elif (d / "best.safetensors").is_file():
         st.evaluation = evaluation_of(d, suite)
