@@ -326,3 +326,21 @@ def study_member_row(r: dict[str, Any]) -> tuple[str, ...]:
     """One member: its robust (worst case) test accuracy, status (with the reason), epoch."""
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     return (r["name"], num(r.get("robust"), 1), status, f"{r['epoch']}/{r['epochs']}")
+
+
+STUDY_STATUS_COLUMNS = ("member", "status", "job", "SLURM state", "node", "elapsed", "job log")
+
+
+def study_status_row(r: dict[str, Any]) -> tuple[str, ...]:
+    """One member beside its job (engine/study/cluster.py): its state on disk, the scheduler's."""
+    state = r["job_state"] + (f" ({r['wait_reason']})" if r.get("wait_reason") else "")
+    status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
+    return (
+        r["name"],
+        status,
+        r["job_id"] or "-",
+        state or "-",
+        r["node"] or "-",
+        r["elapsed"] or "-",
+        r["log"] or "-",
+    )
