@@ -174,6 +174,39 @@ def test_study_status_lists_every_member_with_its_job(both):
     assert rows[0]["job_id"] in text and "COMPLETED" in text and rows[0]["log"] in text
 
 
+def test_the_study_screen_shows_each_members_job_and_opens_its_log(both):
+    import asyncio
+
+    from tests.test_tui import wait_for
+    from workbench.tui.app import WorkbenchApp
+    from workbench.tui.log_screen import LogScreen
+    from workbench.tui.study_screen import StudyScreen
+
+    root, _, _, _ = both
+    app = WorkbenchApp(root / "runs", [root])
+    rows = json.loads(wb("study", "status", "viaslurm", "--json", cwd=root).stdout)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.press("t")
+            screen = app.screen
+            assert isinstance(screen, StudyScreen)
+            screen.current = "viaslurm"
+            screen.action_refresh()
+            await wait_for(pilot, lambda: (screen.doc or {}).get("study") == "viaslurm")
+            table = screen.query_one("#members")
+            cells = [str(c) for c in table.get_row_at(0)]
+            assert rows[0]["job_id"] in cells and "COMPLETED" in cells, cells
+            table.focus()
+            await pilot.press("l")
+            assert isinstance(app.screen, LogScreen)
+            log = app.screen
+            assert log.path == Path(rows[0]["log"])
+            await wait_for(pilot, lambda: any("JobEnvironment(job_id=" in ln for ln in log.lines))
+
+    asyncio.run(scenario())
+
+
 def cut_study(root: Path, name: str) -> Path:
     write_preset(
         root / f"{name}.toml",
@@ -292,3 +325,46 @@ def test_a_two_process_member_follows_the_one_process_loss_curve(tmp_path):
     one = train_local(tmp_path, "one", 1, sets=[*DDP_SETS, "train.seed=3"])
     assert_same_run(one, two)
     assert set(weights(one)) == set(weights(two))
+
+
+@pytest.mark.slow
+def test_a_member_at_its_time_limit_saves_on_sigusr2_and_is_requeued_to_the_end(tmp_path):
+    """--slurm-time 1 with the warning 50 s ahead: SIGUSR2 comes 10-40 s into each attempt
+    (SLURM checks time limits every 30 s or so); the member saves, submitit requeues the same
+    job with the member's resume, and the study ends with the weights of an uninterrupted run."""
+    tiny(tmp_path, epochs=6)
+    run = cut_study(tmp_path, "limit")
+    opts = ["--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "1"]
+    res = wb("study", "limit.toml", *opts, "--slurm-signal-delay", "50", cwd=tmp_path, timeout=1200)
+    assert res.returncode == 0, res.stderr
+    job = json.loads((tmp_path / "runs" / "limit" / ".study" / "jobs.json").read_text())["a__s0"]
+    started = [e for e in events(run) if e["type"] == "run_started"]
+    assert len(started) >= 2 and all(e["resumed"] for e in started[1:]), started
+    finished = [e for e in events(run) if e["type"] == "run_finished"]
+    assert [e["status"] for e in finished[:-1]] == ["interrupted"] * (len(finished) - 1)
+    assert finished[-1]["status"] == "finished"
+    log = Path(job["stderr"]).read_text()
+    assert "Caught signal SIGUSR2" in log and "Requeued job" in log
+    acct = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "--duplicates", "-o", "JobID,State", "-j", job["job_id"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.split()
+    assert any(line.endswith("|REQUEUED") for line in acct), acct  # the same job id, requeued
+    assert acct[-1].endswith("|COMPLETED"), acct
+    ref = wb(
+        *("run", "tiny.toml", "--headless", "--name", "ref", "--set", "train.seed=0"),
+        cwd=tmp_path,
+        OMP_NUM_THREADS="1",
+    )
+    assert ref.returncode == 0, ref.stderr
+    a = model_weights(run / "last.safetensors")
+    b = model_weights(tmp_path / "runs" / "ref" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    capture(
+        "time-limit.txt",
+        f"job {job['job_id']}: {len(started)} attempts (sacct: {' '.join(acct)}); "
+        f"stopped at steps {[e['step'] for e in finished[:-1]]}; final weights bit-identical "
+        "to an uninterrupted local run\n",
+    )
