@@ -285,6 +285,36 @@ def test_scancel_saves_the_member_and_the_next_study_resumes_it_exactly(tmp_path
     )
 
 
+
+def test_study_cancel_lets_the_running_member_save_and_drops_the_pending_one(tmp_path):
+    tiny(tmp_path, epochs=4)
+    write_preset(
+        tmp_path / "s.toml",
+        'name = "stop"\nseeds = [0, 1]\nsuite = "quick"\nsamples = 32\n'
+        '[[arm]]\nname = "a"\npreset = "tiny.toml"\n',
+    )
+    cmd = [sys.executable, "-m", "workbench", "study", "s.toml", *SLURM, "--slurm-array-limit", "1"]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = tmp_path / "runs" / "stop" / "a__s0"
+    wait_for_steps(first / "events.jsonl", 2, proc)
+    res = wb("study", "cancel", "stop", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0 and "1 pending" in res.stderr and "1 running" in res.stderr, res.stderr
+    assert "killed" not in res.stderr  # the running member saved before its job ended
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    last = events(first)[-1]
+    assert last["type"] == "run_finished" and last["status"] == "interrupted"
+    assert (first / "last.safetensors").is_file()
+    assert not (tmp_path / "runs" / "stop" / "a__s1").exists()  # never started
+    rows = json.loads(wb("study", "status", "stop", "--json", cwd=tmp_path).stdout)
+    assert [(r["status"], r["job_state"]) for r in rows] == [
+        ("interrupted", "COMPLETED"),  # it saved and its job ended by itself
+        ("pending", "CANCELLED"),
+    ], rows
+
+
 def test_a_member_that_fails_keeps_its_reason_from_the_job_log(tmp_path):
     tiny(tmp_path)
     write_preset(
