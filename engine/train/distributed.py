@@ -1,7 +1,9 @@
 """Data-parallel training over processes (torch.distributed DDP), one GPU per process.
 
 A run is distributed when it is started by `torchrun` (or `workbench run
---nproc N`, which sets the same environment): `WORLD_SIZE` > 1. The contract:
+--nproc N`, which sets the same environment), or as one task of a multi-task
+SLURM step (`srun -n N`, whose variables engine/train/slurm_world.py
+translates): `WORLD_SIZE` > 1. The contract:
 
 * `data.batch_size` stays the *global* batch. Every rank draws the same epoch
   permutation and augmentation plan (seeded by seed and epoch), slices the
