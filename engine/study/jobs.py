@@ -43,6 +43,9 @@ from engine.records.run_request import RunRequest
 from engine.records.runs import LAUNCH_LOG, LAUNCH_PID, run_info
 
 SAVE_WAIT_S = 300.0  # how long `checkpoint` waits for the child to save after SIGUSR2
+# a stop, not a failure: `workbench run` saved and exited 130, or a signal ended the process
+# after its run had ended or while it evaluated (an evaluation keeps its progress per batch)
+STOPPED = {130, -signal.SIGTERM, -signal.SIGINT, -signal.SIGUSR2}
 
 
 @dataclass
@@ -114,13 +117,13 @@ class MemberJob:
             if self.ranks > 1 and self.rank() > 0:
                 return {"member": self.name, "rank": self.rank(), "exit": code}
             if code != 0:
-                status = "interrupted" if code == 130 else "failed"
+                status = "interrupted" if code in STOPPED else "failed"
                 return self._record(stage="run", exit=code, status=status, reason=last)
         elif self.ranks > 1 and self.rank() > 0:
             return {"member": self.name, "rank": self.rank(), "exit": 0}
         code, last = self._stage("eval", self.eval_argv)
         if code != 0:
-            status = "interrupted" if code in (130, -signal.SIGUSR2) else "failed"
+            status = "interrupted" if code in STOPPED else "failed"
             return self._record(stage="eval", exit=code, status=status, reason=last)
         return self._record(stage="eval", exit=0, status="done", reason="")
 
