@@ -220,7 +220,7 @@ def wait_for_steps(events_file: Path, n: int, proc: subprocess.Popen, timeout: f
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         lines = events_file.read_text().splitlines() if events_file.exists() else []
-        if sum(1 for ln in lines if ln.startswith('{"type": "step"')) >= n:
+        if sum(1 for ln in lines if ln.startswith('{"type":"step",')) >= n:
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
