@@ -360,13 +360,13 @@ def test_a_two_process_member_follows_the_one_process_loss_curve(tmp_path):
 
 @pytest.mark.slow
 def test_a_member_at_its_time_limit_saves_on_sigusr2_and_is_requeued_to_the_end(tmp_path):
-    """--slurm-time 1 with the warning 50 s ahead: SIGUSR2 comes 10-40 s into each attempt
+    """--slurm-time 2 with the warning 60 s ahead: SIGUSR2 comes 60-90 s into each attempt
     (SLURM checks time limits every 30 s or so); the member saves, submitit requeues the same
     job with the member's resume, and the study ends with the weights of an uninterrupted run."""
-    tiny(tmp_path, epochs=6)
+    tiny(tmp_path, epochs=12)
     run = cut_study(tmp_path, "limit")
-    opts = ["--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "1"]
-    res = wb("study", "limit.toml", *opts, "--slurm-signal-delay", "50", cwd=tmp_path, timeout=1200)
+    opts = ["--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "2"]
+    res = wb("study", "limit.toml", *opts, "--slurm-signal-delay", "60", cwd=tmp_path, timeout=1500)
     assert res.returncode == 0, res.stderr
     job = json.loads((tmp_path / "runs" / "limit" / ".study" / "jobs.json").read_text())["a__s0"]
     started = [e for e in events(run) if e["type"] == "run_started"]
