@@ -363,7 +363,7 @@ def test_a_member_at_its_time_limit_saves_on_sigusr2_and_is_requeued_to_the_end(
     """--slurm-time 2 with the warning 60 s ahead: SIGUSR2 comes 60-90 s into each attempt
     (SLURM checks time limits every 30 s or so); the member saves, submitit requeues the same
     job with the member's resume, and the study ends with the weights of an uninterrupted run."""
-    tiny(tmp_path, epochs=12)
+    tiny(tmp_path, epochs=100)  # 400 steps, longer than one attempt's 60-90 s
     run = cut_study(tmp_path, "limit")
     opts = ["--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "2"]
     res = wb("study", "limit.toml", *opts, "--slurm-signal-delay", "60", cwd=tmp_path, timeout=1500)
