@@ -375,7 +375,7 @@ def test_a_member_at_its_time_limit_saves_on_sigusr2_and_is_requeued_to_the_end(
     assert [e["status"] for e in finished[:-1]] == ["interrupted"] * (len(finished) - 1)
     assert finished[-1]["status"] == "finished"
     log = Path(job["stderr"]).read_text()
-    assert "Caught signal SIGUSR2" in log and "Requeued job" in log
+    assert "Caught signal SIGUSR2" in log  # submitit's handler: checkpoint, then requeue
     acct = subprocess.run(
         ["sacct", "-n", "-P", "-X", "--duplicates", "-o", "JobID,State", "-j", job["job_id"]],
         capture_output=True,
