@@ -53,3 +53,10 @@ def report(doc: dict[str, Any]) -> None:
         out.print(plot, highlight=False, markup=False)
     for g in study_grid_plot(doc):
         out.print(g, highlight=False, markup=False)
+
+
+def status(study: str, rows: list[dict[str, Any]]) -> None:
+    """`workbench study status NAME`: one line per member (logs whole, never cut)."""
+    cells = [tuple(escape(c) for c in views.study_status_row(r)) for r in rows]
+    title = f"study {study}: members and their SLURM jobs"
+    out.print(table(title, views.STUDY_STATUS_COLUMNS, cells))

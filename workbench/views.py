@@ -333,3 +333,21 @@ def study_member_row(r: dict[str, Any]) -> tuple[str, ...]:
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     epoch = "fixed" if r.get("seed", 0) is None else f"{r['epoch']}/{r['epochs']}"
     return (r["name"], num(r.get("robust"), 1), status, epoch)
+
+
+STUDY_STATUS_COLUMNS = ("member", "status", "job", "SLURM state", "node", "elapsed", "job log")
+
+
+def study_status_row(r: dict[str, Any]) -> tuple[str, ...]:
+    """One member beside its job (engine/study/cluster.py): its state on disk, the scheduler's."""
+    state = r["job_state"] + (f" ({r['wait_reason']})" if r.get("wait_reason") else "")
+    status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
+    return (
+        r["name"],
+        status,
+        r["job_id"] or "-",
+        state or "-",
+        r["node"] or "-",
+        r["elapsed"] or "-",
+        r["log"] or "-",
+    )

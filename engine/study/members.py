@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,8 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
     if m.fixed:
         return _fixed_state(m, d, suite, recorded)
     if not d.is_dir() or not (d / "events.jsonl").exists():
-        if is_placeholder(d) and recorded.get("status") == FAILED:
+        placeholder = is_placeholder(d) or (not d.exists() and recorded.get("stage") == "job")
+        if placeholder and recorded.get("status") == FAILED:
             return MemberState(m, FAILED, d, reason=recorded.get("reason", ""))
         live = d.is_dir() and is_locked(d)
         return MemberState(m, RUNNING if live else PENDING, d)
@@ -164,6 +166,8 @@ def member_state(runs_dir: Path, study: str, suite: str, m: Member) -> MemberSta
             st.status, st.reason = FAILED, recorded.get("reason", "evaluation failed")
     else:  # interrupted, or stale (the writer died)
         st.status = INTERRUPTED
+        if recorded.get("stage") == "job":  # its job died: say how, the next study resumes it
+            st.reason = recorded.get("reason", "")
     return st
 
 
@@ -180,6 +184,23 @@ def _fixed_state(m: Member, d: Path, suite: str, recorded: dict[str, Any]) -> Me
     elif busy:
         st.status = RUNNING
     return st
+
+
+def record_job_end(
+    runs_dir: Path, study: str, m: Member, job_id: str, status: str, reason: str
+) -> None:
+    """What a job that ended without a word from the member says (state, its log's last line)."""
+    doc = {
+        "member": m.name,
+        "time": time.time(),
+        "stage": "job",
+        "job_id": job_id,
+        "status": status,
+        "reason": reason,
+    }
+    path = result_path(runs_dir, study, m)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(doc, indent=1).encode())
 
 
 def alive(run_dir: Path) -> bool:

@@ -1,7 +1,9 @@
 """Data-parallel training over processes (torch.distributed DDP), one GPU per process.
 
 A run is distributed when it is started by `torchrun` (or `workbench run
---nproc N`, which sets the same environment): `WORLD_SIZE` > 1. The contract:
+--nproc N`, which sets the same environment), or as one task of a multi-task
+SLURM step (`srun -n N`, whose variables engine/train/slurm_world.py
+translates): `WORLD_SIZE` > 1. The contract:
 
 * `data.batch_size` stays the *global* batch. Every rank draws the same epoch
   permutation and augmentation plan (seeded by seed and epoch), slices the
@@ -41,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.spec.config import DistributedConfig
 from engine.spec.errors import WorkbenchError
+from engine.train import slurm_world
 
 TIMEOUT = datetime.timedelta(hours=2)  # rank 0 evaluates alone while the others wait
 
@@ -70,7 +73,10 @@ SINGLE = World()
 
 
 def env_world() -> World:
-    """The world torchrun describes in the environment (SINGLE when it does not)."""
+    """The world torchrun (or a multi-task SLURM step) describes in the environment (SINGLE
+    when it does not). SLURM's variables are translated into torchrun's in `os.environ`,
+    where `init_process_group` reads MASTER_ADDR and MASTER_PORT."""
+    os.environ.update(slurm_world.from_slurm(os.environ))
     try:
         size = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))

@@ -71,7 +71,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("w", "export", "Write CSV"),
     ],
     "gallery": [BACK, ("z", "zoom", "Full size / half size")],
-    "study": [BACK, ("r", "refresh", "Refresh")],
+    "study": [BACK, ("r", "refresh", "Refresh"), ("l", "job_log", "Job log")],
     "trash": [BACK, ("u", "restore", "Restore"), ("d", "purge", "Delete for good")],
     "log": [BACK, ("slash", "search", "Search")],
     "launch": [("escape", "cancel", "Cancel"), ("ctrl+s", "start", "Start")],

@@ -1,4 +1,5 @@
-"""A run's output.log: wrapped, searchable (`/` narrows to matching lines), refreshed live."""
+"""A run's output.log (or a study member's SLURM job log): wrapped, searchable (`/` narrows
+to matching lines), refreshed live."""
 
 from __future__ import annotations
 
@@ -33,10 +34,14 @@ class LogScreen(Screen):
     KEYMAP = "log"
     BINDINGS = keys(KEYMAP)
 
-    def __init__(self, run_dir: Path, why: str = "") -> None:
+    def __init__(
+        self, run_dir: Path, why: str = "", path: Path | None = None, extra: Path | None = None
+    ) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.why = why
+        self.path = path or run_dir / LAUNCH_LOG  # another log than the run's own (a job's)
+        self.extra = extra  # a second file shown after the first (a job's stderr)
         self.lines: list[str] = []
         self.query_text = ""
 
@@ -48,22 +53,27 @@ class LogScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.title = f"{self.run_dir.name}: output.log"
+        self.title = f"{self.run_dir.name}: {self.path.name}"
         self.query_one("#log-view").focus()
         self._load()
         self.set_interval(2.0, self._load)
 
     @work(thread=True, exclusive=True, group="log")
     def _load(self) -> None:
-        lines = read_tail(self.run_dir / LAUNCH_LOG)
-        missing = not (self.run_dir / LAUNCH_LOG).is_file()
+        lines = read_tail(self.path)
+        if self.extra is not None and self.extra.is_file():
+            lines += [f"--- {self.extra.name}", *read_tail(self.extra)]
+        missing = not self.path.is_file()
         self.app.call_from_thread(self._show, lines, missing)
 
     def _show(self, lines: list[str], missing: bool = False) -> None:
         if missing:  # say why it is empty rather than show an empty page
-            self.query_one("#log-about", Label).update(
+            why = (
                 f"no {LAUNCH_LOG}: only runs started from this app keep their output here"
+                if self.path.name == LAUNCH_LOG
+                else f"no {self.path} yet (the job has not started)"
             )
+            self.query_one("#log-about", Label).update(escape(why))
             return
         if lines == self.lines and not self._dirty:
             return

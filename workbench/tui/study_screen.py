@@ -2,7 +2,10 @@
 
 The report is the engine's (engine/study/report.py), rebuilt in a worker
 thread every few seconds from the members' folders, so the table and the
-plot update as members finish; the screen only lays it out.
+plot update as members finish; the screen only lays it out. A study run on
+SLURM also shows each member's job (id, the scheduler's state, node, elapsed
+time: engine/study/cluster.py, as `workbench study status`), and `l` opens
+the highlighted member's job log.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from textual_plotext import PlotextPlot
 from engine.study import members as ms
 from engine.study.report import pair_line
 from workbench.tui.keys import keys
+from workbench.tui.log_screen import LogScreen
 from workbench.views import (
     STUDY_GROUP_COLUMNS,
     STUDY_MEMBER_COLUMNS,
@@ -30,6 +34,7 @@ from workbench.views import (
 )
 
 REFRESH_S = 3.0
+JOB_COLUMNS = ("job", "SLURM state", "node", "elapsed")
 
 
 def studies(runs_dir: Path) -> list[str]:
@@ -41,12 +46,22 @@ def studies(runs_dir: Path) -> list[str]:
 
 
 def load_report(runs_dir: Path, name: str) -> dict[str, Any]:
-    """The study's report from its members' folders now (the engine does the statistics)."""
+    """The study's report from its members' folders now (the engine does the statistics),
+    its member rows joined with their SLURM jobs when it ran on SLURM."""
+    from engine.study import cluster
     from engine.study.report import report
 
     spec, members = ms.load_resolved(runs_dir, name)
-    doc, _ = report(spec, members, runs_dir)
+    doc, states = report(spec, members, runs_dir)
+    if cluster.load_jobs(runs_dir, name):
+        jobs = {r["name"]: r for r in cluster.status_rows(runs_dir, name, states)}
+        for row in doc["members"]:
+            job = jobs.get(row["name"], {})
+            row.update({k: job.get(k, "") for k in JOB_KEYS})
     return doc
+
+
+JOB_KEYS = ("job_id", "job_state", "node", "elapsed", "log", "err_log")
 
 
 class StudyScreen(Screen):
@@ -76,7 +91,7 @@ class StudyScreen(Screen):
     def on_mount(self) -> None:
         self.title = "Studies"
         self.query_one("#studies", DataTable).add_columns("study")
-        self.query_one("#members", DataTable).add_columns(*STUDY_MEMBER_COLUMNS)
+        self.query_one("#members", DataTable).add_columns(*STUDY_MEMBER_COLUMNS, *JOB_COLUMNS)
         self.query_one("#groups", DataTable).add_columns(*STUDY_GROUP_COLUMNS)
         names = studies(self.app.runs_dir)
         table = self.query_one("#studies", DataTable)
@@ -95,6 +110,25 @@ class StudyScreen(Screen):
         if event.data_table.id == "studies" and event.row_key.value != self.current:
             self.current = event.row_key.value
             self.action_refresh()
+
+    def action_job_log(self) -> None:
+        """The highlighted member's SLURM job log (stdout, then stderr where SLURM says why)."""
+        table = self.query_one("#members", DataTable)
+        if self.doc is None or not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        row = next((r for r in self.doc["members"] if r["name"] == key), None)
+        if row is None or not row.get("log"):
+            self.notify("no SLURM job recorded for this member (run locally?)", severity="warning")
+            return
+        self.app.push_screen(
+            LogScreen(
+                Path(row["run_dir"]),
+                f"job {row['job_id']}",
+                path=Path(row["log"]),
+                extra=Path(row["err_log"]) if row.get("err_log") else None,
+            )
+        )
 
     def action_refresh(self) -> None:
         if self.current:
@@ -127,7 +161,8 @@ class StudyScreen(Screen):
         members.clear()
         for r in rows:
             name, robust, status, epoch = study_member_row(r)
-            members.add_row(name, robust, escape(status[:60]), epoch)
+            job = [escape(r.get(k) or "-") for k in ("job_id", "job_state", "node", "elapsed")]
+            members.add_row(name, robust, escape(status[:60]), epoch, *job, key=name)
         groups = self.query_one("#groups", DataTable)
         groups.clear()
         for g in doc["groups"]:
