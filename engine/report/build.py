@@ -388,7 +388,7 @@ def summary_markdown(rep: Report, embed: str | None, formats: tuple[str, ...]) -
     for i, (name, (_, caption)) in enumerate(rep.figures.items(), start=1):
         files = ", ".join(f"[{f}]({name}.{f})" for f in formats)
         if embed:
-            lines.append(f"![Figure {i}: {caption}]({name}.{embed})")
+            lines.append(f"![Figure {i}: {name}]({name}.{embed})")
             lines.append("")
         lines += [f"*Figure {i}.* {caption} ({files})", ""]
     if rep.table is not None and rep.table.rows:

@@ -88,6 +88,9 @@ def accuracy_figure(data: RunData, palette: style.Palette) -> Any:
                 lw=0,
                 gid=f"{which}_acc_band",
             )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy (%)")
     ax.legend(loc="best")

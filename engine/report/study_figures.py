@@ -46,17 +46,8 @@ def arms_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
                 gid=f"{g['label']} seeds",
             )
             err = [[s["mean"] - s["low"]], [s["high"] - s["mean"]]] if _ok(s["low"]) else None
-            ax.errorbar(
-                s["mean"],
-                y,
-                xerr=err,
-                fmt="D",
-                ms=3.5,
-                color=colour,
-                capsize=2,
-                lw=1,
-                gid=g["label"],
-            )
+            bars = ax.errorbar(s["mean"], y, xerr=err, fmt="D", ms=3.5, color=colour, capsize=2)
+            bars.lines[0].set_gid(g["label"])  # the mean's marker (gid= would tag the caps too)
         ax.set_title(f"{title} (%)")
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(ys, [g["label"] for g in groups])
@@ -142,17 +133,8 @@ def paired_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
             gid=f"{p['a']} - {p['b']} seeds",
         )
         err = [[p["mean"] - p["low"]], [p["high"] - p["mean"]]] if _ok(p["low"]) else None
-        ax.errorbar(
-            p["mean"],
-            y,
-            xerr=err,
-            fmt="D",
-            ms=3.5,
-            color=colour,
-            capsize=2,
-            lw=1,
-            gid=f"{p['a']} - {p['b']}",
-        )
+        bars = ax.errorbar(p["mean"], y, xerr=err, fmt="D", ms=3.5, color=colour, capsize=2)
+        bars.lines[0].set_gid(f"{p['a']} - {p['b']}")
     ax.axvline(0, color="#000000", lw=0.6)
     ax.set_yticks(ys, [f"{p['a']} - {p['b']}" for p in pairs])
     ax.set_xlabel("robust difference (points), 95% t over seeds")
