@@ -17,7 +17,6 @@ from engine.report.build import load_report, make_report
 from engine.study import report as rp
 from tests.report_fixtures import (
     COLUMNS,
-    SPE,
     eval_doc,
     fake_run,
     study_rows,
