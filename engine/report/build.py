@@ -412,6 +412,11 @@ def make_report(
     with style.styled():
         rep = load_report(target, runs_dir)
         try:
+            if (latex or markdown) and (rep.table is None or not rep.table.rows):
+                raise WorkbenchError(
+                    f"report {target}: --latex/--markdown: no evaluated table to write "
+                    "(evaluate the checkpoint first: workbench eval RUN/best.safetensors)"
+                )
             for name, (fig, _) in rep.figures.items():
                 for fmt in formats:
                     blobs[f"{name}.{fmt}"] = style.render(fig, fmt)
@@ -421,12 +426,7 @@ def make_report(
     dest = check_out(out if out is not None else rep.default_out)
     embed = next((f for f in ("png", "svg") if f in formats), None)
     blobs["report.md"] = summary_markdown(rep, embed, formats).encode()
-    if latex or markdown:
-        if rep.table is None or not rep.table.rows:
-            raise WorkbenchError(
-                f"report {target}: --latex/--markdown: no evaluated table to write (evaluate the "
-                "run's checkpoint first: workbench eval RUN/best.safetensors)"
-            )
+    if rep.table is not None and rep.table.rows:
         label = style.slug(rep.name)
         if latex:
             blobs["table.tex"] = tables.latex(rep.table, label).encode()

@@ -104,18 +104,21 @@ def scalars(events: list[dict[str, Any]]) -> list[Scalar]:
     return [s for e in events for s in stream.feed(e)]
 
 
-def hparams(config: dict[str, Any]) -> dict[str, bool | int | float | str]:
+def hparams(config: dict[str, Any]) -> dict[str, int | float | str]:
     """A resolved config flattened for TensorBoard's HParams: "method.lambda" -> 0.1.
 
-    Lists and other values become their text; `description` is left out (it is prose).
+    Booleans become "true"/"false", lists and other values their text; `description` is left
+    out (it is prose).
     """
-    out: dict[str, bool | int | float | str] = {}
+    out: dict[str, int | float | str] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, bool | int | float | str):
+        elif isinstance(value, bool):  # torch's hparams() would store a bool as 1.0
+            out[prefix] = "true" if value else "false"
+        elif isinstance(value, int | float | str):
             out[prefix] = value
         elif value is not None:
             out[prefix] = str(value)
