@@ -404,15 +404,20 @@ def make_report(
     formats: tuple[str, ...] = ("png",),
     latex: bool = False,
     markdown: bool = False,
+    require_table: bool = True,
 ) -> Written:
-    """Read, draw and render everything, then write it all into one folder; return what."""
+    """Read, draw and render everything, then write it all into one folder; return what.
+
+    `require_table=False` (the app's key) writes the tables when there is one and leaves
+    them out quietly otherwise; the CLI's `--latex` on a target with none is an error."""
     if out is not None:
         check_out(out)
     blobs: dict[str, bytes] = {}
     with style.styled():
         rep = load_report(target, runs_dir)
         try:
-            if (latex or markdown) and (rep.table is None or not rep.table.rows):
+            no_table = rep.table is None or not rep.table.rows
+            if (latex or markdown) and no_table and require_table:
                 raise WorkbenchError(
                     f"report {target}: --latex/--markdown: no evaluated table to write "
                     "(evaluate the checkpoint first: workbench eval RUN/best.safetensors)"
