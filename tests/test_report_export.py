@@ -183,3 +183,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monke
         assert code == 2, (argv, err)
         assert len(err.strip().splitlines()) == 1 and words in err, (argv, err)
         assert files_under(tmp_path) == before, argv
+
+
+def test_p_on_a_run_writes_its_report_and_says_where(tmp_path, monkeypatch):
+    import asyncio
+
+    from tests.conftest import wait_for
+    from workbench.tui.app import WorkbenchApp
+    from workbench.tui.run_screen import RunScreen
+
+    fake_run(tmp_path / "runs", damaged=False)
+    monkeypatch.chdir(tmp_path)
+    app = WorkbenchApp(Path("runs"), [])
+    said: list[str] = []
+
+    async def scenario() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.action_attach(Path("runs/fake"))
+            await wait_for(pilot, lambda: isinstance(app.screen, RunScreen))
+            screen = app.screen
+            monkeypatch.setattr(screen, "notify", lambda text, **kw: said.append(str(text)))
+            await pilot.press("p")
+            await wait_for(pilot, lambda: any("report written" in s for s in said), timeout=120)
+
+    asyncio.run(scenario())
+    out = tmp_path / "runs" / "fake" / "report"
+    assert said[-1] == f"report written to {Path('runs/fake/report')}/ (report.md, 4 figures)"
+    assert {"report.md", "loss.png", "l_foo-clean-vs-adversarial.png"} <= {
+        f.name for f in out.iterdir()
+    }
