@@ -329,6 +329,9 @@ def study_report(kind: str, path: Path) -> Report:
         )
     from engine.study.report import pair_line
 
+    states = [str(m.get("status")) for m in doc.get("members") or []]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    rep.text.append(f"Study {name}: {len(states)} members ({counts}); suite {doc.get('suite')}.")
     rep.text.extend(pair_line(p) for p in doc["pairs"])
     rep.table = study_table(doc, name)
     return rep
@@ -418,9 +421,12 @@ def make_report(
         try:
             no_table = rep.table is None or not rep.table.rows
             if (latex or markdown) and no_table and require_table:
+                hint = {
+                    "study": "no member is evaluated yet",
+                    "run": f"first: workbench eval {rep.default_out.parent}/best.safetensors",
+                }.get(rep.kind, "a sweep has no table of attacks")
                 raise WorkbenchError(
-                    f"report {target}: --latex/--markdown: no evaluated table to write "
-                    "(evaluate the checkpoint first: workbench eval RUN/best.safetensors)"
+                    f"report {target}: --latex/--markdown: no table to write ({hint})"
                 )
             for name, (fig, _) in rep.figures.items():
                 for fmt in formats:
