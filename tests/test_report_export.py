@@ -167,7 +167,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monke
         (["report", str(run), "--out", str(tmp_path / "afile")], "is a file"),
         (["report", str(run), "--format", "png,gif"], "unsupported gif"),
         (["report", str(tmp_path / "bad.json")], "table.clean"),
-        (["report", str(run), "--latex"], "no evaluated table"),
+        (["report", str(run), "--latex"], "no table to write"),
         (["report", "fake", "--runs-dir", str(tmp_path / "afile")], "is a file"),
         (
             ["export", "nope", "--csv", str(tmp_path / "x.csv"), "--runs-dir", str(runs)],
