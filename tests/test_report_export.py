@@ -161,12 +161,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, monke
     (tmp_path / "afile").write_text("x")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "bad.json").write_text('{"kind": "suite", "table": {"clean": "high"}}')
+    study = '{"kind": "study_report", "groups": [{"label": 1, "evaluated": 2}], "pairs": []}'
+    (tmp_path / "study.json").write_text(study)
     cases = [
         (["report", "nope", "--runs-dir", str(runs)], "no such run"),
         (["report", str(tmp_path / "afile")], "not a run folder"),
         (["report", str(run), "--out", str(tmp_path / "afile")], "is a file"),
         (["report", str(run), "--format", "png,gif"], "unsupported gif"),
         (["report", str(tmp_path / "bad.json")], "table.clean"),
+        (["report", str(tmp_path / "study.json")], "not a study report"),
         (["report", str(run), "--latex"], "no table to write"),
         (["report", "fake", "--runs-dir", str(tmp_path / "afile")], "is a file"),
         (

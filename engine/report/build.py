@@ -172,17 +172,23 @@ def newest_sweep(eval_dir: Path, checkpoint: Path) -> tuple[dict[str, Any], Path
     """The newest per-checkpoint sweep (`sweep` writes one into the checkpoint's eval/)."""
     if not eval_dir.is_dir():
         return None
-    mine = checkpoint.resolve()
+    mine = _place(checkpoint)
     for f in sorted(eval_dir.glob("sweep-*.json"), reverse=True):
         if f.name.endswith("-combined.json"):
             continue
         try:
             doc = _json(f)
-            if Path(str(doc.get("checkpoint"))).resolve() == mine:
+            if _place(Path(str(doc.get("checkpoint")))) == mine:
                 return check_sweep(doc, f), f
         except WorkbenchError:
             continue  # a damaged sweep is skipped: the report draws what it can
     return None
+
+
+def _place(p: Path) -> tuple[str, ...]:
+    """A checkpoint as its eval folder knows it, wherever the command ran (paths saved in
+    evaluations may be relative to another folder): `best.safetensors`, `checkpoints/epoch-3...`."""
+    return (p.parent.name, p.name) if p.parent.name == "checkpoints" else (p.name,)
 
 
 def _add_evaluation(rep: Report, doc: dict[str, Any], path: Path, label: str) -> None:
@@ -377,7 +383,12 @@ def load_report(target: str, runs_dir: Path) -> Report:
         return evaluation_report(path)
     if kind == "sweep":
         return sweep_report(path)
-    return study_report(kind, path)
+    if kind == "study":
+        return study_report(kind, path)
+    try:  # a study report given as a file: anything in it may be wrong
+        return study_report(kind, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise WorkbenchError(f"{path}: not a study report the workbench wrote ({exc!r})") from None
 
 
 # ---------------------------------------------------------------- writing
