@@ -51,6 +51,7 @@ def arms_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
         ax.set_title(f"{title} (%)")
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(ys, [g["label"] for g in groups])
+    axes[0].set_ylim(-0.6, len(groups) - 0.4)  # half a row of room above and below
     return fig
 
 
@@ -137,6 +138,7 @@ def paired_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
         bars.lines[0].set_gid(f"{p['a']} - {p['b']}")
     ax.axvline(0, color="#000000", lw=0.6)
     ax.set_yticks(ys, [f"{p['a']} - {p['b']}" for p in pairs])
+    ax.set_ylim(-0.6, len(pairs) - 0.4)
     ax.set_xlabel("robust difference (points), 95% t over seeds")
     ax.grid(axis="y", visible=False)
     return fig
