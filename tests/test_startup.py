@@ -18,8 +18,9 @@ from engine.records.checkpoint_header import FORMAT, REQUIRED_META
 from tests.conftest import cli_env
 
 # what made `workbench inspect` take over a second: torch, scipy (the study report's
-# statistics), numpy under both, the config's pydantic models, textual (the app)
-HEAVY = ("torch", "scipy", "numpy", "engine.spec.config", "textual")
+# statistics), numpy under both, the config's pydantic models, textual (the app); and
+# matplotlib and tensorboard, which only `workbench report` and `export` need
+HEAVY = ("torch", "scipy", "numpy", "engine.spec.config", "textual", "matplotlib", "tensorboard")
 
 
 def loaded_after(code: str, cwd: Path) -> list[str]:
@@ -71,7 +72,8 @@ def test_help_loads_no_heavy_library(tmp_path):
     code = (
         "import contextlib, io\n"
         "from workbench.cli import app\n"
-        "for argv in (['--help'], ['diff', '--help'], ['study', '--help']):\n"
+        "for argv in (['--help'], ['diff', '--help'], ['study', '--help'], ['report', '--help'],"
+        " ['export', '--help']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
         "        assert app(argv, standalone_mode=False) == 0\n"
         "    assert 'Usage' in out.getvalue()"

@@ -24,7 +24,15 @@ from engine.records.run_diff import differing, run_config
 from engine.records.runs import check_runs_dir, list_runs, listed_run_dir
 from engine.spec.errors import WorkbenchError
 from engine.spec.registry import DEFENSES
-from workbench import card_cmd, checkpoint_views, model_cmd, printing, study_cmd, views
+from workbench import (
+    card_cmd,
+    checkpoint_views,
+    model_cmd,
+    printing,
+    report_cmd,
+    study_cmd,
+    views,
+)
 from workbench.cli_polish import print_version
 from workbench.model_cmd import (
     DatasetOpt,
@@ -496,6 +504,8 @@ def presets() -> None:
 app.command("study")(study_cmd.study)
 app.command("card")(card_cmd.card)
 app.command("import")(model_cmd.import_)
+app.command("report")(report_cmd.report)
+app.command("export")(report_cmd.export)
 
 
 def main() -> None:

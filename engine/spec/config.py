@@ -244,6 +244,12 @@ class CheckpointConfig(Section):
     keep: int = Field(3, ge=1)
 
 
+class LogConfig(Section):
+    """Where a run's scalars go besides `events.jsonl` (engine/report/trackers.py)."""
+
+    tensorboard: bool = False  # also write TensorBoard event files into the run folder, live
+
+
 class PresetConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     description: str = ""
@@ -259,6 +265,7 @@ class PresetConfig(Section):
     perf: PerfConfig = Field(default_factory=PerfConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with TOML-friendly keys (aliases such as `lambda`), no None values."""

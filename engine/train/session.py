@@ -96,15 +96,22 @@ def run(
         else:
             run_dir = create_run_dir(req.runs_dir, run_dir.name)
             lock = RunLock(run_dir).acquire()
-        writer = None
+        writer = sink = None
         try:
             atomic_write_bytes(run_dir / "config.toml", trainer.cfg.to_toml().encode())
             writer = trainer.writer = EventWriter(run_dir / "events.jsonl")
             writer.listeners.extend(listeners or [])
+            if trainer.cfg.log.tensorboard:  # live TensorBoard files beside the events
+                from engine.report.trackers import TensorBoardSink
+
+                sink = TensorBoardSink(run_dir)
+                writer.listeners.append(sink)
             return _train(trainer, around_training)
         finally:
             if writer is not None:
                 writer.close()
+            if sink is not None:
+                sink.close()
             lock.release()
     finally:
         distributed.shutdown()

@@ -45,6 +45,7 @@ from workbench.checkpoint_views import (
 )
 from workbench.tui.filter_box import FilterBox
 from workbench.tui.keys import keys
+from workbench.tui.report_key import write_report
 from workbench.views import (
     EVALUATION_COLUMNS,
     SAVED_EVALUATION_COLUMNS,
@@ -180,6 +181,19 @@ class InspectScreen(Screen):
 
     def action_gallery(self) -> None:
         self.app.action_gallery(self.path)
+
+    def action_report(self) -> None:
+        """The evaluation under the cursor in the Evaluations tab, else the newest one."""
+        table = self.query_one("#evals", DataTable)
+        file = None
+        if table.row_count and table.display:
+            file = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        saved = getattr(self, "_saved", [])
+        file = file or (saved[0][0] if saved else None)
+        if file is None:
+            self.notify("no saved evaluation of this checkpoint yet", severity="warning")
+            return
+        write_report(self, Path(str(file)))
 
     def action_saved_adv(self) -> None:
         """The gallery of the newest evaluation of this checkpoint saved with --save-adv."""

@@ -14,7 +14,8 @@ BACK = ("q", "app.back", "Back")  # q (and escape) go back one screen everywhere
 # keys that work but stay out of the footer, so it is never cut: ? and the palette list them
 HIDDEN = {"tab", "shift+tab", "x", "t", "f1", "escape", "slash", "ctrl+q", "r"}
 HIDDEN |= {"l", "R", "d", "u", "v", "f2", "o", "T"}  # the run lifecycle on Home
-HIDDEN_ON = {"home": {"g"}, "inspect": {"G"}}  # per screen, so footers fit 80 columns
+# per screen, so footers fit 80 columns
+HIDDEN_ON = {"home": {"g"}, "inspect": {"G", "p"}, "run": {"p"}}
 
 KEYS: dict[str, list[tuple[str, str, str]]] = {
     "app": [
@@ -54,6 +55,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("m", "toggle_ema", "EMA smoothing"),
         ("i", "inspect", "Inspect best"),
         ("z", "maximise", "Zoom plot"),
+        ("p", "report", "Write the run's report (figures, tables)"),
     ],
     "inspect": [
         BACK,
@@ -63,6 +65,7 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("G", "saved_adv", "Gallery of the saved adversarial examples (eval --save-adv)"),
         ("x", "cancel_eval", "Cancel evaluation"),
         ("slash", "filter", "Filter evaluations"),
+        ("p", "report", "Write the selected evaluation's report (figures, tables)"),
     ],
     "compare": [
         BACK,
@@ -71,7 +74,12 @@ KEYS: dict[str, list[tuple[str, str, str]]] = {
         ("w", "export", "Write CSV"),
     ],
     "gallery": [BACK, ("z", "zoom", "Full size / half size")],
-    "study": [BACK, ("r", "refresh", "Refresh"), ("l", "job_log", "Job log")],
+    "study": [
+        BACK,
+        ("r", "refresh", "Refresh"),
+        ("l", "job_log", "Job log"),
+        ("p", "report", "Write report"),
+    ],
     "trash": [BACK, ("u", "restore", "Restore"), ("d", "purge", "Delete for good")],
     "log": [BACK, ("slash", "search", "Search")],
     "launch": [("escape", "cancel", "Cancel"), ("ctrl+s", "start", "Start")],

@@ -22,6 +22,7 @@ from workbench.tui.charts import Entry, LegendPlot, draw, last_finite
 from workbench.tui.keys import keys
 from workbench.tui.launcher import last_output, launch_state, live_status
 from workbench.tui.log_screen import LogScreen
+from workbench.tui.report_key import write_report
 from workbench.tui.series import (
     RunSeries,
     downsample,
@@ -266,6 +267,9 @@ class RunScreen(Screen):
 
     def action_log(self) -> None:
         self.app.push_screen(LogScreen(self.run_dir))
+
+    def action_report(self) -> None:
+        write_report(self, self.run_dir)
 
     def action_inspect(self) -> None:
         best = self.run_dir / "best.safetensors"

@@ -25,6 +25,7 @@ from engine.study import members as ms
 from engine.study.report import pair_line
 from workbench.tui.keys import keys
 from workbench.tui.log_screen import LogScreen
+from workbench.tui.report_key import write_report
 from workbench.views import (
     STUDY_GROUP_COLUMNS,
     STUDY_MEMBER_COLUMNS,
@@ -133,6 +134,12 @@ class StudyScreen(Screen):
     def action_refresh(self) -> None:
         if self.current:
             self._load(self.current)
+
+    def action_report(self) -> None:
+        if self.current:
+            write_report(self, self.app.runs_dir / self.current)
+        else:
+            self.notify("no study selected", severity="warning")
 
     @work(thread=True, exclusive=True, group="study")
     def _load(self, name: str) -> None:
