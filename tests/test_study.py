@@ -376,3 +376,24 @@ def test_the_study_screen_shows_members_report_and_plot(done):
             assert not isinstance(app.screen, StudyScreen)
 
     asyncio.run(scenario())
+
+
+def test_a_study_that_names_a_suite_file_finds_its_members_evaluations(tmp_path, monkeypatch):
+    """An evaluation records its suite's own name; a study may give the suite as a file."""
+    from engine.study import members as ms
+
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "suites" / "mine.toml"
+    suite.parent.mkdir()
+    suite.write_text('name = "four-columns"\n[[attack]]\nname = "FGSM"\nkind = "fgsm"\n')
+    run = tmp_path / "m"
+    (run / "eval").mkdir(parents=True)
+    (run / "best.safetensors").write_bytes(b"")
+    doc = {"kind": "suite", "suite": "four-columns", "suite_file": "suites/mine.toml",
+           "checkpoint": str(run / "best.safetensors"), "per_example": {"clean": [1]}}  # fmt: skip
+    (run / "eval" / "four-columns-1.json").write_text(json.dumps(doc))
+    assert ms.evaluation_of(run, "suites/mine.toml") == run / "eval" / "four-columns-1.json"
+    assert ms.evaluation_of(run, str(suite)) is not None  # the same file, absolute
+    other = tmp_path / "suites" / "other.toml"
+    other.write_text('name = "other"\n[[attack]]\nname = "FGSM"\nkind = "fgsm"\n')
+    assert ms.evaluation_of(run, str(other)) is None and ms.evaluation_of(run, "quick") is None

@@ -26,6 +26,7 @@ from engine.records.runs import (
     is_placeholder,
     run_info,
 )
+from engine.spec import catalog
 from engine.spec.errors import WorkbenchError
 from engine.study.spec import Member, StudySpec
 
@@ -77,6 +78,20 @@ def evaluation_of(run_dir: Path, suite: str) -> Path | None:
     return found
 
 
+def _same_suite(doc: dict[str, Any], suite: str) -> bool:
+    """Whether an evaluation ran the study's suite: by its name, or, for a study that names a
+    suite file, by that file (an evaluation records the suite's own name and its file)."""
+    if doc.get("suite") == suite:
+        return True
+    saved = doc.get("suite_file")
+    if not isinstance(saved, str) or "\0" in saved:
+        return False
+    try:
+        return Path(saved).resolve() == catalog.resolve_suite(suite).resolve()
+    except (WorkbenchError, OSError):
+        return False
+
+
 def _evaluation_of(run_dir: Path, suite: str, files: list[Path]) -> Path | None:
     best = (run_dir / "best.safetensors").resolve()
     found = []
@@ -88,7 +103,7 @@ def _evaluation_of(run_dir: Path, suite: str, files: list[Path]) -> Path | None:
         if (
             isinstance(doc, dict)
             and doc.get("kind", "suite") == "suite"
-            and doc.get("suite") == suite
+            and _same_suite(doc, suite)
             and isinstance(doc.get("checkpoint"), str)
             and "\0" not in doc["checkpoint"]
             and Path(doc["checkpoint"]).resolve() == best
