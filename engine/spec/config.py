@@ -206,7 +206,8 @@ class ScheduleConfig(Section):
     milestones: list[int] = Field(default_factory=list)
     gamma: PosReal = 0.1
     convention: Literal["paper", "torch"] = "paper"
-    peak: Annotated[float, BeforeValidator(parse_fraction), Field(gt=0.0, lt=1.0)] = 0.5  # cyclic: where the rate is highest (run fraction)
+    # cyclic: where the rate is highest, as a fraction of the run
+    peak: Annotated[float, BeforeValidator(parse_fraction), Field(gt=0.0, lt=1.0)] = 0.5
 
 
 class TrainConfig(Section):
@@ -249,7 +250,7 @@ class EvalConfig(Section):
 
 
 def parse_every(value: Any) -> Any:
-    """"epoch" or a positive whole number of steps, checked before the union (one clear line)."""
+    """ "epoch" or a positive whole number of steps, checked before the union (one clear line)."""
     if value == "epoch":
         return value
     if isinstance(value, str) and value.strip().isdigit():

@@ -349,20 +349,29 @@ class Trainer:
         )
         if action == "stop":
             g.state.stopped = True
-            w.emit("warning", message=f"{what}; stopped (best.safetensors kept; {good.name} "
-                   f"holds step {check.best_step}'s weights)")
+            w.emit(
+                "warning",
+                message=f"{what}; stopped (best.safetensors kept; {good.name} "
+                f"holds step {check.best_step}'s weights)",
+            )
             return True
         distributed.barrier(self.world)  # rank 0 has written guard.safetensors
         ckpt.unpack_model(self.model, ckpt.load_tensors(good), str(good))
         if action == "restore":
             g.state.stopped = True
-            w.emit("warning", message=f"{what}; restored step {check.best_step}'s weights "
-                   f"({good.name}) and stopped")
+            w.emit(
+                "warning",
+                message=f"{what}; restored step {check.best_step}'s weights "
+                f"({good.name}) and stopped",
+            )
             return True
         new = self.method.scale_step(g.cfg.factor)
         g.state.step_scale *= g.cfg.factor
-        w.emit("warning", message=f"{what}; restored step {check.best_step}'s weights and "
-               f"lowered method.step to {new:g} (x eps); training on")
+        w.emit(
+            "warning",
+            message=f"{what}; restored step {check.best_step}'s weights and "
+            f"lowered method.step to {new:g} (x eps); training on",
+        )
         return False
 
     def _set_lr(self, epochs_done: float) -> float:
