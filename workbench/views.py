@@ -326,3 +326,13 @@ def study_member_row(r: dict[str, Any]) -> tuple[str, ...]:
     """One member: its robust (worst case) test accuracy, status (with the reason), epoch."""
     status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
     return (r["name"], num(r.get("robust"), 1), status, f"{r['epoch']}/{r['epochs']}")
+
+
+def guard_line(e: dict[str, Any]) -> str:
+    """One `guard` event as the log and the headless view print it."""
+    fired = "; FIRED" if e.get("fired") else ""
+    return (
+        f"guard at step {e.get('step')}: {e.get('attack', 'PGD')} {num(e.get('acc'))}% "
+        f"{interval(e.get('interval'))} (best {num(e.get('best_acc'))}% at step "
+        f"{e.get('best_step', '-')}){fired}"
+    )
