@@ -91,7 +91,7 @@ def time_to_target(
     perf: dict[str, Any] = {}
     warnings: list[str] = []
     guard: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train_s = 0.0
 
     def listen(e: dict[str, Any]) -> None:
@@ -109,6 +109,8 @@ def time_to_target(
             {
                 "epoch": e["epoch"],
                 "wall_s": round(time.perf_counter() - t0, 2),
+                # CPU seconds of this process (all its threads): what other jobs cannot inflate
+                "cpu_s": round(time.process_time() - c0, 2),
                 "train_s": round(train_s, 2),
                 "val_clean": e["clean_acc"],
                 "val_pgd20": e["robust_acc"],
@@ -138,6 +140,7 @@ def time_to_target(
         "reached": hit is not None,
         "epoch": hit["epoch"] if hit else None,
         "wall_s": hit["wall_s"] if hit else None,
+        "cpu_s": hit["cpu_s"] if hit else None,
         "train_s": hit["train_s"] if hit else None,
         "history": epochs,
         "wall_total_s": round(wall_total, 1),
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             trace = ", ".join(f"{h['epoch']}:{h['val_pgd20']:.1f}" for h in r["history"])
             when = (
-                f"epoch {r['epoch']}, {r['wall_s']:.0f} s wall ({r['train_s']:.0f} s training)"
+                f"epoch {r['epoch']}, {r['wall_s']:.0f} s wall ({r['train_s']:.0f} s training, "
+                f"{r['cpu_s']:.0f} CPU s)"
                 if r["reached"]
                 else f"not reached in {r['epochs_max']} epochs"
             )
