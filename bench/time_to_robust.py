@@ -16,7 +16,8 @@ a run that never reaches the target within the preset's epochs says so.
 With `--full` every run trains all its preset's epochs (the time to the target
 is still the first epoch that reached it) and then its checkpoint selected on
 validation (`best.safetensors`) is evaluated with the `paper` suite on the
-test split (`--test-samples` digits; 0: all 1,000), sanity checks included, so
+test split (`--test-samples` digits; 0: all 1,000), sanity checks included unless
+`--skip-sanity` (the worst case is the same; the checks cost time), so
 that "faster" never hides "less robust": the report gives the suite's worst
 case with n and its 95% Wilson interval, its seconds, and what the run's
 catastrophic-overfitting guard did (fast_at's preset has it on).
@@ -58,7 +59,7 @@ from engine.data import load_dataset
 from engine.eval import WORST
 from engine.eval.evaluate import evaluate_checkpoint
 from engine.records.events import EventWriter
-from engine.spec.catalog import resolve_preset
+from engine.spec.catalog import resolve_preset, resolve_suite
 from engine.spec.preset_files import load_preset
 from engine.train.trainer import Trainer
 
@@ -66,7 +67,13 @@ SIDES = {"on": "auto", "off": "off"}  # fast path -> perf.amp
 
 
 def time_to_target(
-    preset: str, amp: str, target: float, seed: int, full: bool = False, test_samples: int = 0
+    preset: str,
+    amp: str,
+    target: float,
+    seed: int,
+    full: bool = False,
+    test_samples: int = 0,
+    sanity: bool = True,
 ) -> dict[str, Any]:
     """Train `preset` until validation PGD-20 >= target (percent); the epochs and when.
 
@@ -126,7 +133,9 @@ def time_to_target(
         outcome = Trainer(cfg, data, run_dir, writer, torch.device("cpu"), stop).run()
         writer.close()
         wall_total = time.perf_counter() - t0
-        paper = paper_suite(run_dir / "best.safetensors", test_samples, seed) if full else None
+        paper = (
+            paper_suite(run_dir / "best.safetensors", test_samples, seed, sanity) if full else None
+        )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     if outcome.status == "failed":
@@ -153,10 +162,21 @@ def time_to_target(
     }
 
 
-def paper_suite(best: Path, samples: int, seed: int) -> dict[str, Any]:
-    """The `paper` suite's worst case (n, 95% Wilson) of the selected checkpoint on test."""
+def paper_suite(best: Path, samples: int, seed: int, sanity: bool = True) -> dict[str, Any]:
+    """The `paper` suite's worst case (n, 95% Wilson) of the selected checkpoint on test.
+
+    Without `sanity` the suite's sanity runs are left out (its columns and worst case
+    are the same; the runs only check them).
+    """
+    suite = "paper"
+    if not sanity:
+        text = resolve_suite("paper").read_text(encoding="utf-8")
+        off = text.replace("[sanity]\nenabled = true", "[sanity]\nenabled = false")
+        assert off != text, "the paper suite's [sanity] block moved"
+        suite = str(best.parent / "paper-no-sanity.toml")
+        Path(suite).write_text(off, encoding="utf-8")
     t = time.perf_counter()
-    doc = evaluate_checkpoint(best, "paper", samples=samples, device="cpu", seed=seed)
+    doc = evaluate_checkpoint(best, suite, samples=samples, device="cpu", seed=seed)
     return {
         "n": doc["n"],
         "worst_case": doc["table"][WORST],
@@ -164,6 +184,7 @@ def paper_suite(best: Path, samples: int, seed: int) -> dict[str, Any]:
         "clean": doc["table"]["clean"],
         "clean_interval": doc["intervals"]["clean"],
         "seconds": round(time.perf_counter() - t, 1),
+        "sanity": sanity,
         "table": doc["table"],
     }
 
@@ -180,6 +201,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--test-samples", type=int, default=0, help="--full: test digits, paper suite (0: all)"
+    )
+    p.add_argument(
+        "--skip-sanity",
+        action="store_true",
+        help="--full: leave the suite's sanity runs out (same worst case, less time)",
     )
     add_common_args(p)
     return p.parse_args(argv)
@@ -203,7 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     for preset in args.presets.split(","):
         for side in args.sides.split(","):
             r = time_to_target(
-                preset, SIDES[side], args.target, args.seed, args.full, args.test_samples
+                preset,
+                SIDES[side],
+                args.target,
+                args.seed,
+                args.full,
+                args.test_samples,
+                not args.skip_sanity,
             )
             r["fast_path"] = side
             results.append(r)
