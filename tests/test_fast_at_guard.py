@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from torch import nn
 
 from engine import checkpoint_io as ckpt
@@ -21,6 +24,7 @@ from engine.train.methods.base import build_method
 from engine.train.schedule import lr_at
 from tests.conftest import TINY_PRESET, wb, write_preset
 from tests.test_trainer import make
+from workbench.headless import RunView, final_table
 
 
 def linear_model() -> nn.Module:
@@ -182,3 +186,21 @@ def test_guard_events_make_a_curve_and_bad_ones_are_damage():
     assert state.guard_fired["step"] == 21
     assert problem({"type": "guard", "time": 1.0, "step": 3, "acc": 150}) is not None
     assert problem({"type": "guard", "time": 1.0, "step": 3, "acc": None}) is not None
+
+
+def test_the_headless_view_prints_the_guard_and_what_it_kept(tmp_path):
+    console = Console(file=io.StringIO(), width=200)
+    view = RunView(console)
+    check = {"step": 58, "epochs": 2.0, "acc": 12.5, "n": 256, "interval": [8.9, 17.2]}
+    check |= {"best_acc": 61.0, "best_step": 29, "fired": True, "attack": "PGD-10 on 256"}
+    view.on_event({"type": "guard", "time": 1.0, **check})
+    printed = console.file.getvalue()
+    assert "guard at step 58: PGD-10 on 256 12.50% [8.9, 17.2] (best 61.00% at step 29)" in printed
+    guard = {"attack": "PGD-10 on 256", "action": "stop", "best_acc": 61.0, "best_step": 29}
+    guard["fired"] = [{**check, "action": "stop"}]
+    outcome = SimpleNamespace(status="finished", run_dir=tmp_path, final={"guard": guard})
+    out = Console(file=io.StringIO(), width=200)
+    out.print(final_table(outcome, {}, {"name": "r"}))
+    text = out.file.getvalue()
+    assert "guard (PGD-10 on 256), best" in text and "61.00% (step 29)" in text
+    assert "guard fired at step 58" in text and "best.safetensors kept" in text
