@@ -207,13 +207,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="--full: leave the suite's sanity runs out (same worst case, less time)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: every CPU this process may use); 1 on a machine other jobs load",
+    )
     add_common_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(cpu_count())
+    threads = args.threads or cpu_count()
+    torch.set_num_threads(threads)
     pinned = pin_malloc() if args.pin_malloc else False
     out = sys.stderr if args.json else sys.stdout
 
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log(
         f"time to validation PGD-20 >= {args.target:g}% on mnist-5k (400 validation digits), "
-        f"cpu, {cpu_count()} threads, torch {torch.__version__}, "
+        f"cpu, {threads} threads, torch {torch.__version__}, "
         f"malloc {'pinned' if pinned else 'adaptive'}"
     )
     results = []
