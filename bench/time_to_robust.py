@@ -74,6 +74,7 @@ def time_to_target(
     full: bool = False,
     test_samples: int = 0,
     sanity: bool = True,
+    sets: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train `preset` until validation PGD-20 >= target (percent); the epochs and when.
 
@@ -89,6 +90,7 @@ def time_to_target(
             "eval.suite=quick",
             "train.device=cpu",
             f"train.seed={seed}",
+            *(sets or []),
         ],
     )
     data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
@@ -143,6 +145,7 @@ def time_to_target(
     hit = next((r for r in epochs if r["val_pgd20"] >= target), None)
     return {
         "preset": preset,
+        "sets": sets or [],
         "amp": perf.get("amp"),
         "amp_requested": amp,
         "epochs_max": cfg.train.epochs,
@@ -208,6 +211,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--full: leave the suite's sanity runs out (same worst case, less time)",
     )
     p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an override for every preset, as `workbench run --set` (repeatable)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=0,
@@ -243,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.full,
                 args.test_samples,
                 not args.skip_sanity,
+                args.set,
             )
             r["fast_path"] = side
             results.append(r)
