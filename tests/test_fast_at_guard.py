@@ -128,6 +128,7 @@ def test_a_collapse_fires_the_guard_and_its_best_weights_are_kept_bit_exactly(
     good = seen[2]  # the weights the third (best) check measured
     kept = model_tensors(run / "guard.safetensors")
     assert kept.keys() == good.keys() and all(torch.equal(kept[k], good[k]) for k in good)
+    assert json.loads(ckpt.load(run / "guard.safetensors")[1]["guard"])["step"] == 3
     last = model_tensors(run / "last.safetensors")
     restored = all(torch.equal(last[k], good[k]) for k in good)
     assert restored == (action == "restore")  # "stop" leaves the model as training left it

@@ -335,6 +335,8 @@ class Trainer:
         good = self.run_dir / "guard.safetensors"
         if check.improved and self.world.is_main:
             meta = self._meta("weights", self.state.metrics())
+            if s.step_in_epoch >= len(self.train_loader):  # checked at an epoch's end
+                meta["epoch"] = str(s.epoch + 1)  # epochs completed by these weights
             meta["guard"] = json.dumps({"step": check.step, "acc": check.acc, "n": check.n})
             ckpt.save(good, ckpt.pack_model(self.model), meta)
         if not check.fired:
