@@ -242,6 +242,7 @@ BUILT_IN = [  # (method table, other settings it needs): every loss part must be
     ({"name": "standard"}, {}),
     ({"name": "madry"}, {}),
     ({"name": "madry", "clean_weight": 0.5}, {}),
+    ({"name": "fast_at", "step": 1.25}, {}),
     ({"name": "trades", "beta": 2.0}, {}),
     ({"name": "atblr"}, {"model": {"arch": "lenet", "head": "gaussian"}}),
     ({"name": "apinet"}, {"defense": {"name": "apinet", "steps": 1}}),

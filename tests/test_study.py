@@ -257,9 +257,10 @@ def test_fixed_model_arms_are_evaluated_once_as_they_are(done):
     imported (no training); each is one member, no seed; they pair once."""
     root, _ = done
     write_preset(root / "f.toml", FIXED.format(here=Path(__file__).resolve()))
-    res = wb("study", "f.toml", "--jobs", "2", cwd=root)
+    # its own runs folder: the app's study screen opens the newest study of `runs`
+    res = wb("study", "f.toml", "--jobs", "2", "--runs-dir", "runs-fixed", cwd=root)
     assert res.returncode == 0, res.stderr
-    study = root / "runs" / "fixed"
+    study = root / "runs-fixed" / "fixed"
     assert sorted(p.name for p in study.iterdir() if not p.name.startswith(".")) == [
         "foreign",
         "ours",
@@ -274,7 +275,8 @@ def test_fixed_model_arms_are_evaluated_once_as_they_are(done):
         return json.loads(path.read_text())["per_example"]
 
     assert outcomes(study / "ours") == outcomes(original.parent)
-    doc = json.loads(wb("study", "report", "fixed", "--json", cwd=root).stdout)
+    report = ("study", "report", "fixed", "--runs-dir", "runs-fixed")
+    doc = json.loads(wb(*report, "--json", cwd=root).stdout)
     assert [(g["label"], g["fixed"], g["evaluated"]) for g in doc["groups"]] == [
         ("ours", True, 1),
         ("foreign", True, 1),
@@ -287,7 +289,7 @@ def test_fixed_model_arms_are_evaluated_once_as_they_are(done):
 
     meta = read_header(study / "foreign" / "best.safetensors")[1]
     assert json.loads(meta["external"])["factory"].endswith("test_study.py:make_linear")
-    assert "fixed" in wb("study", "report", "fixed", cwd=root).stdout
+    assert "fixed" in wb(*report, cwd=root).stdout
 
 
 def test_a_fixed_model_pairs_with_every_seed_of_a_trained_arm():

@@ -26,7 +26,7 @@ from engine.records.run_state import RunState
 from engine.spec.panels import Panels
 from engine.train import session
 from engine.train.trainer import Outcome
-from workbench.views import accuracy, duration, num, short, threat
+from workbench.views import accuracy, duration, guard_line, interval, num, short, threat
 
 
 class RunView:
@@ -60,6 +60,8 @@ class RunView:
                     f"robust {num(e.get('robust_acc'))}%  epoch means: {parts}  "
                     f"({num(e.get('seconds'), 1)} s)"
                 )
+            elif t == "guard" and self.plain:
+                self.console.print(guard_line(e), highlight=False)
             elif t == "warning":
                 self.warnings.append(e.get("message", ""))
                 self.console.print(f"[yellow]warning:[/] {e.get('message', '')}")
@@ -107,7 +109,10 @@ class RunView:
             if e
             else "first epoch in progress"
         )
-        return Group(head, bars, parts, last)
+        if not st.guard_last:
+            return Group(head, bars, parts, last)
+        # the overfitting guard's newest check beside the validation numbers (engine/train/guard.py)
+        return Group(head, bars, parts, last, Text(guard_line(st.guard_last)))
 
 
 def follow(console: Console, view: RunView) -> Live | None:
@@ -152,6 +157,10 @@ def final_table(
         )
     else:
         table.add_row("test", "not measured (the run did not finish)")
+    guard = outcome.final.get("guard")
+    if isinstance(guard, dict):
+        for what, value in guard_rows(guard):
+            table.add_row(what, value)
     for series in panels.own() if panels else ():
         if series.key in last_parts:
             table.add_row(f"{series.name}, last log window", num(last_parts[series.key], 4))
@@ -160,6 +169,28 @@ def final_table(
         if (run_dir / name).exists():
             table.add_row(name.split(".")[0] + " checkpoint", str(run_dir / name))
     return table
+
+
+def guard_rows(guard: dict[str, Any]) -> list[tuple[str, str]]:
+    """The final table's lines about the overfitting guard: its best check, and each firing
+    with what the run did and kept."""
+    attack = guard.get("attack", "PGD")
+    best = f"{num(guard.get('best_acc'))}% (step {guard.get('best_step', '-')})"
+    rows = [(f"guard ({attack}), best", best)]
+    action = guard.get("action")
+    kept = {
+        "stop": "stopped; best.safetensors kept, guard.safetensors = its best step",
+        "restore": "restored guard.safetensors (its best step) and stopped",
+        "lower_step": "restored its best step's weights, lowered the step",
+    }.get(str(action), str(action))
+    for f in guard.get("fired") or []:
+        rows.append(
+            (
+                f"guard fired at step {f.get('step', '-')}",
+                f"{num(f.get('acc'))}% {interval(f.get('interval'))}: {kept}",
+            )
+        )
+    return rows
 
 
 def reading(outcome: Any, cfg: dict[str, Any]) -> list[str]:

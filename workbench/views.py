@@ -351,3 +351,13 @@ def study_status_row(r: dict[str, Any]) -> tuple[str, ...]:
         r["elapsed"] or "-",
         r["log"] or "-",
     )
+
+
+def guard_line(e: dict[str, Any]) -> str:
+    """One `guard` event as the log and the headless view print it."""
+    fired = "; FIRED" if e.get("fired") else ""
+    return (
+        f"guard at step {e.get('step')}: {e.get('attack', 'PGD')} {num(e.get('acc'))}% "
+        f"{interval(e.get('interval'))} (best {num(e.get('best_acc'))}% at step "
+        f"{e.get('best_step', '-')}){fired}"
+    )

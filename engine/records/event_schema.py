@@ -48,6 +48,11 @@ def percent(v: Any) -> str | None:
     return "a percentage from 0 to 100, or null"
 
 
+def measured(v: Any) -> str | None:
+    """An accuracy that was measured: a percentage, never null."""
+    return "a percentage from 0 to 100" if v is None else percent(v)
+
+
 def interval(v: Any) -> str | None:
     if v is None or (
         isinstance(v, list) and len(v) == 2 and all(percent(b) is None and b is not None for b in v)
@@ -158,6 +163,18 @@ SCHEMA: dict[str, dict[str, tuple[Check, bool]]] = {
         "warnings": (count, False),
     },
     "warning": {"message": (text, False)},
+    "guard": {
+        "step": (count, True),
+        "epochs": (finite, False),
+        "acc": (measured, True),
+        "n": (count, False),
+        "interval": (interval, False),
+        "best_acc": (percent, False),
+        "best_step": (count, False),
+        "improved": (flag, False),
+        "fired": (flag, False),
+        "attack": (text, False),
+    },
     "phase": {"phase": (text, True), "epoch": (count, False)},
     "run_finished": {
         "status": (one_of("finished", "interrupted"), False),
@@ -166,6 +183,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, bool]]] = {
         "best_robust_acc": (percent, False),
         "last": (obj, False),
         "test": (lambda v: None if v is None else obj(v), False),
+        "guard": (obj, False),
     },
     "run_failed": {"error": (text, False), "log": (text, False)},
 }

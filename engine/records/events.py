@@ -32,6 +32,7 @@ EVENT_TYPES = (
     "eval_result",
     "warning",
     "phase",  # what the run is doing between steps: evaluating, testing
+    "guard",  # a check of the catastrophic-overfitting guard (engine/train/guard.py)
     "run_finished",
     "run_failed",
 )

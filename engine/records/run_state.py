@@ -38,6 +38,11 @@ class RunState:
     epochs: list[int] = field(default_factory=list)
     clean_acc: list[float | None] = field(default_factory=list)
     robust_acc: list[float | None] = field(default_factory=list)
+    # the catastrophic-overfitting guard's checks (`guard` events): x in epochs trained
+    guard_x: list[float] = field(default_factory=list)
+    guard_acc: list[float] = field(default_factory=list)
+    guard_last: dict[str, Any] = field(default_factory=dict)  # the latest guard event
+    guard_fired: dict[str, Any] = field(default_factory=dict)  # the latest that fired
     error: str = ""
     damage: list[str] = field(default_factory=list)  # what could not be applied, and where
     test: dict[str, Any] | None = None  # run_finished's final test of the selected checkpoint
@@ -98,6 +103,13 @@ class RunState:
             clean = _number(e.get("clean_acc"))
             if clean is not None:
                 self.last_clean_acc, self.last_clean_interval = clean, e.get("clean_interval")
+        elif t == "guard":
+            self.guard_last = e
+            x = e.get("epochs")
+            self.guard_x.append(float(x) if isinstance(x, int | float) else float(self.epoch))
+            self.guard_acc.append(float(e["acc"]))
+            if e.get("fired"):
+                self.guard_fired = e
         elif t == "run_finished":
             self.status = e.get("status", "finished")
             self.phase = "done"

@@ -123,6 +123,9 @@ class MethodSection(Section):
             if f.key not in keys:
                 raise TypeError(f"{cls.__name__}.panels: form field {f.key!r} is not a key of it")
 
+    # whether the method's adversary step can be scaled (the guard's action "lower_step")
+    scalable_step: ClassVar[bool] = False
+
     def requirement(self, cfg: PresetConfig) -> tuple[str, str] | None:
         """A setting elsewhere in the preset this method needs: (dotted key, message), or None."""
         return None
@@ -192,12 +195,19 @@ class ScheduleConfig(Section):
     (`if epoch >= m`); with "torch" it is the number of epochs completed
     before the decay, as `torch.optim.lr_scheduler.MultiStepLR` counts, which
     decays one epoch later for the same numbers.
+
+    `cyclic` is the one-cycle triangle of Wong, Rice & Kolter (ICLR 2020): per
+    iteration from 0 up to `optim.lr` at the fraction `peak` of the run, then
+    down to 0 at its end (their CIFAR-10 code peaks at the middle, 0.5; their
+    MNIST code at 2/5 of the epochs).
     """
 
-    kind: Literal["constant", "multistep", "cosine"] = "constant"
+    kind: Literal["constant", "multistep", "cosine", "cyclic"] = "constant"
     milestones: list[int] = Field(default_factory=list)
     gamma: PosReal = 0.1
     convention: Literal["paper", "torch"] = "paper"
+    # cyclic: where the rate is highest, as a fraction of the run
+    peak: Annotated[float, BeforeValidator(parse_fraction), Field(gt=0.0, lt=1.0)] = 0.5
 
 
 class TrainConfig(Section):
@@ -239,6 +249,43 @@ class EvalConfig(Section):
     restarts: int = Field(1, ge=1)
 
 
+def parse_every(value: Any) -> Any:
+    """ "epoch" or a positive whole number of steps, checked before the union (one clear line)."""
+    if value == "epoch":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError('must be >= 1 steps (or "epoch")')
+        return value
+    raise ValueError('expected "epoch" or a positive number of steps')
+
+
+class GuardConfig(Section):
+    """The catastrophic-overfitting guard (engine/train/guard.py), usable by every method.
+
+    Every `every` steps (or at each epoch's end) PGD-`steps` on a fixed subset of
+    the first `samples` training examples; when that robust accuracy falls more
+    than `drop` points below its best, the run emits a `warning` and does
+    `action`: "stop" ends the run (best.safetensors, selected on validation, is
+    kept; the weights of the guard's best check go to guard.safetensors),
+    "restore" also puts those weights back into the model before the run's last
+    checkpoints, "lower_step" puts them back, multiplies the method's step by
+    `factor` and trains on. Wong, Rice & Kolter (ICLR 2020) stop when PGD-5 on
+    one training batch falls 20 points below the previous epoch's.
+    """
+
+    enabled: bool = False
+    every: Annotated[int | Literal["epoch"], BeforeValidator(parse_every)] = "epoch"
+    samples: int = Field(256, ge=1, le=100_000)  # the first N examples of the training split
+    steps: int = Field(10, ge=1, le=1000)  # PGD steps
+    step: NonNegReal | None = None  # PGD step in the norm's units; None: 2.5 * eps / steps
+    drop: float = Field(20.0, gt=0.0, le=100.0)  # points below the guard's best that fire it
+    action: Literal["stop", "restore", "lower_step"] = "stop"
+    factor: float = Field(0.5, gt=0.0, lt=1.0)  # lower_step: the step is multiplied by this
+
+
 class CheckpointConfig(Section):
     every: int = Field(1, ge=1)
     keep: int = Field(3, ge=1)
@@ -266,6 +313,7 @@ class PresetConfig(Section):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with TOML-friendly keys (aliases such as `lambda`), no None values."""
@@ -420,6 +468,17 @@ def _cross_check(cfg: PresetConfig, origin: dict, source: str) -> None:
             raise ConfigError(
                 f"{where(key)}: key '{key}': given {value!r}, allowed: {registry.allowed()}"
             )
+    g = cfg.guard
+    if g.enabled and g.action == "lower_step" and not cfg.method.scalable_step:
+        raise ConfigError(
+            f"{where('guard.action')}: key 'guard.action': 'lower_step' needs a method with a "
+            f"step to lower (fast_at); {cfg.method.name!r} has none (use 'stop' or 'restore')"
+        )
+    if cap is not None and g.step is not None and g.step > cap:
+        raise ConfigError(
+            f"{where('guard.step')}: key 'guard.step': given {g.step:g}: Input should be less "
+            f"than or equal to {cap:g} (under attack.norm = {a.norm!r})"
+        )
     if cfg.schedule.kind == "multistep" and sorted(cfg.schedule.milestones) != list(
         cfg.schedule.milestones
     ):

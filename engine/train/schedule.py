@@ -19,6 +19,9 @@ def lr_at(cfg: PresetConfig, epoch_float: float) -> float:
         return base * s.gamma ** sum(1 for m in s.milestones if epoch >= m)
     if s.kind == "cosine":
         return base * 0.5 * (1.0 + math.cos(math.pi * epoch_float / cfg.train.epochs))
+    if s.kind == "cyclic":  # one triangle per run: 0 -> base at `peak` -> 0 (Wong et al. 2020)
+        t = min(max(epoch_float / cfg.train.epochs, 0.0), 1.0)
+        return base * (t / s.peak if t <= s.peak else (1.0 - t) / (1.0 - s.peak))
     return base
 
 

@@ -28,6 +28,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=dict)
     count: int = 0
+    guard: dict[str, Any] = field(default_factory=dict)  # the guard's GuardState (its JSON)
 
     def metrics(self) -> dict[str, Any]:
         """The `metrics` metadata of every checkpoint, and what a finished run reports."""
@@ -87,6 +88,7 @@ def load_full(
             p["history"],
             p["sums"],
             p["count"],
+            p.get("guard") or {},  # checkpoints from before the guard have none
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(

@@ -6,7 +6,10 @@ Per epoch: clean and robust accuracy on the validation split (carved from
 train, engine/splits.py) under the built-in suite `eval.suite`
 (engine/train/validation.py), `last` (resumable), `epoch-NNNN` (every N,
 keep K) and `best` (by validation robust accuracy) checkpoints. A finished run
-then measures its best checkpoint on the test split, once. A stop request (Ctrl-C,
+then measures its best checkpoint on the test split, once. With `[guard]` on,
+the catastrophic-overfitting guard (engine/train/guard.py) checks every N steps
+or epoch, keeps its best check's weights in `guard.safetensors`, and when it
+fires stops the run, restores those weights, or lowers the method's step. A stop request (Ctrl-C,
 SIGTERM) saves a resumable checkpoint at the current step; a NaN/inf stops the
 run with `run_failed` and leaves the last good checkpoint untouched.
 """
@@ -17,7 +20,7 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from engine.spec.errors import CheckpointError, TrainingDiverged, WorkbenchError
 from engine.splits import split
 from engine.train import distributed, perf
 from engine.train.distributed import SINGLE, World
+from engine.train.guard import Guard, GuardCheck, GuardState
 from engine.train.methods.base import build_method
 from engine.train.schedule import build_optimizer, lr_at
 from engine.train.state import TrainState, load_full, save_full
@@ -125,6 +129,11 @@ class Trainer:
             self.model, self.fast.model, world, device, bool(self.fast.info.get("compiled"))
         )
         distributed.rank_seed(cfg.train.seed, world)
+        self.guard = (
+            Guard(cfg, train_x, train_y, device, len(self.train_loader))
+            if cfg.guard.enabled
+            else None
+        )
         val_x, val_y = data.train_x[self.splits.val], data.train_y[self.splits.val]
         self.evaluation = SplitEvaluation(
             cfg, self.model, val_x, val_y, data.num_classes, device, split="val"
@@ -177,6 +186,8 @@ class Trainer:
         return meta
 
     def _save_full(self, path: Path) -> Path:
+        if self.guard is not None:
+            self.state.guard = self.guard.state.to_json()
         meta = self._meta("full", self.state.metrics())
         return save_full(path, self.model, self.optim, self.state, meta, self.device)
 
@@ -196,6 +207,10 @@ class Trainer:
                 "data.val_seed and data.dataset must stay as they were)"
             )
         self.state = load_full(path, self.model, self.optim, self.device, meta=meta)
+        if self.guard is not None:
+            self.guard.state = GuardState.from_json(self.state.guard)
+            if self.guard.state.step_scale != 1.0:  # an earlier "lower_step" stays lowered
+                self.method.scale_step(self.guard.state.step_scale)
         distributed.rank_seed(self.cfg.train.seed, self.world, self.state.global_step)
 
     def _prune(self) -> None:
@@ -262,7 +277,7 @@ class Trainer:
         for message in self.fast.warnings:
             w.emit("warning", message=message)
         try:
-            while s.epoch < cfg.train.epochs:
+            while s.epoch < cfg.train.epochs and not self.guard_stopped:
                 started = time.perf_counter()  # the epoch's seconds: training and evaluation
                 if self._train_epoch():
                     outcome = self._interrupted()
@@ -273,6 +288,8 @@ class Trainer:
             w.emit("run_failed", error=str(exc), epoch=s.epoch + 1, step=s.global_step)
             return Outcome("failed", self.run_dir, self.state.metrics(), str(exc))
         final = self.state.metrics()
+        if self.guard is not None:
+            final["guard"] = self.guard.summary()
         final["test"] = self.test_selected()
         w.emit("run_finished", status="finished", epoch=s.epoch, **final)
         distributed.barrier(self.world)
@@ -291,6 +308,72 @@ class Trainer:
             s.step_in_epoch = b + 1
             if self._log_due(last=b + 1 == n_batches) and self._log(window, b, lr):
                 return True
+            due = self.guard is not None and self.guard.due(s.global_step, b + 1 == n_batches)
+            if due and self._guard_check():  # training ends here: the epoch ends with it
+                if window.steps:
+                    self._log(window, b, lr)
+                return False
+        return False
+
+    @property
+    def guard_stopped(self) -> bool:
+        """Whether the guard fired and ended training (its action "stop" or "restore")."""
+        return self.guard is not None and self.guard.state.stopped
+
+    def _guard_check(self) -> bool:
+        """Check the guard now (rank 0 measures, every rank acts); True if training ends.
+
+        A new best writes its weights to guard.safetensors (the last good
+        checkpoint). A firing emits a `warning` and does `guard.action`.
+        """
+        g, s, w = self.guard, self.state, self.writer
+        assert g is not None
+        check = g.check(self.model, s.global_step) if self.world.is_main else None
+        check, g.state = distributed.broadcast((check, g.state), self.world)
+        assert isinstance(check, GuardCheck)
+        w.emit("guard", **asdict(check), attack=g.label)
+        good = self.run_dir / "guard.safetensors"
+        if check.improved and self.world.is_main:
+            meta = self._meta("weights", self.state.metrics())
+            if s.step_in_epoch >= len(self.train_loader):  # checked at an epoch's end
+                meta["epoch"] = str(s.epoch + 1)  # epochs completed by these weights
+            meta["guard"] = json.dumps({"step": check.step, "acc": check.acc, "n": check.n})
+            ckpt.save(good, ckpt.pack_model(self.model), meta)
+        if not check.fired:
+            return False
+        action = g.cfg.action
+        g.state.fired = [*(g.state.fired or []), {**asdict(check), "action": action}]
+        what = (
+            f"catastrophic overfitting: the guard's {g.label} fell to {check.acc:.1f}% "
+            f"[{check.interval[0]:.1f}, {check.interval[1]:.1f}] at step {check.step}, "
+            f"{check.best_acc - check.acc:.1f} points below its best {check.best_acc:.1f}% "
+            f"(step {check.best_step}; guard.drop {g.cfg.drop:g})"
+        )
+        if action == "stop":
+            g.state.stopped = True
+            w.emit(
+                "warning",
+                message=f"{what}; stopped (best.safetensors kept; {good.name} "
+                f"holds step {check.best_step}'s weights)",
+            )
+            return True
+        distributed.barrier(self.world)  # rank 0 has written guard.safetensors
+        ckpt.unpack_model(self.model, ckpt.load_tensors(good), str(good))
+        if action == "restore":
+            g.state.stopped = True
+            w.emit(
+                "warning",
+                message=f"{what}; restored step {check.best_step}'s weights "
+                f"({good.name}) and stopped",
+            )
+            return True
+        new = self.method.scale_step(g.cfg.factor)
+        g.state.step_scale *= g.cfg.factor
+        w.emit(
+            "warning",
+            message=f"{what}; restored step {check.best_step}'s weights and "
+            f"lowered method.step to {new:g} (x eps); training on",
+        )
         return False
 
     def _set_lr(self, epochs_done: float) -> float:
@@ -396,7 +479,7 @@ class Trainer:
         s.epoch += 1
         s.step_in_epoch = 0
         s.sums, s.count = {}, 0
-        final = s.epoch == cfg.train.epochs
+        final = s.epoch == cfg.train.epochs or self.guard_stopped
         measured: dict[str, Any] = {"clean_acc": None, "robust_acc": None}
         t_eval = time.perf_counter()
         if s.epoch % cfg.eval.every == 0 or final:
@@ -427,7 +510,12 @@ class Trainer:
             self._prune()
             self.writer.emit("checkpoint_saved", path=str(p), epoch=s.epoch, kind="epoch")
         no_best_yet = not (self.run_dir / "best.safetensors").exists()
-        if improved or (no_best_yet and final):
+        good = self.run_dir / "guard.safetensors"
+        if no_best_yet and self.guard_stopped and good.exists() and not improved:
+            # stopped before any validation best: the guard's last good weights are the selection
+            best = ckpt.save(self.run_dir / "best.safetensors", *ckpt.load(good))
+            self.writer.emit("checkpoint_saved", path=str(best), epoch=s.epoch, kind="best")
+        elif improved or (no_best_yet and final):
             best = ckpt.save(
                 self.run_dir / "best.safetensors",
                 ckpt.pack_model(self.model),

@@ -213,9 +213,14 @@ class RunScreen(Screen):
         xs = [float(e) for e in s.state.epochs]
         pairs = (("clean", s.state.clean_acc), ("robust", s.state.robust_acc))
         series = [(name, *finite(xs, ys), PALETTE[i]) for i, (name, ys) in enumerate(pairs)]
+        st = s.state
+        # the overfitting guard's checks, on the same epoch axis (engine/train/guard.py)
+        if st.guard_x:
+            series.append(("guard (train)", *finite(st.guard_x, st.guard_acc), PALETTE[2]))
         plot.entries = [Entry(name, colour, last_finite(ys)) for name, _, ys, colour in series]
-        title = "validation accuracy %"
-        draw(plt, title, series, True, plot.plot_rows(), plot.size.width)
+        title = "validation accuracy %" + (", guard on training data" if st.guard_x else "")
+        whole = all(float(x).is_integer() for x in st.guard_x)  # checks between epoch ends
+        draw(plt, title, series, whole, plot.plot_rows(), plot.size.width)
         plot.refresh()
 
     def _plot_simple(

@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.records.run_state import RunState
 from engine.spec.panels import Plot
-from workbench.views import interval, num, short
+from workbench.views import guard_line, interval, num, short
 
 
 def downsample(xs: list[float], ys: list[float], width: int) -> tuple[list[float], list[float]]:
@@ -106,6 +106,8 @@ class RunSeries:
             table = e.get("table") or {}
             cells = ", ".join(f"{k} {short(v)}%" for k, v in table.items())
             self.log.append(("cyan", f"eval {e.get('suite')}: {cells or 'no table'}"))
+        elif t == "guard":
+            self.log.append(("yellow" if e.get("fired") else "dim", guard_line(e)))
         elif t == "warning":
             self.log.append(("yellow", f"warning: {e.get('message', '')}"))
         elif t == "run_finished":
