@@ -82,6 +82,11 @@ class Ball:
     geometry: Geometry = field(repr=False)
     cache: Any = field(default=None, repr=False)  # the norm's precomputation (L-inf: corners)
 
+    def rows(self, index: torch.Tensor) -> Ball:
+        """The ball around some of the examples (a search that dropped the others); the norm's
+        precomputation is per example, so it is the same as this ball's rows."""
+        return self.threat.around(self.x[index])
+
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """z moved into the ball and the [0, 1] box (see the norm's file for how)."""
         return self.geometry.project(z, self.x, self.threat.eps, self.cache)

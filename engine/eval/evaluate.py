@@ -81,11 +81,19 @@ def evaluate_model(
     fail). `save_adv` keeps each example's worst-case adversarial input
     (engine/eval/adv_keep.py). `journal` saves the progress batch by batch and
     continues what it holds (engine/eval/journal.py); without one no file is
-    read or written.
+    read or written. PGD columns stop attacking an example once it is broken
+    (their `early_stop`), unless the classifier or a strategy's surrogate draws
+    random numbers (`model_checks.draws_random`).
     """
     classifier = model if defended is None else defended
     first = [model_checks.put_in_eval_mode(classifier)] if external else []
-    plan = plan_suite(cols, model, num_classes, seed, defended, source, strategies)
+    # a model that draws random numbers would draw less as searches drop broken examples
+    early_stop = not model_checks.draws_random(
+        [classifier, *(s.surrogate for s in strategies)], x[:4]
+    )
+    plan = plan_suite(
+        cols, model, num_classes, seed, defended, source, strategies, early_stop=early_stop
+    )
     if journal is not None and journal.batch_size is not None:
         bs = journal.batch_size  # a resumed evaluation keeps its batches (and so its draws)
     else:
@@ -124,6 +132,7 @@ def evaluate_model(
             prefix="" if defended is None else "BPDA ",
             journal=None if journal is None else journal.scope("sanity"),
             external=external,
+            early_stop=early_stop,
         )
         checks = extra + checks
     checks = first + checks
@@ -384,6 +393,7 @@ def suite_document(
         ),  # the threat model's; None if columns differ
         "step": evidence.common(ev.plan.params, "step"),
         "restarts": evidence.common(ev.plan.params, "restarts"),
+        "early_stop": evidence.common(ev.plan.params, "early_stop"),
         "seed": seed,
         "device": str(device),
         "batch_size": ev.batch_size,

@@ -184,6 +184,35 @@ def gradients_flow(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Check:
     )
 
 
+def draws_random(models: list[nn.Module], x: torch.Tensor) -> bool:
+    """Whether a forward of any of `models` (a classifier, an attack's surrogate) on `x` takes
+    numbers from torch's global generators.
+
+    An attack that drops broken examples from its batch (`early_stop`) draws
+    its random starts as before, but such a model would draw less as the
+    batch shrinks, moving every later draw; the evaluation then searches every
+    example to the last step. Run with the generators forked, with input
+    gradients on (an unrolled surrogate differentiates its input).
+    """
+    devices = [x.device] if x.device.type == "cuda" else []
+    for model in models:
+        with torch.random.fork_rng(devices=devices), eval_mode(model), torch.enable_grad():
+            before = _generators(x.device)
+            model(x.detach().clone().requires_grad_(True))
+            if not all(
+                torch.equal(a, b) for a, b in zip(before, _generators(x.device), strict=True)
+            ):
+                return True
+    return False
+
+
+def _generators(device: torch.device) -> list[torch.Tensor]:
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
 def model_checks(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, external: bool
 ) -> list[Check]:

@@ -4,6 +4,13 @@ Without a defence every white-box column attacks the model itself. With an
 inference-time defence each white-box column runs once per strategy the caller
 passes (engine/defenses/strategies.py), all judged by the full defence.
 Columns marked `source = "substitute"` are crafted on another model (black-box).
+
+A column may stop attacking an example once it is broken (`early_stop`, engine/
+attacks/pgd.py) only where the attack's own verdict on an iterate is the
+classifier's that judges the column: on the model itself, on the defence (BPDA)
+or with the defence scoring every iterate (adaptive). A transfer or black-box
+column crafts on another model, whose verdict is not the judge's, so it runs
+every example to its last step (its evidence says `early_stop: false`).
 """
 
 from __future__ import annotations
@@ -46,12 +53,16 @@ def plan_suite(
     defended: nn.Module | None = None,
     source: nn.Module | None = None,
     strategies: Sequence[Strategy] = (),
+    *,
+    early_stop: bool = True,
 ) -> Plan:
     """Turn resolved columns into entries.
 
     `defended` is the inference-time defence around `base` (None: no defence);
     with one, every white-box column marked `defended` runs once per strategy in
-    `strategies`, and the other white-box columns are left out.
+    `strategies`, and the other white-box columns are left out. `early_stop`
+    False runs every column to its last step whatever its own setting says (a
+    classifier that draws random numbers: see `evaluate_model`).
     """
     plan = Plan()
     for col in cols:
@@ -60,19 +71,27 @@ def plan_suite(
             target = "base" if defended is None else "defended (BPDA)"
             plan.entries[col.name] = spec.entry(col.name, col.params, seed, num_classes, target)
             continue
-        atk = spec.build(col.params)
-        info = {"kind": col.kind, **col.params, "source": col.source}
-        if col.source == "substitute":
-            crafted = _on(source, atk)
-            plan.entries[col.name] = Crafted(col.name, crafted, "transfer", info)
+        params = col.params if early_stop else full_search(col.params)
+        if col.source == "substitute":  # crafted on another model: its verdict is not the judge's
+            p = full_search(params)
+            info = {"kind": col.kind, **p, "source": col.source}
+            plan.entries[col.name] = Crafted(col.name, _on(source, spec.build(p)), "transfer", info)
         elif defended is None:
-            plan.entries[col.name] = Crafted(col.name, atk, spec.role, info)
+            info = {"kind": col.kind, **params, "source": col.source}
+            plan.entries[col.name] = Crafted(col.name, spec.build(params), spec.role, info)
         elif col.defended:
             for s in strategies:
                 name = f"{s.name} {col.name}"
-                role = s.role(spec.role)
-                plan.entries[name] = Crafted(name, s.craft(atk), role, {**info, "strategy": s.name})
+                judged = s.scorer is not None or s.surrogate is defended  # the defence's verdict
+                p = params if judged else full_search(params)
+                info = {"kind": col.kind, **p, "source": col.source, "strategy": s.name}
+                plan.entries[name] = Crafted(name, s.craft(spec.build(p)), s.role(spec.role), info)
     return plan
+
+
+def full_search(params: dict[str, Any]) -> dict[str, Any]:
+    """A column's params with `early_stop` off (where it has the setting at all)."""
+    return {**params, "early_stop": False} if params.get("early_stop") else params
 
 
 def _on(model: nn.Module | None, attack: Attack) -> Attack:

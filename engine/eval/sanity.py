@@ -20,6 +20,7 @@ from engine.attacks import Attack
 from engine.attacks.pgd import PGDColumn, threat_of
 from engine.attacks.threat import ThreatModel
 from engine.eval.journal import Journal
+from engine.eval.plan import full_search
 from engine.eval.run import run_suite
 from engine.eval.suites import Column, SuiteSpec, can_vary
 
@@ -272,13 +273,15 @@ def sanity_runs(
     prefix: str = "",
     journal: Journal | None = None,
     external: bool = False,  # a model from outside the workbench (eval --model, imported)
+    early_stop: bool = True,  # False: every example to the last step, whatever the column says
 ) -> tuple[list[Check], dict[str, Any]]:
     """The extra attacks the sanity checks need, all variants of the suite's base PGD column.
 
     Steps scale with eps (step * eps'/eps), so every point of the curve uses
     the same relative step as the suite's own column. For a defended model
     `classifier` is the full defence, so these are its BPDA attacks. A
-    `journal` keeps their progress batch by batch, as the suite's own.
+    `journal` keeps their progress batch by batch, as the suite's own. They
+    stop attacking broken examples as the base column does (`early_stop`).
     """
     defended = bool(prefix)  # the suite ran against a defence: only its defended columns exist
     usable = [c for c in cols if can_vary(c.kind, c.source, c.defended or not defended)]
@@ -287,7 +290,7 @@ def sanity_runs(
     base = (named or ce or [None])[0]
     if base is None:
         return [Check("extra sanity runs", SKIP, "no white-box PGD column")], {}
-    p = base.params
+    p = base.params if early_stop else full_search(base.params)
     eps, step = p["eps"], p["step"]
     big = threat_of(p).unbounded(x[0].numel()).eps  # a ball holding the whole box
     variants: dict[str, dict[str, Any]] = {}
