@@ -25,25 +25,17 @@ import torch
 from tests.conftest import TINY_PRESET, cli_env, wb, write_preset
 from tests.test_distributed import DDP_SETS, assert_same_run, events, step_losses, weights
 from tests.test_distributed import train as train_local
+from tests.test_study import STUDY
 
 pytestmark = pytest.mark.slurm
 
 # one CPU per member: two members fit the 2-CPU node, so a limit of 1 is the array's doing
 SLURM = ["--executor", "slurm", "--slurm-cpus", "1", "--slurm-time", "30"]
 
-STUDY = """
-name = "{name}"
-seeds = [0, 1]
-suite = "quick"
-samples = 64
-[[arm]]
-name = "madry"
-preset = "tiny.toml"
-[[arm]]
-name = "weak"
-preset = "tiny.toml"
-set = {{ "attack.steps" = 1 }}
-"""
+
+def study(name: str) -> str:
+    """tests/test_study.py's 2-arm x 2-seed study of tiny members, under another name."""
+    return STUDY.replace('name = "mini"', f'name = "{name}"', 1)
 
 
 def cluster_up() -> str:
@@ -105,8 +97,8 @@ def both(tmp_path_factory):
     sampled twice a second while it runs)."""
     root = tmp_path_factory.mktemp("slurm-study")
     tiny(root)
-    write_preset(root / "local.toml", STUDY.format(name="viaslocal"))
-    write_preset(root / "slurm.toml", STUDY.format(name="viaslurm"))
+    write_preset(root / "local.toml", study("viaslocal"))
+    write_preset(root / "slurm.toml", study("viaslurm"))
     samples: list[tuple[float, list[tuple[str, str, str]]]] = []
     done = threading.Event()
 

@@ -18,6 +18,16 @@ def _ok(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
+def _seeds_and_mean(
+    ax: Any, y: float, seeds: list[float], s: dict[str, Any], colour: str, gid: str
+) -> None:
+    """One row: each seed's value as a faint dot, the mean with its t-interval as a bar."""
+    ax.plot(seeds, [y] * len(seeds), "o", ms=2, color=colour, alpha=0.5, gid=f"{gid} seeds")
+    err = [[s["mean"] - s["low"]], [s["high"] - s["mean"]]] if _ok(s["low"]) else None
+    bars = ax.errorbar(s["mean"], y, xerr=err, fmt="D", ms=3.5, color=colour, capsize=2)
+    bars.lines[0].set_gid(gid)  # the mean's marker (gid= would tag the caps too)
+
+
 def arms_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
     """Two panels (robust, clean): each group's mean over seeds, its 95% t-interval, its seeds."""
     groups = [g for g in doc["groups"] if g["evaluated"]]
@@ -36,18 +46,7 @@ def arms_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
             s = g[which]
             colour = palette(g["arm"])
             seeds = [m[which] for m in members if m.get("label") == g["label"] and which in m]
-            ax.plot(
-                seeds,
-                [y] * len(seeds),
-                "o",
-                ms=2,
-                color=colour,
-                alpha=0.5,
-                gid=f"{g['label']} seeds",
-            )
-            err = [[s["mean"] - s["low"]], [s["high"] - s["mean"]]] if _ok(s["low"]) else None
-            bars = ax.errorbar(s["mean"], y, xerr=err, fmt="D", ms=3.5, color=colour, capsize=2)
-            bars.lines[0].set_gid(g["label"])  # the mean's marker (gid= would tag the caps too)
+            _seeds_and_mean(ax, y, seeds, s, colour, g["label"])
         ax.set_title(f"{title} (%)")
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(ys, [g["label"] for g in groups])
@@ -124,18 +123,7 @@ def paired_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
     for y, p in zip(ys, pairs, strict=True):
         colour = palette(arm_of.get(p["a"], p["a"]))
         seeds = [q["diff"] for q in p["per_seed"]]
-        ax.plot(
-            seeds,
-            [y] * len(seeds),
-            "o",
-            ms=2,
-            color=colour,
-            alpha=0.5,
-            gid=f"{p['a']} - {p['b']} seeds",
-        )
-        err = [[p["mean"] - p["low"]], [p["high"] - p["mean"]]] if _ok(p["low"]) else None
-        bars = ax.errorbar(p["mean"], y, xerr=err, fmt="D", ms=3.5, color=colour, capsize=2)
-        bars.lines[0].set_gid(f"{p['a']} - {p['b']}")
+        _seeds_and_mean(ax, y, seeds, p, colour, f"{p['a']} - {p['b']}")
     ax.axvline(0, color="#000000", lw=0.6)
     ax.set_yticks(ys, [f"{p['a']} - {p['b']}" for p in pairs])
     ax.set_ylim(-0.6, len(pairs) - 0.4)
