@@ -385,10 +385,16 @@ def test_cancelling_an_evaluation_stops_its_worker_and_saves_nothing(static_dir)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await open_inspector(pilot)
             original = screen._progress
-            screen._progress = lambda name, *a: (batches.append(name), original(name, *a))
-            await pilot.press("e")  # the paper suite on the whole test split: minutes
+
+            def progress(name: str, *a: object) -> None:
+                batches.append(name)
+                original(name, *a)
+                if len(batches) == 1:  # x's action while the worker waits on its first batch
+                    screen.action_cancel_eval()  # (early stop breaks this weak model in a blink)
+
+            screen._progress = progress
+            await pilot.press("e")  # the paper suite on the whole test split
             await wait_for(pilot, lambda: len(batches) >= 1)
-            await pilot.press("x")
             status = screen.query_one("#eval-status")
             await wait_for(pilot, lambda: "cancelled" in str(status.render()))
             await wait_for(pilot, lambda: not [w for w in app.workers if w.group == "eval"])

@@ -22,6 +22,7 @@ from engine.records.runs import STUDY_MARK, listed_run_dir
 from engine.report import style, tables
 from engine.report.run_data import EVENTS, RunData, number, run_data
 from engine.spec.errors import WorkbenchError
+from engine.spec.registry import known_norm_label
 
 REPORT_DIR = "report"  # inside a run folder, beside an evaluation (<stem>-report), in .study/
 
@@ -160,7 +161,7 @@ def _eval_row(doc: dict[str, Any], label: str) -> tables.Row:
 
 
 def _eval_note(doc: dict[str, Any]) -> str:
-    norm = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(doc.get("norm")), doc.get("norm"))
+    norm = known_norm_label(doc.get("norm"), str(doc.get("norm")))  # a file: hostile input
     return (
         f"the {doc.get('suite')} suite on n = {doc.get('n')} {doc.get('split', 'test')} examples "
         f"of {doc.get('dataset', '?')}, {norm} eps {doc.get('eps')}; the worst case is per example "

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.records.evidence import WORST
 from engine.report import style
+from engine.spec.registry import known_norm_label
 
 
 def columns_figure(doc: dict[str, Any], palette: style.Palette, name: str) -> Any:
@@ -60,7 +61,7 @@ def sweep_figure(doc: dict[str, Any], palette: style.Palette) -> Any:
                 lw=0,
                 gid=f"{label} band",
             )
-    norm = {"linf": "L-inf", "l2": "L2", "l1": "L1"}.get(str(doc.get("norm")), doc.get("norm"))
+    norm = known_norm_label(doc.get("norm"), str(doc.get("norm")))  # a file: hostile input
     ax.set_xlabel(f"eps ({norm})")
     ax.set_ylabel(f"accuracy under PGD-{doc.get('steps', '?')} (%)")
     ax.set_ylim(0, 100)
