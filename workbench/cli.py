@@ -45,6 +45,7 @@ from workbench.model_cmd import (
     WeightsOpt,
     _loaded_model,
     _target,
+    model_options,
 )
 from workbench.printing import err, fail, out, print_json
 from workbench.process import pin_malloc
@@ -234,18 +235,7 @@ def eval_(
         raise typer.Exit(code)
     from engine.eval.evaluate import evaluate_checkpoint
 
-    loaded, checkpoint = _target(
-        "eval",
-        checkpoint,
-        model,
-        weights=weights,
-        dataset=dataset,
-        normalize=normalize,
-        strip_prefix=strip_prefix,
-        norm=norm,
-        eps=eps,
-        step=step,
-    )
+    loaded, checkpoint = _target("eval", checkpoint, model, **model_options(locals()))
     substitute = model_cmd.substitute(
         source,
         weights=source_weights,
@@ -334,16 +324,7 @@ def sweep(
     emax = None if eps_max is None else _fraction("--eps-max", eps_max, 0, unbounded, open_low=True)
     paths, loaded = list(checkpoints or []), None
     if model is not None:
-        loaded, anchor = _loaded_model(
-            model,
-            weights=weights,
-            dataset=dataset,
-            normalize=normalize,
-            strip_prefix=strip_prefix,
-            norm=norm,
-            eps=eps,
-            step=step,
-        )
+        loaded, anchor = _loaded_model(model, **model_options(locals()))
         paths.insert(0, anchor)
     kw = {"samples": samples, "device": device, "seed": seed, "out_dir": out_dir}
     with printing.working(as_json) as progress:
@@ -379,18 +360,7 @@ def ablate(
     """The eps_ap ablation of API-Net (paper Table 5) on any checkpoint, or on --model."""
     from engine.eval.ablation import eps_ap_sweep
 
-    loaded, checkpoint = _target(
-        "ablate",
-        checkpoint,
-        model,
-        weights=weights,
-        dataset=dataset,
-        normalize=normalize,
-        strip_prefix=strip_prefix,
-        norm=norm,
-        eps=eps,
-        step=step,
-    )
+    loaded, checkpoint = _target("ablate", checkpoint, model, **model_options(locals()))
 
     def show(v: float, doc: dict) -> None:
         if not as_json:

@@ -47,6 +47,14 @@ EpsOpt = Annotated[
 StepOpt = Annotated[str | None, typer.Option("--step", help="Attack step (default: eps/4).")]
 
 
+MODEL_OPTIONS = ("weights", "dataset", "normalize", "strip_prefix", "norm", "eps", "step")
+
+
+def model_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The `--model` options out of a command's parameters (`locals()`), by their names."""
+    return {k: values[k] for k in MODEL_OPTIONS}
+
+
 def _model_source(
     spec: str,
     *,
@@ -166,16 +174,7 @@ def import_(
 
     if model is None:
         raise WorkbenchError("import: give --model MODULE:FACTORY (and --weights, --dataset)")
-    src = _model_source(
-        model,
-        weights=weights,
-        dataset=dataset,
-        normalize=normalize,
-        strip_prefix=strip_prefix,
-        norm=norm,
-        eps=eps,
-        step=step,
-    )
+    src = _model_source(model, **model_options(locals()))
     if name is not None and out_path is not None:
         raise WorkbenchError("import: give --name or --out, not both")
     path, foreign = import_model(src, out_path or default_output(src, name))

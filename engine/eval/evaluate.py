@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from engine.eval import adv_keep, card, model_checks, sanity, stats
 from engine.eval.journal import Journal, digest
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
+from engine.eval.substitute import Substitute, load_source
 from engine.eval.suites import Column, SuiteSpec, load_suite, resolve_columns
 from engine.external.source import ModelSource
 from engine.records import evidence
@@ -152,41 +153,6 @@ def eval_inputs(
     data = load_dataset(cfg.data.dataset, cfg.data.root, cfg.data.download)
     n = min(samples or len(data.test_y), len(data.test_y))
     return data.test_x[:n].to(device).float().div_(255.0), data.test_y[:n].to(device)
-
-
-@dataclass
-class Substitute:
-    """The model a black-box column crafts on (`--source`): what names it in the evidence."""
-
-    model: nn.Module
-    name: str  # the checkpoint's path, or the --source model spec (and its weights)
-    sha256: str  # the checkpoint file's, or the foreign model's record's
-    external: dict[str, Any] | None  # a foreign model's record (factory, weights, SHA-256s)
-
-
-def load_source(source: Path | ModelSource, cfg: PresetConfig, device: torch.device) -> Substitute:
-    """The substitute of the black-box columns: a checkpoint, or a model from outside the
-    workbench (its dataset is the target's); it must see the target's inputs and classes."""
-    if isinstance(source, ModelSource):
-        from engine.external.foreign import load_foreign  # torch models: only when asked
-
-        try:
-            foreign = load_foreign(replace(source, dataset=cfg.data.dataset))
-        except WorkbenchError as exc:
-            raise WorkbenchError(f"--source {source.spec}: {exc}") from None
-        weights = "" if source.weights is None else f" ({source.weights})"
-        model = foreign.model.to(device).eval()  # a substitute crafts as it predicts
-        return Substitute(model, source.spec + weights, digest(foreign.external), foreign.external)
-    try:
-        scfg, model = load_model(source, None, device)
-    except WorkbenchError as exc:
-        raise WorkbenchError(f"--source: {exc}") from None
-    if scfg.data.dataset != cfg.data.dataset:
-        raise WorkbenchError(
-            f"--source {source}: trained on {scfg.data.dataset!r}, the target on "
-            f"{cfg.data.dataset!r}; a substitute must see the same inputs and classes"
-        )
-    return Substitute(model, str(source), file_sha256(source), None)
 
 
 @dataclass
