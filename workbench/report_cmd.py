@@ -42,7 +42,8 @@ def report(
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     """Paper figures, tables and a Markdown summary of a run, an evaluation or a study."""
-    from engine.report.build import check_out, make_report, parse_formats
+    from engine.report.build import make_report
+    from engine.report.inputs import check_out, parse_formats
 
     fmts = parse_formats(formats)
     if out_dir is not None:
