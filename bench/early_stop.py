@@ -1,10 +1,14 @@
-"""Early stop against the full search: the same suite, checkpoint and examples, interleaved.
+"""The fast evaluation against the path before it: the same suite, checkpoint and examples.
 
 Runs a suite (default `paper`, its sanity runs included) on the first
-`--samples` test examples of a checkpoint twice per round, once with every PGD
-column's `early_stop = false` (the full search: every example attacked to the
-last step) and once with `early_stop = true` (broken examples leave the working
-batch), and reports (full, early, full, early: machine noise hits both alike)
+`--samples` test examples of a checkpoint twice per round: "full", the path
+before issue 26 (every PGD column's `early_stop = false`, every example
+attacked to the last step, the whole batch through the model at once), and
+"early", today's (`early_stop = true`: broken examples leave the working
+batch; on the CPU the model runs on micro-batches of `--slice` examples,
+engine/eval/microbatch.py). `--attribute` adds "early-whole" (early stop on
+the whole batch) to say what each part gives. It reports (full, early, full,
+early: machine noise hits both alike)
 
 * per-example agreement: the share of (column, example) outcomes, the suite's
   columns and its sanity runs together, that are the same in both (target
@@ -43,6 +47,7 @@ from engine.data import dataset_info
 from engine.devices import resolve_device
 from engine.eval import WORST
 from engine.eval.evaluate import eval_inputs, evaluate_model
+from engine.eval.microbatch import CPU_SLICE
 from engine.eval.stats import wilson
 from engine.eval.suites import Column, load_suite, resolve_columns
 
@@ -166,6 +171,21 @@ def summarise(
         f"target >= 1.5: {'met' if cpu_f / cpu_e >= 1.5 else 'NOT met'}; trust it over the wall "
         "ratio when the machine is shared)",
     ]
+    if "early-whole" in runs:
+        whole = runs["early-whole"]
+        med_w = statistics.median(x["wall_s"] for x in whole)
+        cpu_w = statistics.median(x["cpu_s"] for x in whole)
+        doc["early_whole_batch"] = {
+            "wall_s": [x["wall_s"] for x in whole],
+            "cpu_s": [x["cpu_s"] for x in whole],
+            "agreement": [
+                agreement(f["outcomes"], w["outcomes"]) for f, w in zip(full, whole, strict=True)
+            ],
+        }
+        lines.append(
+            f"early stop alone (whole batch): {med_f / med_w:.2f}x wall, {cpu_f / cpu_w:.2f}x "
+            f"CPU; the micro-batch on top: {med_w / med_e:.2f}x wall, {cpu_w / cpu_e:.2f}x CPU"
+        )
     if repeat is not None:
         lines.append(f"full vs full (rounds 0, {len(full) - 1}): {repeat['agreement_pct']:.3f}%")
     for k, d in (pairs[0]["differences"] or {}).items():
@@ -188,6 +208,17 @@ def main() -> int:
         help="torch threads (0: every CPU this process may use); with 1 the CPU seconds "
         "are the work done, a fair measure on a machine shared with other jobs",
     )
+    p.add_argument(
+        "--slice",
+        type=int,
+        default=CPU_SLICE,
+        help="the early path's CPU micro-batch (0: the whole batch at once, early stop alone)",
+    )
+    p.add_argument(
+        "--attribute",
+        action="store_true",
+        help="also run early stop on the whole batch, to say what each part gives",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     add_common_args(p)
     args = p.parse_args()
@@ -199,18 +230,21 @@ def main() -> int:
     cols = resolve_columns(spec, cfg, False)
     x, y = eval_inputs(cfg, args.samples, dev)
     n_cls = dataset_info(cfg.data.dataset).num_classes
-    variants = {"full": with_early_stop(cols, False), "early": with_early_stop(cols, True)}
+    # name: (every PGD's early_stop, the CPU micro-batch); "full" is the path before both
+    variants = {"full": (False, None), "early": (True, args.slice or None)}
+    if args.attribute:
+        variants["early-whole"] = (True, None)  # early stop alone: which part gives what
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    runs: dict[str, list[dict[str, Any]]] = {"full": [], "early": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for r in range(args.rounds):
-        for name in ("full", "early"):  # full, early, full, early, ...
+        for name, (stop, piece) in variants.items():  # full, early, full, early, ...
             t0, c0 = time.perf_counter(), time.process_time()
             ev = evaluate_model(
                 spec,
-                variants[name],
+                with_early_stop(cols, stop),
                 model,
                 x,
                 y,
@@ -218,6 +252,7 @@ def main() -> int:
                 seed=args.seed,
                 batch_size=args.batch,
                 default_batch=cfg.data.eval_batch_size,
+                micro_batch=piece,
             )
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             table = ev.result.table()
@@ -238,7 +273,7 @@ def main() -> int:
                 }
             )
             log(
-                f"round {r} {name:5s}: {wall:7.1f} s wall, {cpu:7.1f} s CPU "
+                f"round {r} {name:11s}: {wall:7.1f} s wall, {cpu:7.1f} s CPU "
                 f"(attack columns {ev.attack_seconds:.1f} s, "
                 f"sanity runs {sum(sanity_s.values()):.1f} s), worst case {table[WORST]:.2f}%, "
                 f"early_stop in its columns: {runs[name][-1]['early_stop']}"

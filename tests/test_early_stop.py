@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.attacks import PGD, ThreatModel
 from engine.attacks.pgd import PGDColumn, _working_size
 from engine.eval.entries import predict
+from engine.eval.microbatch import micro_batched
 from engine.eval.model_checks import draws_random
 from engine.eval.plan import plan_suite
+from engine.eval.run import run_suite
 from engine.eval.suites import Column
 
 
@@ -181,3 +184,42 @@ def test_plan_turns_early_stop_off_where_the_verdict_is_not_the_judges(trained_l
     state = torch.get_rng_state()
     assert draws_random([trained_lenet, Noisy(trained_lenet)], x) is True
     assert torch.equal(state, torch.get_rng_state())  # the check draws nothing the run sees
+
+
+def test_micro_batches_are_the_model_up_to_float_noise(trained_lenet, test_batch):
+    """Sliced on the CPU, the logits and input gradients are the whole batch's (float noise
+    aside), each forward carries at most the slice, and nothing is sliced on CUDA."""
+    x, y = test_batch[0][:70], test_batch[1][:70]
+    counted = Counting(trained_lenet)
+    sliced = micro_batched(counted, torch.device("cpu"), 32)
+    assert micro_batched(trained_lenet, torch.device("cuda"), 32) is trained_lenet
+    assert micro_batched(sliced, torch.device("cpu"), 16) is sliced  # never sliced twice
+
+    def logits_and_grad(model):
+        xg = x.clone().requires_grad_(True)
+        out = model(xg)
+        (grad,) = torch.autograd.grad(F.cross_entropy(out, y, reduction="sum"), xg)
+        return out.detach(), grad
+
+    whole, sliced_out = logits_and_grad(trained_lenet), logits_and_grad(sliced)
+    assert counted.calls == 3 and counted.rows == 70  # 32 + 32 + 6
+    torch.testing.assert_close(sliced_out[0], whole[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sliced_out[1], whole[1], rtol=1e-4, atol=1e-6)
+
+
+def test_a_suite_on_micro_batches_gives_the_same_outcomes(trained_lenet, test_batch):
+    """The paper-style columns on slices of 24 and on the whole batch: the same per-example
+    outcomes, and robust accuracy at most clean."""
+    x, y = test_batch[0][:96], test_batch[1][:96]
+    cols = [
+        Column("PGD-10", "pgd", {"eps": 0.1, "step": 0.025, "steps": 10, "early_stop": True}),
+        Column("CW-10", "pgd", {"eps": 0.1, "step": 0.025, "steps": 10, "loss": "cw"}),
+    ]
+    outcomes = []
+    for piece in (None, 24):
+        plan = plan_suite(cols, trained_lenet, 10, 0)
+        res = run_suite(micro_batched(trained_lenet, x.device, piece), x, y, plan.entries, 96, 0)
+        outcomes.append(res.correct)
+    for name in ("clean", "PGD-10", "CW-10"):
+        assert torch.equal(outcomes[0][name], outcomes[1][name]), name
+    assert 0 < int(outcomes[1]["PGD-10"].sum()) < int(outcomes[1]["clean"].sum())

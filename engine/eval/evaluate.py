@@ -24,6 +24,7 @@ from engine.defenses.strategies import Strategy, every_strategy
 from engine.devices import resolve_device
 from engine.eval import adv_keep, card, model_checks, sanity, stats
 from engine.eval.journal import Journal, digest
+from engine.eval.microbatch import CPU_SLICE, micro_batched
 from engine.eval.plan import Plan, plan_suite
 from engine.eval.run import SuiteResult, pick_batch_size, run_suite
 from engine.eval.substitute import Substitute, load_source
@@ -73,6 +74,7 @@ def evaluate_model(
     external: bool = False,
     save_adv: bool = False,
     journal: Journal | None = None,
+    micro_batch: int | None = CPU_SLICE,
 ) -> Evaluation:
     """Run a suite and its sanity checks on a model in memory.
 
@@ -84,7 +86,9 @@ def evaluate_model(
     continues what it holds (engine/eval/journal.py); without one no file is
     read or written. PGD columns stop attacking an example once it is broken
     (their `early_stop`), unless the classifier or a strategy's surrogate draws
-    random numbers (`model_checks.draws_random`).
+    random numbers (`model_checks.draws_random`). On the CPU the classifier
+    runs on slices of `micro_batch` examples (engine/eval/microbatch.py; None:
+    the whole batch at once).
     """
     classifier = model if defended is None else defended
     first = [model_checks.put_in_eval_mode(classifier)] if external else []
@@ -109,6 +113,7 @@ def evaluate_model(
         if progress is not None:
             progress(name, done, total, total_cols)
 
+    classifier = micro_batched(classifier, x.device, micro_batch)
     t0 = time.perf_counter()
     keeper = adv_keep.attach(plan, x, y) if save_adv else None
     result = run_suite(

@@ -24,6 +24,7 @@ from engine.defenses.strategies import bpda, transfer
 from engine.devices import resolve_device
 from engine.eval.entries import predict
 from engine.eval.evaluate import Loaded, eval_inputs
+from engine.eval.microbatch import micro_batched
 from engine.eval.plan import plan_suite
 from engine.eval.run import run_suite
 from engine.eval.stats import wilson
@@ -67,7 +68,7 @@ def sweep_checkpoint(
     n = len(y)
     n_cls = dataset_info(cfg.data.dataset).num_classes
     defended = build_defense(cfg, model, n_cls)
-    classifier = model if defended is None else defended
+    classifier = micro_batched(model if defended is None else defended, dev)
     bs = min(cfg.data.eval_batch_size, n)
     clean = predict(classifier, x, bs) == y
     ratio = cfg.attack.step / cfg.attack.eps if cfg.attack.eps > 0 else 0.0

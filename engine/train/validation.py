@@ -21,6 +21,7 @@ from torch import nn
 
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import bpda, transfer
+from engine.eval.microbatch import micro_batched
 from engine.eval.plan import plan_suite
 from engine.eval.run import SuiteResult, run_suite
 from engine.eval.stats import wilson
@@ -59,13 +60,14 @@ class SplitEvaluation:
         """The accuracies; the caller's RNG is left untouched."""
         bs = self.cfg.data.eval_batch_size
         x, y, entries = self.robust_x, self.robust_y, self.plan.entries
+        model = micro_batched(self.model, self.device)  # on the CPU, cache-sized slices
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if self.defended is not None:  # inference costs C searches: the subset alone
-                res = run_suite(self.defended, x, y, entries, bs, seed)
+                res = run_suite(micro_batched(self.defended, self.device), x, y, entries, bs, seed)
                 clean = res.correct["clean"]
             else:
-                clean = run_suite(self.model, self.x, self.y, {}, bs).correct["clean"]
-                res = run_suite(self.model, x, y, entries, bs, seed)
+                clean = run_suite(model, self.x, self.y, {}, bs).correct["clean"]
+                res = run_suite(model, x, y, entries, bs, seed)
         return {"split": self.split, **measure("clean", clean), **measure("robust", res)}
 
     @property
