@@ -232,3 +232,19 @@ def convert_sync_bn(model: nn.Module, cfg: DistributedConfig, world: World) -> n
 def attack_model(model: nn.Module) -> nn.Module:
     """The module an attack inside a training loss should differentiate (not the DDP view)."""
     return model.plain_module if isinstance(model, TrainView) else model
+
+
+def global_batch(requested: int | str, batch: int, world: World, device: torch.device) -> int:
+    """The batch all ranks together take per step (`batch`: one rank's, or the global one).
+
+    Under DDP the batch is global: "auto" (`requested`) probed one rank's share,
+    the smallest wins.
+    """
+    if requested == "auto" and world.enabled:
+        batch = all_min(batch, world, device) * world.size
+    if batch < world.size:
+        raise WorkbenchError(
+            f"key 'data.batch_size': {batch} is the global batch and must be at least "
+            f"the number of processes ({world.size})"
+        )
+    return batch

@@ -8,21 +8,25 @@ for any method (`[guard]`, engine/spec/config.py): every `every` steps or at
 each epoch's end it measures robust accuracy under PGD-`steps` on the first
 `samples` training examples, always from the same random starts (the curve
 moves only with the model), and fires once that accuracy is more than `drop`
-points below the best it has seen. What the run then does (stop, restore,
-lower the step) is the trainer's (engine/train/trainer.py); this file only
-measures and judges.
+points below the best it has seen. `Guard.act` then does what `action` says
+(stop, restore the guard's best weights, lower the method's step); when to
+check and where its best weights are written is the trainer's
+(engine/train/trainer.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine import checkpoint_io as ckpt
 from engine.attacks import PGD, ThreatModel
 from engine.eval.stats import wilson
+from engine.records.events import EventWriter
 from engine.spec.config import GuardConfig, PresetConfig
 
 
@@ -151,6 +155,47 @@ class Guard:
             improved=improved,
             fired=fired,
         )
+
+    def act(
+        self, check: GuardCheck, model: nn.Module, method: Any, writer: EventWriter, good: Path
+    ) -> bool:
+        """Do `action` after `check` fired, with a `warning` saying what; True if training ends.
+
+        `good` holds the weights of the guard's best check (the last good checkpoint).
+        """
+        action = self.cfg.action
+        self.state.fired = [*(self.state.fired or []), {**asdict(check), "action": action}]
+        what = (
+            f"catastrophic overfitting: the guard's {self.label} fell to {check.acc:.1f}% "
+            f"[{check.interval[0]:.1f}, {check.interval[1]:.1f}] at step {check.step}, "
+            f"{check.best_acc - check.acc:.1f} points below its best {check.best_acc:.1f}% "
+            f"(step {check.best_step}; guard.drop {self.cfg.drop:g})"
+        )
+        if action == "stop":
+            self.state.stopped = True
+            writer.emit(
+                "warning",
+                message=f"{what}; stopped (best.safetensors kept; {good.name} "
+                f"holds step {check.best_step}'s weights)",
+            )
+            return True
+        ckpt.unpack_model(model, ckpt.load_tensors(good), str(good))
+        if action == "restore":
+            self.state.stopped = True
+            writer.emit(
+                "warning",
+                message=f"{what}; restored step {check.best_step}'s weights "
+                f"({good.name}) and stopped",
+            )
+            return True
+        new = method.scale_step(self.cfg.factor)
+        self.state.step_scale *= self.cfg.factor
+        writer.emit(
+            "warning",
+            message=f"{what}; restored step {check.best_step}'s weights and "
+            f"lowered method.step to {new:g} (x eps); training on",
+        )
+        return False
 
     def summary(self) -> dict[str, Any]:
         """What a finished run reports about its guard (run_finished's `guard`)."""

@@ -17,7 +17,6 @@ run with `run_failed` and leaves the last good checkpoint untouched.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +33,7 @@ from engine.models import build
 from engine.records.checkpoint_header import read_header
 from engine.records.events import EventWriter
 from engine.spec.config import PresetConfig
-from engine.spec.errors import CheckpointError, TrainingDiverged, WorkbenchError
+from engine.spec.errors import CheckpointError, TrainingDiverged
 from engine.splits import split
 from engine.train import distributed, perf
 from engine.train.distributed import SINGLE, World
@@ -42,7 +41,8 @@ from engine.train.guard import Guard, GuardCheck, GuardState
 from engine.train.methods.base import build_method
 from engine.train.schedule import build_optimizer, lr_at
 from engine.train.state import TrainState, load_full, save_full
-from engine.train.validation import SplitEvaluation
+from engine.train.step_log import LogWindow, StepLog
+from engine.train.validation import SplitEvaluation, test_checkpoint
 
 
 @dataclass
@@ -54,25 +54,6 @@ class Outcome:
     final: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     saved: bool = True  # False: interrupted twice, so no final checkpoint was written
-
-
-@dataclass
-class LogWindow:
-    """The steps since the last `step` event: loss parts summed on the device, samples, clock."""
-
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-    samples: int = 0
-    steps: int = 0
-    t0: float = field(default_factory=time.perf_counter)
-
-    def add(self, metrics: dict[str, torch.Tensor], samples: int) -> None:
-        for k, v in metrics.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.samples += samples
-        self.steps += 1
-
-    def reset(self) -> None:
-        self.sums, self.samples, self.steps, self.t0 = {}, 0, 0, time.perf_counter()
 
 
 class Trainer:
@@ -114,7 +95,9 @@ class Trainer:
             device=device,
             deterministic=cfg.train.deterministic,
         )
-        cfg.data.batch_size = self._global_batch(self.fast.batch_size)
+        cfg.data.batch_size = distributed.global_batch(
+            cfg.data.batch_size, self.fast.batch_size, world, device
+        )
         self.train_loader = TensorLoader(
             train_x,
             train_y,
@@ -139,6 +122,9 @@ class Trainer:
             cfg, self.model, val_x, val_y, data.num_classes, device, split="val"
         )
         self.state = TrainState()
+        self.step_log = StepLog(
+            writer, world, self.stop, device, cfg.train.log_every, len(self.train_loader)
+        )
 
     def _build_model(self) -> nn.Module:
         """The seeded model on the device: its initial weights depend on the seed alone."""
@@ -161,21 +147,6 @@ class Trainer:
     def _augment(self) -> Augment | None:
         d = self.cfg.data
         return Augment(d.flip, d.crop_padding, d.pad_mode) if d.augment else None
-
-    def _global_batch(self, batch: int) -> int:
-        """The batch all ranks together take per step.
-
-        Under DDP the batch is global: "auto" probed one rank's share, the smallest wins.
-        """
-        world = self.world
-        if self.cfg.data.batch_size == "auto" and world.enabled:
-            batch = distributed.all_min(batch, world, self.device) * world.size
-        if batch < world.size:
-            raise WorkbenchError(
-                f"key 'data.batch_size': {batch} is the global batch and must be at least "
-                f"the number of processes ({world.size})"
-            )
-        return batch
 
     # ------------------------------------------------------------ checkpoints
 
@@ -235,22 +206,7 @@ class Trainer:
         if not self.world.is_main or not best.exists():
             return None
         self.writer.emit("phase", phase="testing", epoch=self.state.epoch)
-        _, meta = read_header(best)
-        cfg, model = ckpt.load_model(best, None, self.device, meta=meta)
-        data = self.data
-        n = len(data.test_y)
-        test = SplitEvaluation(
-            cfg,
-            model,
-            data.test_x,
-            data.test_y,
-            data.num_classes,
-            self.device,
-            split="test",
-            samples=n,
-        )
-        record = test(self.cfg.train.seed)
-        return {**record, "checkpoint": str(best), "epoch": int(meta["epoch"])}
+        return test_checkpoint(best, self.data, self.device, self.cfg.train.seed)
 
     # ------------------------------------------------------------ the loop
 
@@ -306,12 +262,13 @@ class Trainer:
             window.add(self._step(x, y, b), loader.global_batch(b))
             s.global_step += 1
             s.step_in_epoch = b + 1
-            if self._log_due(last=b + 1 == n_batches) and self._log(window, b, lr):
+            due = self.step_log.due(s.global_step, last=b + 1 == n_batches)
+            if due and self.step_log.emit(window, s, b, lr):
                 return True
             due = self.guard is not None and self.guard.due(s.global_step, b + 1 == n_batches)
             if due and self._guard_check():  # training ends here: the epoch ends with it
                 if window.steps:
-                    self._log(window, b, lr)
+                    self.step_log.emit(window, s, b, lr)
                 return False
         return False
 
@@ -341,40 +298,9 @@ class Trainer:
             ckpt.save(good, ckpt.pack_model(self.model), meta)
         if not check.fired:
             return False
-        action = g.cfg.action
-        g.state.fired = [*(g.state.fired or []), {**asdict(check), "action": action}]
-        what = (
-            f"catastrophic overfitting: the guard's {g.label} fell to {check.acc:.1f}% "
-            f"[{check.interval[0]:.1f}, {check.interval[1]:.1f}] at step {check.step}, "
-            f"{check.best_acc - check.acc:.1f} points below its best {check.best_acc:.1f}% "
-            f"(step {check.best_step}; guard.drop {g.cfg.drop:g})"
-        )
-        if action == "stop":
-            g.state.stopped = True
-            w.emit(
-                "warning",
-                message=f"{what}; stopped (best.safetensors kept; {good.name} "
-                f"holds step {check.best_step}'s weights)",
-            )
-            return True
-        distributed.barrier(self.world)  # rank 0 has written guard.safetensors
-        ckpt.unpack_model(self.model, ckpt.load_tensors(good), str(good))
-        if action == "restore":
-            g.state.stopped = True
-            w.emit(
-                "warning",
-                message=f"{what}; restored step {check.best_step}'s weights "
-                f"({good.name}) and stopped",
-            )
-            return True
-        new = self.method.scale_step(g.cfg.factor)
-        g.state.step_scale *= g.cfg.factor
-        w.emit(
-            "warning",
-            message=f"{what}; restored step {check.best_step}'s weights and "
-            f"lowered method.step to {new:g} (x eps); training on",
-        )
-        return False
+        if g.cfg.action != "stop":
+            distributed.barrier(self.world)  # rank 0 has written guard.safetensors
+        return g.act(check, self.model, self.method, w, good)
 
     def _set_lr(self, epochs_done: float) -> float:
         lr = lr_at(self.cfg, epochs_done)
@@ -399,73 +325,6 @@ class Trainer:
         loss.backward()
         self.optim.step()
         return metrics
-
-    def _log_due(self, last: bool) -> bool:
-        """Every `train.log_every` steps, at the epoch's last step, and (one process) at a stop.
-
-        Under DDP a stop is agreed at logging steps, so every rank stops after the same one.
-        """
-        asked = self.stop.is_set() and not self.world.enabled
-        return self.state.global_step % self.cfg.train.log_every == 0 or last or asked
-
-    def _log(self, window: LogWindow, b: int, lr: float) -> bool:
-        """Emit the window's `step` event and start a new window; True if the run stops here.
-
-        Reading the sums is the loop's one host sync. A non-finite loss part
-        raises TrainingDiverged before anything of this window is recorded.
-        """
-        s = self.state
-        values, agreed = self._gather(window)
-        if not all(math.isfinite(v) for v in values.values()):
-            bad = ", ".join(k for k, v in values.items() if not math.isfinite(v))
-            raise TrainingDiverged(
-                f"non-finite {bad} at epoch {s.epoch + 1} step {s.global_step}; "
-                "last good checkpoint kept"
-            )
-        means = {k: v / window.steps for k, v in values.items()}
-        for k, v in values.items():
-            s.sums[k] = s.sums.get(k, 0.0) + v
-        s.count += window.steps
-        dt = time.perf_counter() - window.t0
-        self.writer.emit(
-            "step",
-            epoch=s.epoch + 1,
-            step=s.global_step,
-            batch=b + 1,
-            batches=len(self.train_loader),
-            loss=means.pop("loss"),
-            parts=means,
-            lr=lr,
-            samples_per_s=window.samples / dt if dt > 0 else 0.0,
-            **self._gpu_memory(),
-        )
-        window.reset()
-        # one process: a stop asked for while logging counts too
-        return agreed if self.world.enabled else self.stop.is_set()
-
-    def _gather(self, window: LogWindow) -> tuple[dict[str, float], bool]:
-        """The window's sums as numbers, and whether the ranks agree to stop.
-
-        Under DDP one all-reduce sums both over the ranks, the stop request
-        riding as an extra element: a stop asked on any rank stops them all.
-        """
-        stacked = torch.stack(list(window.sums.values()))
-        stop = self.stop.is_set()
-        if self.world.enabled:
-            flag = torch.tensor([float(stop)], device=stacked.device)
-            stacked = distributed.all_sum(torch.cat([stacked.float(), flag]), self.world)
-            stop = bool(stacked[-1].item() > 0)
-            stacked = stacked[:-1]
-        return dict(zip(window.sums, stacked.tolist(), strict=True)), stop
-
-    def _gpu_memory(self) -> dict[str, float]:
-        """Allocated and peak CUDA memory in MiB (host-side counters: no device sync)."""
-        if self.device.type != "cuda":
-            return {}
-        return {
-            "gpu_mem_mb": torch.cuda.memory_allocated(self.device) / 2**20,
-            "gpu_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
-        }
 
     def _end_epoch(self, started: float) -> None:
         cfg, s = self.cfg, self.state

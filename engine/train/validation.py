@@ -14,11 +14,14 @@ it; only the finished run's selected checkpoint meets the test split.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from engine.checkpoint_io import load_model
+from engine.data import Dataset
 from engine.defenses.apinet import build_defense
 from engine.defenses.strategies import bpda, transfer
 from engine.eval.microbatch import micro_batched
@@ -26,6 +29,7 @@ from engine.eval.plan import plan_suite
 from engine.eval.run import SuiteResult, run_suite
 from engine.eval.stats import wilson
 from engine.eval.suites import resolve_columns, training_suite
+from engine.records.checkpoint_header import read_header
 from engine.spec.config import PresetConfig
 
 
@@ -84,3 +88,14 @@ def measure(name: str, outcome: torch.Tensor | SuiteResult) -> dict[str, Any]:
         f"{name}_n": n,
         f"{name}_interval": list(wilson(k, n)),
     }
+
+
+def test_checkpoint(path: Path, data: Dataset, device: torch.device, seed: int) -> dict[str, Any]:
+    """A checkpoint (a finished run's selected one) measured on the whole test split."""
+    _, meta = read_header(path)
+    cfg, model = load_model(path, None, device, meta=meta)
+    n = len(data.test_y)
+    test = SplitEvaluation(
+        cfg, model, data.test_x, data.test_y, data.num_classes, device, split="test", samples=n
+    )
+    return {**test(seed), "checkpoint": str(path), "epoch": int(meta["epoch"])}
