@@ -47,14 +47,13 @@ class StepLog:
 
     def __init__(
         self,
-        writer: EventWriter,
         world: World,
         stop: threading.Event,
         device: torch.device,
         log_every: int,
         batches: int,
     ) -> None:
-        self.writer, self.world, self.stop, self.device = writer, world, stop, device
+        self.world, self.stop, self.device = world, stop, device
         self.log_every, self.batches = log_every, batches
 
     def due(self, global_step: int, last: bool) -> bool:
@@ -65,9 +64,11 @@ class StepLog:
         asked = self.stop.is_set() and not self.world.enabled
         return global_step % self.log_every == 0 or last or asked
 
-    def emit(self, window: LogWindow, s: TrainState, b: int, lr: float) -> bool:
-        """Emit the window's `step` event, add it to `s`'s epoch sums, start a new window;
-        True if the run stops here.
+    def emit(
+        self, writer: EventWriter, window: LogWindow, s: TrainState, b: int, lr: float
+    ) -> bool:
+        """Emit the window's `step` event to `writer` (the run's, set when its folder is
+        made), add it to `s`'s epoch sums, start a new window; True if the run stops here.
 
         A non-finite loss part raises TrainingDiverged before anything of this
         window is recorded.
@@ -84,7 +85,7 @@ class StepLog:
             s.sums[k] = s.sums.get(k, 0.0) + v
         s.count += window.steps
         dt = time.perf_counter() - window.t0
-        self.writer.emit(
+        writer.emit(
             "step",
             epoch=s.epoch + 1,
             step=s.global_step,

@@ -123,7 +123,7 @@ class Trainer:
         )
         self.state = TrainState()
         self.step_log = StepLog(
-            writer, world, self.stop, device, cfg.train.log_every, len(self.train_loader)
+            world, self.stop, device, cfg.train.log_every, len(self.train_loader)
         )
 
     def _build_model(self) -> nn.Module:
@@ -263,12 +263,12 @@ class Trainer:
             s.global_step += 1
             s.step_in_epoch = b + 1
             due = self.step_log.due(s.global_step, last=b + 1 == n_batches)
-            if due and self.step_log.emit(window, s, b, lr):
+            if due and self.step_log.emit(self.writer, window, s, b, lr):
                 return True
             due = self.guard is not None and self.guard.due(s.global_step, b + 1 == n_batches)
             if due and self._guard_check():  # training ends here: the epoch ends with it
                 if window.steps:
-                    self.step_log.emit(window, s, b, lr)
+                    self.step_log.emit(self.writer, window, s, b, lr)
                 return False
         return False
 
