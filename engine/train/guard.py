@@ -172,30 +172,26 @@ class Guard:
             f"(step {check.best_step}; guard.drop {self.cfg.drop:g})"
         )
         if action == "stop":
-            self.state.stopped = True
-            writer.emit(
-                "warning",
-                message=f"{what}; stopped (best.safetensors kept; {good.name} "
-                f"holds step {check.best_step}'s weights)",
+            done = (
+                f"stopped (best.safetensors kept; {good.name} "
+                f"holds step {check.best_step}'s weights)"
             )
-            return True
-        ckpt.unpack_model(model, ckpt.load_tensors(good), str(good))
-        if action == "restore":
+        else:
+            ckpt.unpack_model(model, ckpt.load_tensors(good), str(good))
+            if action == "restore":
+                done = f"restored step {check.best_step}'s weights ({good.name}) and stopped"
+            else:
+                new = method.scale_step(self.cfg.factor)
+                self.state.step_scale *= self.cfg.factor
+                done = (
+                    f"restored step {check.best_step}'s weights and "
+                    f"lowered method.step to {new:g} (x eps); training on"
+                )
+        ends = action != "lower_step"
+        if ends:
             self.state.stopped = True
-            writer.emit(
-                "warning",
-                message=f"{what}; restored step {check.best_step}'s weights "
-                f"({good.name}) and stopped",
-            )
-            return True
-        new = method.scale_step(self.cfg.factor)
-        self.state.step_scale *= self.cfg.factor
-        writer.emit(
-            "warning",
-            message=f"{what}; restored step {check.best_step}'s weights and "
-            f"lowered method.step to {new:g} (x eps); training on",
-        )
-        return False
+        writer.emit("warning", message=f"{what}; {done}")
+        return ends
 
     def summary(self) -> dict[str, Any]:
         """What a finished run reports about its guard (run_finished's `guard`)."""
