@@ -23,6 +23,7 @@ from engine.eval.journal import Journal
 from engine.eval.plan import full_search
 from engine.eval.run import run_suite
 from engine.eval.suites import Column, SuiteSpec, can_vary
+from engine.spec.registry import norm_label
 
 PASS, WARN, SKIP = "PASS", "WARN", "SKIP"
 
@@ -242,7 +243,7 @@ def in_ball_check(runs: dict[str, InBall]) -> Check:
     worst = max(runs.values(), key=lambda r: r.excess / ball_tolerance(r.threat.eps))
     t = worst.threat
     figure = (
-        f"largest {t.norm} size beyond eps: {max(worst.excess, 0.0):.2g} at {t.label} "
+        f"largest {norm_label(t.norm)} size beyond eps: {max(worst.excess, 0.0):.2g} at {t.label} "
         f"(tolerance {ball_tolerance(t.eps):.2g}); largest step outside [0, 1]: "
         f"{max(r.box for r in runs.values()):.2g}"
     )
