@@ -58,6 +58,15 @@ class ScalarStream:
             if v is not None:
                 out.append(Scalar(tag, self.step, self.epoch, v, when))
 
+        def accuracies(split: str, record: dict[str, Any]) -> None:
+            """Clean and robust accuracy of a split, with their interval's bounds."""
+            for which in ("clean", "robust"):
+                add(f"{split}/{which}_acc", record.get(f"{which}_acc"))
+                bounds = record.get(f"{which}_interval")
+                if isinstance(bounds, list) and len(bounds) == 2:
+                    add(f"{split}/{which}_acc_low", bounds[0])
+                    add(f"{split}/{which}_acc_high", bounds[1])
+
         if t == "run_started":
             spe = e.get("steps_per_epoch")
             self.steps_per_epoch = spe if isinstance(spe, int) and spe > 0 else 1
@@ -74,23 +83,12 @@ class ScalarStream:
         elif t == "epoch_end" and isinstance(e.get("epoch"), int):
             self.epoch = e["epoch"]
             self.step = self.epoch * self.steps_per_epoch
-            for which in ("clean", "robust"):
-                add(f"val/{which}_acc", e.get(f"{which}_acc"))
-                bounds = e.get(f"{which}_interval")
-                if isinstance(bounds, list) and len(bounds) == 2:
-                    add(f"val/{which}_acc_low", bounds[0])
-                    add(f"val/{which}_acc_high", bounds[1])
+            accuracies("val", e)
             for key, v in (e.get("train") or {}).items():
                 add(f"epoch/{tag_part(key)}", v)
             add("epoch/seconds", e.get("seconds"))
         elif t == "run_finished" and isinstance(e.get("test"), dict):
-            test = e["test"]
-            for which in ("clean", "robust"):
-                add(f"test/{which}_acc", test.get(f"{which}_acc"))
-                bounds = test.get(f"{which}_interval")
-                if isinstance(bounds, list) and len(bounds) == 2:
-                    add(f"test/{which}_acc_low", bounds[0])
-                    add(f"test/{which}_acc_high", bounds[1])
+            accuracies("test", e["test"])
         elif t == "eval_result" and isinstance(e.get("table"), dict):
             suite = tag_part(e.get("suite", "suite"))
             for column, v in e["table"].items():
